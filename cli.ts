@@ -1,0 +1,209 @@
+/**
+ * The ecap command line: `ecap MODULE [options]`.
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { Capture } from "./lib/capture.ts";
+import { EcapError, EXIT_CODES } from "./lib/errors.ts";
+import type { CommonOptions, EventBase, ModuleSpec, OptionSpec } from "./lib/module_spec.ts";
+import { findModule, MODULES } from "./lib/modules/mod.ts";
+import { checkKernel, checkPid, checkPrivileges } from "./lib/preflight.ts";
+import { OutputSink } from "./lib/output_sink.ts";
+import denoJson from "./deno.json" with { type: "json" };
+
+const VERSION = denoJson.version;
+
+const COMMON_OPTIONS: readonly OptionSpec[] = [
+  { name: "pid", short: "p", type: "string", arg: "PID", help: "only this process" },
+  { name: "uid", short: "u", type: "string", arg: "UID", help: "only processes of this user id" },
+  { name: "json", type: "boolean", help: "one JSON object per event on stdout" },
+  {
+    name: "duration",
+    type: "string",
+    arg: "SECONDS",
+    help: "stop after this many seconds (default: until Ctrl-C)",
+  },
+  {
+    name: "mapsize",
+    type: "string",
+    arg: "BYTES",
+    help: "ring buffer size, e.g. 8M (default 8M; rounded up to a power of two)",
+  },
+  { name: "verbose", short: "d", type: "boolean", help: "show kernel logs and stack traces" },
+  { name: "debug", type: "boolean", help: "same as --verbose" },
+  { name: "help", short: "h", type: "boolean", help: "show this help" },
+];
+
+function optionHelp(opts: readonly OptionSpec[]): string {
+  const rows = opts.map((o) => {
+    const flag = `${o.short ? `-${o.short}, ` : "    "}--${o.name}${o.arg ? ` ${o.arg}` : ""}`;
+    return `  ${flag.padEnd(28)} ${o.help}`;
+  });
+  return rows.join("\n");
+}
+
+function mainHelp(): string {
+  const mods = Object.values(MODULES).map((m) => `  ${m.name.padEnd(10)} ${m.summary}`);
+  return [
+    `ecap ${VERSION}: see what processes say in the clear, with eBPF`,
+    "",
+    "Usage: ecap MODULE [options]",
+    "",
+    "Modules:",
+    ...mods,
+    "",
+    "Options of every module:",
+    optionHelp(COMMON_OPTIONS),
+    "",
+    "Run `ecap MODULE --help` for a module's own options. Needs root.",
+  ].join("\n");
+}
+
+function moduleHelp(spec: ModuleSpec<CommonOptions, EventBase>): string {
+  return [
+    `ecap ${spec.name}: ${spec.summary}`,
+    "",
+    `Usage: ecap ${spec.name} [options]`,
+    "",
+    "Options:",
+    optionHelp([...spec.options, ...COMMON_OPTIONS]),
+  ].join("\n");
+}
+
+function usage(message: string): EcapError {
+  return new EcapError(message, { kind: "usage", hint: "see ecap --help" });
+}
+
+function parseId(name: string, v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "string" || !/^\d+$/.test(v) || Number(v) > 0xffffffff) {
+    throw usage(`Invalid --${name} "${v}": expected a non-negative integer`);
+  }
+  return Number(v);
+}
+
+function parseSeconds(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== "string" || v.trim() === "" || !Number.isFinite(n) || n <= 0) {
+    throw usage(`Invalid --duration "${v}": expected a positive number of seconds`);
+  }
+  return n;
+}
+
+function parseSize(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  const m = typeof v === "string" ? /^(\d+)([KMG]?)(i?B)?$/i.exec(v) : null;
+  if (!m) throw usage(`Invalid --mapsize "${v}": expected bytes such as 8M or 65536`);
+  const scale: Record<string, number> = { "": 1, K: 1 << 10, M: 1 << 20, G: 1 << 30 };
+  return Number(m[1]) * scale[m[2].toUpperCase()];
+}
+
+interface Parsed {
+  spec: ModuleSpec<CommonOptions, EventBase>;
+  opts: CommonOptions;
+  json: boolean;
+  duration?: number;
+  verbose: boolean;
+}
+
+/** Parses argv; returns a string to print (help, version) or what to run. */
+function parse(argv: string[]): Parsed | string {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === "-h" || first === "--help") return mainHelp();
+  if (first === "--version" || first === "-V") return `ecap ${VERSION}`;
+  if (first.startsWith("-")) throw usage(`Expected a module before options, got "${first}"`);
+  const spec = findModule(first);
+  if (!spec) {
+    throw usage(`Unknown module "${first}" (modules: ${Object.keys(MODULES).join(", ")})`);
+  }
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
+  for (const o of [...spec.options, ...COMMON_OPTIONS]) {
+    options[o.name] = o.short ? { type: o.type, short: o.short } : { type: o.type };
+  }
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false }));
+  } catch (e) {
+    throw usage(`${(e as Error).message.split("\n")[0].replace(/\.$/, "")}`);
+  }
+  if (values.help) return moduleHelp(spec);
+  const opts: CommonOptions = {
+    ...spec.parseOptions(values),
+    pid: parseId("pid", values.pid),
+    uid: parseId("uid", values.uid),
+    mapSize: parseSize(values.mapsize),
+  };
+  return {
+    spec,
+    opts,
+    json: values.json === true,
+    duration: parseSeconds(values.duration),
+    verbose: values.verbose === true || values.debug === true,
+  };
+}
+
+async function run(p: Parsed): Promise<number> {
+  checkPrivileges();
+  checkKernel();
+  if (p.opts.pid !== undefined) checkPid(p.opts.pid);
+  const started = performance.now();
+  const cap = await Capture.start(p.spec, p.opts);
+  const out = new OutputSink(Deno.stdout);
+  const stop = () => cap.stop();
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  const timer = p.duration ? setTimeout(stop, p.duration * 1000) : undefined;
+  const where = [...new Set(cap.probes.map((x) => x.where.split(":")[0]))].join(", ");
+  console.error(
+    `ecap: capturing ${p.spec.name} (${cap.probes.length} probes on ${where}) after ${
+      Math.round(performance.now() - started)
+    } ms; Ctrl-C to stop`,
+  );
+  try {
+    for await (const batch of cap.batches()) {
+      const text = batch.map((ev) =>
+        (p.json ? JSON.stringify(p.spec.toJSON(ev)) : p.spec.format(ev)) + "\n"
+      ).join("");
+      if (!out.write(text)) cap.stop(); // stdout closed (e.g. `| head -1`): end quietly
+    }
+  } finally {
+    clearTimeout(timer);
+    Deno.removeSignalListener("SIGINT", stop);
+    Deno.removeSignalListener("SIGTERM", stop);
+  }
+  const s = cap.stats();
+  const perCpu = s.lost > 0 ? ` (per CPU: ${s.lostPerCpu.join(" ")}; raise --mapsize)` : "";
+  const extra = [
+    s.truncated ? `, ${s.truncated} cut at cap` : "",
+    s.malformed ? `, ${s.malformed} malformed` : "",
+  ].join("");
+  console.error(`ecap: ${s.events} events, ${s.lost} lost${perCpu}${extra}`);
+  return 0;
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let verbose = argv.includes("--verbose") || argv.includes("-d") || argv.includes("--debug");
+  try {
+    const p = parse(argv);
+    if (typeof p === "string") {
+      console.log(p);
+      return 0;
+    }
+    verbose = p.verbose;
+    return await run(p);
+  } catch (e) {
+    if (e instanceof EcapError) {
+      console.error(`ecap: ${e.message}${e.hint ? ` (${e.hint})` : ""}`);
+      if (verbose && e.detail) console.error(e.detail);
+      if (verbose) console.error(e.stack);
+      return EXIT_CODES[e.kind];
+    }
+    console.error(`ecap: internal error: ${(e as Error)?.message ?? e}`);
+    if (verbose) console.error((e as Error)?.stack);
+    return EXIT_CODES.internal;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

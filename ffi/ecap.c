@@ -1,0 +1,411 @@
+// SPDX-License-Identifier: BSD-3-Clause
+/* libecap: libbpf behind the narrow API of ecap.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include "ecap.h"
+
+#define MAX_LINKS 1024
+#define RECORD_ALIGN 8
+
+struct ecap {
+	struct bpf_object *obj;
+	void *obj_copy; /* libbpf points into the buffer until load */
+	struct bpf_link *links[MAX_LINKS];
+	int n_links;
+	struct ring_buffer *ring;
+	int epoll_fd, wake_fd;
+	/* the batch being filled by ring_record */
+	uint8_t *batch;
+	size_t batch_cap, batch_len;
+	/* a record consumed from the ring that did not fit the last batch */
+	uint8_t *aside;
+	size_t aside_len, aside_cap;
+	bool has_aside;
+	char error[1024];
+	char *log;
+	size_t log_len;
+};
+
+/* libbpf's print callback has no user data: route it to the handle whose
+ * call is running on this thread. */
+static __thread struct ecap *log_target;
+
+static int fail(struct ecap *h, int err, const char *fmt, ...)
+{
+	va_list ap;
+	size_t n;
+
+	if (err > 0)
+		err = -err;
+	if (err == 0)
+		err = -EINVAL;
+	va_start(ap, fmt);
+	vsnprintf(h->error, sizeof(h->error), fmt, ap);
+	va_end(ap);
+	n = strlen(h->error);
+	snprintf(h->error + n, sizeof(h->error) - n, ": %s", strerror(-err));
+	return err;
+}
+
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	struct ecap *h = log_target;
+	va_list copy;
+	int n;
+	char *grown;
+
+	if (!h || level == LIBBPF_DEBUG)
+		return 0;
+	va_copy(copy, ap);
+	n = vsnprintf(NULL, 0, fmt, copy);
+	va_end(copy);
+	if (n <= 0)
+		return 0;
+	grown = realloc(h->log, h->log_len + n + 1);
+	if (!grown)
+		return 0;
+	h->log = grown;
+	vsnprintf(h->log + h->log_len, n + 1, fmt, ap);
+	h->log_len += n;
+	return n;
+}
+
+ECAP_API struct ecap *ecap_new(void)
+{
+	struct ecap *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->epoll_fd = h->wake_fd = -1;
+	libbpf_set_print(libbpf_log);
+	return h;
+}
+
+ECAP_API int ecap_object_open_mem(struct ecap *h, const void *buf, size_t len, const char *name)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = name);
+	int err;
+
+	if (h->obj)
+		return fail(h, -EBUSY, "open object \"%s\": the handle already holds one", name);
+	h->obj_copy = malloc(len);
+	if (!h->obj_copy)
+		return fail(h, -ENOMEM, "open object \"%s\"", name);
+	memcpy(h->obj_copy, buf, len);
+	log_target = h;
+	h->obj = bpf_object__open_mem(h->obj_copy, len, &opts);
+	log_target = NULL;
+	if (!h->obj) {
+		err = -errno;
+		free(h->obj_copy);
+		h->obj_copy = NULL;
+		return fail(h, err, "open object \"%s\"", name);
+	}
+	return 0;
+}
+
+ECAP_API int ecap_object_set_rodata(struct ecap *h, const char *var, const void *val, size_t len)
+{
+	struct bpf_map *map;
+	const struct btf_var_secinfo *vs;
+	const struct btf_type *sec, *t;
+	struct btf *btf;
+	void *data;
+	size_t size;
+	int id, i;
+
+	if (!h->obj)
+		return fail(h, -EINVAL, "set \"%s\": no object open", var);
+	map = bpf_object__find_map_by_name(h->obj, ".rodata");
+	btf = bpf_object__btf(h->obj);
+	if (!map || !btf)
+		return fail(h, -ENOENT, "set \"%s\": object has no .rodata", var);
+	id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
+	if (id < 0)
+		return fail(h, -ENOENT, "set \"%s\": no .rodata in BTF", var);
+	sec = btf__type_by_id(btf, id);
+	data = bpf_map__initial_value(map, &size);
+	vs = btf_var_secinfos(sec);
+	for (i = 0; i < btf_vlen(sec); i++, vs++) {
+		t = btf__type_by_id(btf, vs->type);
+		if (strcmp(btf__name_by_offset(btf, t->name_off), var) != 0)
+			continue;
+		if (vs->size != len)
+			return fail(h, -EINVAL, "set \"%s\": it holds %u bytes, not %zu", var, vs->size, len);
+		if (!data || vs->offset + len > size)
+			return fail(h, -EFAULT, "set \"%s\": outside .rodata", var);
+		memcpy((char *)data + vs->offset, val, len);
+		return 0;
+	}
+	return fail(h, -ENOENT, "set \"%s\": no such global in the object", var);
+}
+
+ECAP_API int ecap_map_set_size(struct ecap *h, const char *name, uint32_t max_entries)
+{
+	struct bpf_map *map = h->obj ? bpf_object__find_map_by_name(h->obj, name) : NULL;
+	int err;
+
+	if (!map)
+		return fail(h, -ENOENT, "size map \"%s\": no such map", name);
+	err = bpf_map__set_max_entries(map, max_entries);
+	if (err)
+		return fail(h, err, "size map \"%s\" to %u", name, max_entries);
+	return 0;
+}
+
+static int ring_record(void *ctx, void *data, size_t size)
+{
+	struct ecap *h = ctx;
+	size_t need = RECORD_ALIGN + ((size + RECORD_ALIGN - 1) & ~(size_t)(RECORD_ALIGN - 1));
+	uint32_t head[2] = { (uint32_t)size, 0 };
+
+	if (h->batch_len + need > h->batch_cap) {
+		/* libbpf consumes the record even when we refuse it: keep it. */
+		if (size > h->aside_cap) {
+			uint8_t *grown = realloc(h->aside, size);
+
+			if (!grown)
+				return -ENOMEM;
+			h->aside = grown;
+			h->aside_cap = size;
+		}
+		memcpy(h->aside, data, size);
+		h->aside_len = size;
+		h->has_aside = true;
+		return -ENOSPC;
+	}
+	memcpy(h->batch + h->batch_len, head, sizeof(head));
+	memcpy(h->batch + h->batch_len + RECORD_ALIGN, data, size);
+	memset(h->batch + h->batch_len + RECORD_ALIGN + size, 0, need - RECORD_ALIGN - size);
+	h->batch_len += need;
+	return 0;
+}
+
+ECAP_API int ecap_object_load(struct ecap *h)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct bpf_map *events;
+	int err;
+
+	if (!h->obj)
+		return fail(h, -EINVAL, "load: no object open");
+	log_target = h;
+	err = bpf_object__load(h->obj);
+	log_target = NULL;
+	if (err)
+		return fail(h, err, "load object \"%s\" (the kernel's log follows with --verbose)",
+			    bpf_object__name(h->obj));
+	free(h->obj_copy);
+	h->obj_copy = NULL;
+	events = bpf_object__find_map_by_name(h->obj, "events");
+	if (!events)
+		return 0; /* an object without a ring (e.g. empty probes) */
+	h->ring = ring_buffer__new(bpf_map__fd(events), ring_record, h, NULL);
+	if (!h->ring)
+		return fail(h, -errno, "open ring buffer of \"%s\"", bpf_object__name(h->obj));
+	h->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (h->epoll_fd < 0 || h->wake_fd < 0)
+		return fail(h, -errno, "create epoll/eventfd");
+	ev.data.fd = bpf_map__fd(events);
+	if (epoll_ctl(h->epoll_fd, EPOLL_CTL_ADD, ev.data.fd, &ev) < 0)
+		return fail(h, -errno, "watch ring buffer");
+	ev.data.fd = h->wake_fd;
+	if (epoll_ctl(h->epoll_fd, EPOLL_CTL_ADD, ev.data.fd, &ev) < 0)
+		return fail(h, -errno, "watch wake-up eventfd");
+	return 0;
+}
+
+static struct bpf_program *find_prog(struct ecap *h, const char *prog)
+{
+	return h->obj ? bpf_object__find_program_by_name(h->obj, prog) : NULL;
+}
+
+static int keep_link(struct ecap *h, struct bpf_link *link)
+{
+	for (int i = 0; i < MAX_LINKS; i++) {
+		if (!h->links[i]) {
+			h->links[i] = link;
+			h->n_links++;
+			return i;
+		}
+	}
+	bpf_link__destroy(link);
+	return -ENOSPC;
+}
+
+ECAP_API int ecap_attach_uprobe(struct ecap *h, const char *prog, const char *path, uint64_t offset,
+				int retprobe, int pid, const char *func)
+{
+	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = retprobe != 0);
+	struct bpf_program *p = find_prog(h, prog);
+	struct bpf_link *link;
+	int id;
+
+	if (!p)
+		return fail(h, -ENOENT, "attach %s: no such program", prog);
+	log_target = h;
+	link = bpf_program__attach_uprobe_opts(p, pid > 0 ? pid : -1, path, offset, &opts);
+	log_target = NULL;
+	if (!link)
+		return fail(h, -errno, "attach %s to %s in \"%s\"", retprobe ? "uretprobe" : "uprobe",
+			    func && *func ? func : "offset", path);
+	id = keep_link(h, link);
+	if (id < 0)
+		return fail(h, id, "attach %s: too many links", prog);
+	return id;
+}
+
+ECAP_API int ecap_attach_raw_tp(struct ecap *h, const char *prog, const char *tp)
+{
+	struct bpf_program *p = find_prog(h, prog);
+	struct bpf_link *link;
+	int id;
+
+	if (!p)
+		return fail(h, -ENOENT, "attach %s: no such program", prog);
+	log_target = h;
+	link = bpf_program__attach_raw_tracepoint(p, tp);
+	log_target = NULL;
+	if (!link)
+		return fail(h, -errno, "attach raw tracepoint %s", tp);
+	id = keep_link(h, link);
+	if (id < 0)
+		return fail(h, id, "attach %s: too many links", prog);
+	return id;
+}
+
+ECAP_API int ecap_detach(struct ecap *h, int link)
+{
+	if (link < 0 || link >= MAX_LINKS || !h->links[link])
+		return fail(h, -EINVAL, "detach link %d: no such link", link);
+	bpf_link__destroy(h->links[link]);
+	h->links[link] = NULL;
+	h->n_links--;
+	return 0;
+}
+
+ECAP_API int ecap_link_count(struct ecap *h)
+{
+	return h->n_links;
+}
+
+ECAP_API int ecap_ring_poll(struct ecap *h, uint8_t *buf, size_t cap, int timeout_ms)
+{
+	struct epoll_event evs[2];
+	int n, err;
+
+	if (!h->ring)
+		return fail(h, -EINVAL, "poll: no ring buffer loaded");
+	h->batch = buf;
+	h->batch_cap = cap;
+	h->batch_len = 0;
+	if (h->has_aside) {
+		h->has_aside = false;
+		if (ring_record(h, h->aside, h->aside_len) < 0)
+			return fail(h, -ENOSPC, "poll: a %zu-byte record does not fit a %zu-byte buffer",
+				    h->aside_len, cap);
+	}
+	for (int round = 0; round < 2; round++) {
+		err = ring_buffer__consume(h->ring);
+		if (err < 0 && err != -ENOSPC)
+			return fail(h, err, "consume ring buffer");
+		if (h->batch_len > 0 || round == 1 || timeout_ms == 0)
+			break;
+		n = epoll_wait(h->epoll_fd, evs, 2, timeout_ms);
+		if (n < 0 && errno != EINTR)
+			return fail(h, -errno, "wait for ring buffer");
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.fd == h->wake_fd) {
+				uint64_t v;
+
+				if (read(h->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+					return fail(h, -errno, "read wake-up eventfd");
+			}
+		}
+	}
+	return (int)h->batch_len;
+}
+
+ECAP_API int ecap_wake(struct ecap *h)
+{
+	uint64_t one = 1;
+
+	if (h->wake_fd < 0)
+		return 0;
+	if (write(h->wake_fd, &one, sizeof(one)) < 0)
+		return fail(h, -errno, "wake poll");
+	return 0;
+}
+
+ECAP_API int ecap_num_cpus(void)
+{
+	return libbpf_num_possible_cpus();
+}
+
+ECAP_API uint64_t ecap_monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+ECAP_API int ecap_map_read_percpu(struct ecap *h, const char *name, uint32_t key, uint64_t *out, uint32_t n)
+{
+	struct bpf_map *map = h->obj ? bpf_object__find_map_by_name(h->obj, name) : NULL;
+	int ncpu = libbpf_num_possible_cpus();
+
+	if (!map)
+		return fail(h, -ENOENT, "read map \"%s\": no such map", name);
+	if (ncpu < 0)
+		return fail(h, ncpu, "read map \"%s\": count CPUs", name);
+	if ((uint32_t)ncpu > n)
+		return fail(h, -ENOSPC, "read map \"%s\": %d CPUs, room for %u", name, ncpu, n);
+	if (bpf_map__value_size(map) != sizeof(uint64_t))
+		return fail(h, -EINVAL, "read map \"%s\": values are not 8 bytes", name);
+	if (bpf_map_lookup_elem(bpf_map__fd(map), &key, out) < 0)
+		return fail(h, -errno, "read map \"%s\" key %u", name, key);
+	return ncpu;
+}
+
+ECAP_API const char *ecap_last_error(struct ecap *h)
+{
+	return h->error;
+}
+
+ECAP_API const char *ecap_log(struct ecap *h)
+{
+	return h->log ? h->log : "";
+}
+
+ECAP_API void ecap_close(struct ecap *h)
+{
+	if (!h)
+		return;
+	for (int i = 0; i < MAX_LINKS; i++)
+		if (h->links[i])
+			bpf_link__destroy(h->links[i]);
+	ring_buffer__free(h->ring);
+	bpf_object__close(h->obj);
+	if (h->epoll_fd >= 0)
+		close(h->epoll_fd);
+	if (h->wake_fd >= 0)
+		close(h->wake_fd);
+	free(h->obj_copy);
+	free(h->aside);
+	free(h->log);
+	free(h);
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * libecap: the narrow C API that lib/ffi.ts binds. Every call that can fail
+ * returns a negative errno and leaves a message on the handle
+ * (ecap_last_error); nothing here prints or exits.
+ */
+#ifndef LIBECAP_H
+#define LIBECAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ECAP_API __attribute__((visibility("default")))
+
+struct ecap;
+
+/* A handle holding one BPF object, its links and its ring buffer. */
+ECAP_API struct ecap *ecap_new(void);
+/* Opens an object from memory (copied: the caller may free it). */
+ECAP_API int ecap_object_open_mem(struct ecap *h, const void *buf, size_t len, const char *name);
+/* Sets a `const volatile` global before load. */
+ECAP_API int ecap_object_set_rodata(struct ecap *h, const char *var, const void *val, size_t len);
+/* Sets a map's max_entries before load (e.g. the ring buffer's size in bytes). */
+ECAP_API int ecap_map_set_size(struct ecap *h, const char *map, uint32_t max_entries);
+ECAP_API int ecap_object_load(struct ecap *h);
+/* Attaches; returns a link id >= 0. func names the target in messages only. */
+ECAP_API int ecap_attach_uprobe(struct ecap *h, const char *prog, const char *path, uint64_t offset,
+				int retprobe, int pid, const char *func);
+ECAP_API int ecap_attach_raw_tp(struct ecap *h, const char *prog, const char *tp);
+ECAP_API int ecap_detach(struct ecap *h, int link);
+/* Number of links currently attached. */
+ECAP_API int ecap_link_count(struct ecap *h);
+/*
+ * Copies ring-buffer records into buf, each as {u32 size, u32 0, data,
+ * padding to 8}, waiting up to timeout_ms (-1: forever) for the first one.
+ * Returns bytes written; 0 after a timeout or ecap_wake.
+ */
+ECAP_API int ecap_ring_poll(struct ecap *h, uint8_t *buf, size_t cap, int timeout_ms);
+/* Wakes a waiting ecap_ring_poll; safe from any thread. */
+ECAP_API int ecap_wake(struct ecap *h);
+/* Reads a per-CPU map value of 8 bytes per CPU; returns the CPU count. */
+ECAP_API int ecap_map_read_percpu(struct ecap *h, const char *map, uint32_t key, uint64_t *out, uint32_t n);
+ECAP_API int ecap_num_cpus(void);
+/* CLOCK_MONOTONIC now, the clock of bpf_ktime_get_ns(). */
+ECAP_API uint64_t ecap_monotonic_ns(void);
+ECAP_API const char *ecap_last_error(struct ecap *h);
+/* libbpf's own log (verifier output included) since the handle was made. */
+ECAP_API const char *ecap_log(struct ecap *h);
+/* Detaches everything and frees the handle. */
+ECAP_API void ecap_close(struct ecap *h);
+
+#endif

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/*
+ * bash: command lines typed into interactive shells, with how they ended.
+ *
+ * readline's return streams the line to user space at once (in chunks, so no
+ * length limit but a 1 MiB cap); the outermost execute_command's return, or
+ * exit_shell, exec, a syntax error or the next parse, then reports how that
+ * command ended.
+ * User space joins the two by pid.
+ */
+#include "common.bpf.h"
+
+/* A shell whose line was read and whose command has not ended yet. */
+struct pending {
+	__u32 depth; /* execute_command frames open for this line */
+};
+
+/* Shells with a command in flight, by tgid. LRU: a killed shell's entry ages out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct pending);
+} pending_commands SEC(".maps");
+
+/* Where a line chunk is built: too big for the 512-byte stack. */
+struct line_record {
+	struct bash_line rec;
+	char data[BASH_CHUNK];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct line_record);
+} line_scratch SEC(".maps");
+
+static __always_inline void emit_status(__u64 id, __s32 status, __u32 end)
+{
+	struct bash_status st = {};
+
+	fill_hdr(&st.hdr, ECAP_KIND_BASH_STATUS, id, (__u32)bpf_get_current_uid_gid());
+	st.status = status;
+	st.end = end;
+	emit(&st, sizeof(st));
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(uretprobe_readline, const char *line)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 uid = (__u32)bpf_get_current_uid_gid();
+	__u32 tgid = id >> 32, zero = 0;
+	struct pending fresh = {}, *p;
+	struct line_record *b;
+
+	if (!line || !process_allowed(id, uid))
+		return 0;
+	/* readline inside a running command (read -e) is input, not a command */
+	p = bpf_map_lookup_elem(&pending_commands, &tgid);
+	if (p && p->depth > 0)
+		return 0;
+	b = bpf_map_lookup_elem(&line_scratch, &zero);
+	if (!b)
+		return 0;
+	fill_hdr(&b->rec.hdr, ECAP_KIND_BASH_LINE, id, uid);
+
+	for (int i = 0; i < BASH_CHUNKS; i++) {
+		/* Each read takes BASH_CHUNK - 1 bytes and a NUL; a full read means
+		 * the line may go on, so the next read starts where it stopped. */
+		long n = bpf_probe_read_user_str(b->data, BASH_CHUNK,
+						 line + (__u64)i * (BASH_CHUNK - 1));
+		__u32 len;
+
+		if (n <= 0)
+			break;
+		len = n - 1;
+		if (len > BASH_CHUNK - 1)
+			len = BASH_CHUNK - 1;
+		b->rec.len = len;
+		b->rec.flags = n == BASH_CHUNK ? BASH_LINE_MORE : 0;
+		if (i == BASH_CHUNKS - 1 && n == BASH_CHUNK) {
+			b->rec.flags = BASH_LINE_CUT;
+			stat_add(ECAP_STAT_TRUNCATED, 1);
+		}
+		emit(b, sizeof(b->rec) + len);
+		if (n != BASH_CHUNK)
+			break;
+	}
+	bpf_map_update_elem(&pending_commands, &tgid, &fresh, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(uprobe_execute_command)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct pending *p = bpf_map_lookup_elem(&pending_commands, &tgid);
+
+	if (p)
+		p->depth++;
+	return 0;
+}
+
+/* execute_command nests (lists, loops); the outermost return ends the line. */
+SEC("uretprobe")
+int BPF_KRETPROBE(uretprobe_execute_command, int ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct pending *p = bpf_map_lookup_elem(&pending_commands, &tgid);
+
+	if (!p || p->depth == 0)
+		return 0;
+	if (--p->depth > 0)
+		return 0;
+	bpf_map_delete_elem(&pending_commands, &tgid);
+	emit_status(id, ret, BASH_END_RETURN);
+	return 0;
+}
+
+/* Syntax errors are reported through parser_error (yyerror is inlined). */
+SEC("uprobe")
+int BPF_KPROBE(uprobe_parser_error)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct pending *p = bpf_map_lookup_elem(&pending_commands, &tgid);
+
+	if (!p || p->depth > 0)
+		return 0;
+	bpf_map_delete_elem(&pending_commands, &tgid);
+	emit_status(id, 2, BASH_END_SYNTAX);
+	return 0;
+}
+
+/* The next command's parse starts: lines still pending ran nothing. Lines of
+ * a multi-line command are read inside one parse_command call. */
+SEC("uprobe")
+int BPF_KPROBE(uprobe_parse_command)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct pending *p = bpf_map_lookup_elem(&pending_commands, &tgid);
+
+	if (!p || p->depth > 0)
+		return 0;
+	bpf_map_delete_elem(&pending_commands, &tgid);
+	emit_status(id, 0, BASH_END_NONE);
+	return 0;
+}
+
+/* exit (and errexit) longjmp past execute_command's return to exit_shell. */
+SEC("uprobe")
+int BPF_KPROBE(uprobe_exit_shell, int status)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+
+	if (!bpf_map_lookup_elem(&pending_commands, &tgid))
+		return 0;
+	bpf_map_delete_elem(&pending_commands, &tgid);
+	emit_status(id, status, BASH_END_EXIT);
+	return 0;
+}
+
+/* exec replaces the shell: its command never returns. Only a successful exec
+ * gets here, unlike a probe on exec_builtin. */
+SEC("raw_tp/sched_process_exec")
+int raw_tp_sched_process_exec(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+
+	if (!bpf_map_lookup_elem(&pending_commands, &tgid))
+		return 0;
+	bpf_map_delete_elem(&pending_commands, &tgid);
+	emit_status(id, 0, BASH_END_EXEC);
+	return 0;
+}

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * Records that cross the ring buffer, and the constants both sides use.
+ * This is the only definition: lib/btf.ts reads these layouts from each
+ * object's BTF, so TypeScript never retypes an offset or a constant.
+ */
+#ifndef ECAP_H
+#define ECAP_H
+
+#define ECAP_COMM_LEN 16
+
+/* Picks the decoder for a record. */
+enum ecap_kind {
+	ECAP_KIND_BASH_LINE = 1,
+	ECAP_KIND_BASH_STATUS = 2,
+};
+
+/* Slots of the per-CPU "ecap_stats" array every object carries. */
+enum ecap_stat {
+	ECAP_STAT_EVENTS = 0,	/* records written to the ring */
+	ECAP_STAT_LOST = 1,	/* records the ring had no room for */
+	ECAP_STAT_TRUNCATED = 2, /* records cut at a documented cap */
+	ECAP_STAT_MAX = 3,
+};
+
+/* Starts every record. */
+struct ecap_hdr {
+	__u32 kind;	/* enum ecap_kind */
+	__u32 pid;	/* tgid, what users call a pid */
+	__u32 tid;
+	__u32 uid;
+	__u64 ts_ns;	/* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	char comm[ECAP_COMM_LEN];
+};
+
+/* bash: a line returned by readline. Long lines arrive as several chunks. */
+enum bash_line_flags {
+	BASH_LINE_MORE = 1,	/* another chunk of the same line follows */
+	BASH_LINE_CUT = 2,	/* the line was longer than BASH_LINE_MAX */
+};
+
+#define BASH_CHUNK 8192		/* bytes of a line per record */
+#define BASH_CHUNKS 128		/* chunks per line: lines up to 1 MiB */
+
+struct bash_line {
+	struct ecap_hdr hdr;
+	__u32 len;		/* bytes of data that follow */
+	__u32 flags;		/* enum bash_line_flags */
+	/* char data[len]; */
+};
+
+/* bash: how the command read last ended. */
+enum bash_end {
+	BASH_END_RETURN = 1,	/* execute_command returned */
+	BASH_END_EXIT = 2,	/* the shell exited (exit builtin, errexit) */
+	BASH_END_EXEC = 3,	/* the shell replaced itself (exec builtin) */
+	BASH_END_SYNTAX = 4,	/* the line did not parse: nothing ran */
+	BASH_END_NONE = 5,	/* nothing to run (empty line, comment) */
+};
+
+struct bash_status {
+	struct ecap_hdr hdr;
+	__s32 status;		/* exit status; 0 for BASH_END_EXEC */
+	__u32 end;		/* enum bash_end */
+};
+
+#define ECAP_ANY_STATUS 0x7fffffff
+
+/* Anchors the types above in each object's BTF (types only referenced by
+ * constants would otherwise be dropped by the compiler). */
+struct ecap_types {
+	enum ecap_kind kind;
+	enum ecap_stat stat;
+	enum bash_line_flags bash_line_flags;
+	enum bash_end bash_end;
+	struct ecap_hdr hdr;
+	struct bash_line bash_line;
+	struct bash_status bash_status;
+};
+
+#endif

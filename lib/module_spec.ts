@@ -1,0 +1,145 @@
+/**
+ * How a capture module is described: once, as data. lib/capture.ts turns a
+ * spec into loaded, attached BPF programs; cli.ts turns it into a
+ * subcommand with its help; mod.ts types its events.
+ * @module
+ */
+import type { Btf } from "./btf.ts";
+
+/** Where one BPF program hooks in. */
+export type ProbeSpec =
+  | {
+    kind: "uprobe" | "uretprobe";
+    /** Program name in the object (its C function name). */
+    program: string;
+    /** Which file of the module's targets() holds the function. */
+    target: string;
+    /** Candidate symbols, first found wins. */
+    symbols: readonly string[];
+    /** Missing symbol is not an error (an older release lacks it). */
+    optional?: boolean;
+  }
+  | { kind: "raw_tp"; program: string; tracepoint: string };
+
+/** A uprobe on the first of `symbols` found in the `target` file. */
+export function uprobe(
+  program: string,
+  target: string,
+  symbols: string | readonly string[],
+  opts: { optional?: boolean } = {},
+): ProbeSpec {
+  return { kind: "uprobe", program, target, symbols: [symbols].flat(), ...opts };
+}
+
+/** A uretprobe (on the function's return) on the first of `symbols` found. */
+export function uretprobe(
+  program: string,
+  target: string,
+  symbols: string | readonly string[],
+  opts: { optional?: boolean } = {},
+): ProbeSpec {
+  return { kind: "uretprobe", program, target, symbols: [symbols].flat(), ...opts };
+}
+
+/** A raw tracepoint: needs neither tracefs nor kprobes. */
+export function rawTracepoint(program: string, tracepoint: string): ProbeSpec {
+  return { kind: "raw_tp", program, tracepoint };
+}
+
+/** Options every module takes: process filters applied in the kernel. */
+export interface CommonOptions {
+  /** Only this process (tgid). */
+  pid?: number;
+  /** Only processes of this user id. */
+  uid?: number;
+  /** Ring buffer size in bytes (a power of two, at least one page). */
+  mapSize?: number;
+}
+
+/** Fields every event carries. */
+export interface EventBase {
+  /** Module that produced the event, e.g. "bash". */
+  module: string;
+  /** Wall-clock time in nanoseconds since the Unix epoch. */
+  timeNs: bigint;
+  /** Process id (tgid). */
+  pid: number;
+  /** Thread id. */
+  tid: number;
+  uid: number;
+  /** The task's name, at most 15 bytes. */
+  comm: string;
+}
+
+/** A CLI option of a module, described for parseArgs and for help. */
+export interface OptionSpec {
+  name: string;
+  short?: string;
+  type: "string" | "boolean";
+  /** Placeholder in help, e.g. "PATH". */
+  arg?: string;
+  help: string;
+}
+
+/** Reads records of one capture; it may hold state (e.g. to join records). */
+export interface RecordDecoder<E> {
+  /** Events completed by this record (often none or one). */
+  decode(view: DataView, offset: number, length: number): E[];
+  /** Events still held when the capture ends. */
+  flush(): E[];
+}
+
+/** What a decoder needs besides the bytes. */
+export interface DecodeContext {
+  /** The object's BTF: record layouts come from here, never from literals. */
+  btf: Btf;
+  /** Turns a bpf_ktime_get_ns() stamp into wall-clock ns since the epoch. */
+  wallClock: (monoNs: bigint) => bigint;
+}
+
+/** A capture module: its object, its hooks, its records and its output. */
+export interface ModuleSpec<
+  O extends CommonOptions = CommonOptions,
+  E extends EventBase = EventBase,
+> {
+  name: string;
+  aliases?: readonly string[];
+  /** One line for help. */
+  summary: string;
+  /** The compiled BPF object, embedded by a bytes import. */
+  object: Uint8Array;
+  probes: readonly ProbeSpec[];
+  /** CLI options beyond the common ones. */
+  options: readonly OptionSpec[];
+  /** Typed options from parsed CLI values (throws EcapError on bad input). */
+  parseOptions(values: Record<string, string | boolean | undefined>): Partial<O>;
+  /** The files probes attach to, by role (e.g. { bash: "/usr/bin/bash" }). */
+  targets(opts: O): Promise<Record<string, string>>;
+  /** Module-specific `const volatile` globals, as their exact bytes. */
+  globals(opts: O): Record<string, Uint8Array>;
+  /** Makes a (possibly stateful) decoder for one capture. */
+  decoder(ctx: DecodeContext, opts: O): RecordDecoder<E>;
+  /** One human-readable block per event. */
+  format(event: E): string;
+  /** The --json object for an event: stable field names (see README). */
+  toJSON(event: E): Record<string, unknown>;
+}
+
+/** Encodes a u32 global. */
+export function u32(n: number): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n >>> 0, true);
+  return b;
+}
+
+/** Encodes an s32 global. */
+export function s32(n: number): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setInt32(0, n | 0, true);
+  return b;
+}
+
+/** Encodes a bool global (one byte). */
+export function bool(v: boolean): Uint8Array {
+  return new Uint8Array([v ? 1 : 0]);
+}

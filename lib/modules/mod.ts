@@ -1,0 +1,32 @@
+/**
+ * Every capture module, in the order help lists them. Adding a module is
+ * one entry here plus its kern/<name>.bpf.c and lib/modules/<name>.ts.
+ * @module
+ */
+import type { CommonOptions, EventBase, ModuleSpec } from "../module_spec.ts";
+import { bash, type BashEvent, type BashOptions } from "./bash.ts";
+
+/** Options of each module, by name. */
+export interface ModuleOptions {
+  bash: BashOptions;
+}
+
+/** Events of each module, by name. */
+export interface ModuleEvents {
+  bash: BashEvent;
+}
+
+/** The modules, by name. */
+export const MODULES: {
+  [K in keyof ModuleOptions]: ModuleSpec<ModuleOptions[K], ModuleEvents[K]>;
+} = {
+  bash,
+};
+
+/** A module by its name or one of its aliases. */
+export function findModule(name: string): ModuleSpec<CommonOptions, EventBase> | undefined {
+  for (const spec of Object.values(MODULES) as ModuleSpec<CommonOptions, EventBase>[]) {
+    if (spec.name === name || spec.aliases?.includes(name)) return spec;
+  }
+  return undefined;
+}

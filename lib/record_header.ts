@@ -1,0 +1,61 @@
+/**
+ * Reads `struct ecap_hdr`, the start of every record, at offsets taken from
+ * the object's BTF.
+ * @module
+ */
+import type { Btf } from "./btf.ts";
+import type { EventBase } from "./module_spec.ts";
+
+/** A record that cannot be what its header claims. */
+export class RecordError extends SyntaxError {
+  constructor(message: string) {
+    super(message);
+    this.name = "RecordError";
+  }
+}
+
+/** Header fields plus the record kind, which picks the decoder. */
+export interface RecordHeader extends Omit<EventBase, "module"> {
+  kind: number;
+}
+
+const utf8 = new TextDecoder();
+
+/** Reads a NUL-terminated string of at most `max` bytes. */
+export function readCString(view: DataView, offset: number, max: number): string {
+  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, max);
+  const end = bytes.indexOf(0);
+  return utf8.decode(end < 0 ? bytes : bytes.subarray(0, end));
+}
+
+/** Makes a reader of `struct ecap_hdr` for records of one object. */
+export function headerReader(btf: Btf, wallClock: (mono: bigint) => bigint) {
+  const s = btf.struct("ecap_hdr");
+  const at = (m: string) => {
+    const member = s.members.get(m);
+    if (!member) throw new RecordError(`struct ecap_hdr has no member "${m}"`);
+    return member.offset;
+  };
+  const kind = at("kind"), pid = at("pid"), tid = at("tid"), uid = at("uid");
+  const ts = at("ts_ns"), comm = at("comm");
+  const commLen = s.members.get("comm")!.size;
+  return {
+    /** Size of the header: a record's body starts here. */
+    size: s.size,
+    read(view: DataView, offset: number, length: number): RecordHeader {
+      if (length < s.size) {
+        throw new RecordError(
+          `record of ${length} bytes is shorter than its ${s.size}-byte header`,
+        );
+      }
+      return {
+        kind: view.getUint32(offset + kind, true),
+        pid: view.getUint32(offset + pid, true),
+        tid: view.getUint32(offset + tid, true),
+        uid: view.getUint32(offset + uid, true),
+        timeNs: wallClock(view.getBigUint64(offset + ts, true)),
+        comm: readCString(view, offset + comm, commLen),
+      };
+    },
+  };
+}

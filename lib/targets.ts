@@ -1,0 +1,136 @@
+/**
+ * Finds the files to probe: a shell from $SHELL or /etc/shells, and the file
+ * (the binary or one of its DT_NEEDED libraries) that defines a symbol.
+ * @module
+ */
+import { type ElfFile, readElf } from "./elf.ts";
+import { EcapError } from "./errors.ts";
+
+const LIB_DIRS = [
+  "/lib/x86_64-linux-gnu",
+  "/usr/lib/x86_64-linux-gnu",
+  "/lib/aarch64-linux-gnu",
+  "/usr/lib/aarch64-linux-gnu",
+  "/lib64",
+  "/usr/lib64",
+  "/lib",
+  "/usr/lib",
+  "/usr/local/lib",
+];
+
+/** A function found in a file: what the kernel's uprobe API needs. */
+export interface SymbolLocation {
+  path: string;
+  symbol: string;
+  offset: number;
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** Reads an ELF file, turning every failure into a one-line EcapError. */
+export async function openElf(path: string, what: string): Promise<ElfFile> {
+  try {
+    const st = await Deno.stat(path);
+    if (!st.isFile) {
+      throw new EcapError(`${what} "${path}" is not a regular file`, { kind: "not-found" });
+    }
+  } catch (e) {
+    if (e instanceof EcapError) throw e;
+    throw new EcapError(`${what} "${path}" not found`, { kind: "not-found", cause: e });
+  }
+  try {
+    return await readElf(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.PermissionDenied) {
+      throw new EcapError(`Cannot read ${what} "${path}": permission denied`, {
+        kind: "permission",
+      });
+    }
+    throw new EcapError(`${what} "${path}" is not a usable ELF file: ${(e as Error).message}`, {
+      kind: "unsupported",
+      cause: e,
+    });
+  }
+}
+
+/**
+ * Picks the shell to probe: the explicit path, else $SHELL when it is this
+ * shell, else the first such entry of /etc/shells, else /usr/bin/NAME.
+ */
+export async function findShell(name: string, explicit?: string): Promise<string> {
+  if (explicit) {
+    if (!await isFile(explicit)) {
+      throw new EcapError(`${name} "${explicit}" not found`, {
+        kind: "not-found",
+        hint: `pass --${name} with the path of a ${name} binary`,
+      });
+    }
+    return await Deno.realPath(explicit);
+  }
+  const candidates: string[] = [];
+  const env = Deno.env.get("SHELL");
+  if (env && env.endsWith(`/${name}`)) candidates.push(env);
+  try {
+    for (const line of (await Deno.readTextFile("/etc/shells")).split("\n")) {
+      const p = line.trim();
+      if (p.startsWith("/") && p.endsWith(`/${name}`)) candidates.push(p);
+    }
+  } catch { /* no /etc/shells: fall through to the usual paths */ }
+  candidates.push(`/usr/bin/${name}`, `/bin/${name}`);
+  for (const c of candidates) if (await isFile(c)) return await Deno.realPath(c);
+  throw new EcapError(`No ${name} found in $SHELL, /etc/shells or /usr/bin`, {
+    kind: "not-found",
+    hint: `install ${name} or pass --${name} PATH`,
+  });
+}
+
+/** Resolves a DT_NEEDED name the way the dynamic loader's default dirs would. */
+async function resolveNeeded(name: string, root = ""): Promise<string | undefined> {
+  if (name.includes("/")) return await isFile(root + name) ? root + name : undefined;
+  for (const dir of LIB_DIRS) {
+    const p = `${root}${dir}/${name}`;
+    if (await isFile(p)) return p;
+  }
+  return undefined;
+}
+
+/**
+ * Finds the first of `symbols` in `path` or, failing that, in the libraries
+ * it links (DT_NEEDED). Returns undefined when none defines any of them.
+ */
+export async function locateSymbol(
+  path: string,
+  symbols: readonly string[],
+  what: string,
+): Promise<SymbolLocation | undefined> {
+  const elf = await openElf(path, what);
+  const own = findIn(elf, path, symbols);
+  if (own) return own;
+  for (const needed of elf.needed) {
+    const lib = await resolveNeeded(needed);
+    if (!lib) continue;
+    let libElf: ElfFile;
+    try {
+      libElf = await readElf(lib);
+    } catch {
+      continue;
+    }
+    const found = findIn(libElf, lib, symbols);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+function findIn(elf: ElfFile, path: string, symbols: readonly string[]) {
+  for (const name of symbols) {
+    const sym = elf.symbol(name);
+    if (sym?.fileOffset !== undefined) return { path, symbol: name, offset: sym.fileOffset };
+  }
+  return undefined;
+}

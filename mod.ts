@@ -1,0 +1,49 @@
+/**
+ * ecap as a library: capture what processes say in the clear, as typed
+ * events, from other Deno scripts. Needs root (CAP_BPF and CAP_PERFMON) and
+ * `--allow-ffi --allow-read --allow-write --allow-env`.
+ *
+ * @example Print commands typed in any interactive bash
+ * ```ts ignore
+ * import { capture } from "./mod.ts";
+ * await using cap = await capture("bash", {});
+ * for await (const ev of cap) console.log(ev.pid, ev.status, ev.line);
+ * ```
+ * @module
+ */
+import { Capture } from "./lib/capture.ts";
+import { type ModuleEvents, type ModuleOptions, MODULES } from "./lib/modules/mod.ts";
+
+export { Capture, type CaptureStats } from "./lib/capture.ts";
+export { EcapError, type EcapErrorKind } from "./lib/errors.ts";
+export type { CommonOptions, EventBase } from "./lib/module_spec.ts";
+export type { BashEnd, BashEvent, BashOptions } from "./lib/modules/bash.ts";
+export type { ModuleEvents, ModuleOptions } from "./lib/modules/mod.ts";
+
+/** Names of the modules `capture` accepts. */
+export type ModuleName = keyof ModuleOptions;
+
+/**
+ * Starts capturing one module's events. The capture runs until it is
+ * stopped or disposed; dispose it (`await using`) to detach every probe.
+ *
+ * @param module Which module to load, e.g. "bash".
+ * @param options Filters and targets; every process by default.
+ * @returns A running capture: an async iterable of the module's typed events.
+ * @throws {EcapError} If the target cannot be found, or the BPF object
+ * cannot be loaded or attached (e.g. without root).
+ *
+ * @example Commands that failed in bash, for ten seconds
+ * ```ts ignore
+ * await using cap = await capture("bash", { errnumber: 1 });
+ * setTimeout(() => cap.stop(), 10_000);
+ * for await (const ev of cap) console.log(`${ev.comm}[${ev.pid}] ${ev.line}`);
+ * console.log(cap.stats());
+ * ```
+ */
+export function capture<M extends ModuleName>(
+  module: M,
+  options: ModuleOptions[M] = {},
+): Promise<Capture<ModuleEvents[M]>> {
+  return Capture.start(MODULES[module], options);
+}
