@@ -230,7 +230,8 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
   /** Stops, waits for a poll in flight, and detaches everything. */
   async [Symbol.asyncDispose]() {
     this.stop();
-    if (this.#inflight) await this.#inflight.catch(() => 0);
+    // The loop may start one more (draining) poll after each one ends.
+    while (this.#inflight) await this.#inflight.catch(() => 0);
     this.#close();
   }
 }

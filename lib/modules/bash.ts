@@ -183,7 +183,9 @@ export const bash: ModuleSpec<BashOptions, BashEvent> = {
   globals: () => ({}),
   decoder: bashDecoder,
   format(ev) {
-    const status = ev.status === null ? ev.end : `${ev.status}${ev.end === "return" ? "" : ` ${ev.end}`}`;
+    const status = ev.status === null
+      ? ev.end
+      : `${ev.status}${ev.end === "return" ? "" : ` ${ev.end}`}`;
     const cut = ev.truncated ? " [cut at 1 MiB]" : "";
     const line = ev.line.replaceAll("\n", "\n    ");
     return `${

@@ -1,0 +1,205 @@
+/**
+ * What the capture tests share: a gate on the kernel features they need, a
+ * tmux-driven shell, and the ecap CLI run as a child process.
+ * @module
+ */
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const textDecoder = new TextDecoder();
+
+/** Why BPF tests cannot run here, or undefined when they can. */
+export function bpfUnavailableReason(): string | undefined {
+  const status = Deno.readTextFileSync("/proc/self/status");
+  const caps = BigInt(`0x${/^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? "0"}`);
+  const has = (c: bigint) => (caps >> c & 1n) === 1n;
+  if (!has(21n) && !(has(38n) && has(39n))) return "not root (no CAP_BPF/CAP_PERFMON)";
+  try {
+    Deno.statSync("/sys/kernel/btf/vmlinux");
+  } catch {
+    return "kernel has no BTF (/sys/kernel/btf/vmlinux)";
+  }
+  return undefined;
+}
+
+const skipReason = bpfUnavailableReason();
+
+/** A test that loads BPF programs: skipped, saying why, where the kernel cannot. */
+export function bpfTest(name: string, fn: () => Promise<void>) {
+  if (skipReason) console.error(`skip: ${name}: ${skipReason}`);
+  Deno.test({
+    name,
+    ignore: skipReason !== undefined,
+    fn,
+    sanitizeResources: false,
+    sanitizeOps: false,
+  });
+}
+
+/** Polls cond every 50 ms until it holds; throws with `what` after timeoutMs. */
+export async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+) {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Runs a command to completion; returns its output as text. */
+export async function sh(cmd: string, args: string[]) {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  return {
+    code: out.code,
+    stdout: textDecoder.decode(out.stdout),
+    stderr: textDecoder.decode(out.stderr),
+  };
+}
+
+let sessions = 0;
+
+/** An interactive program in a detached tmux session, typed into like a person. */
+export class TmuxPane implements AsyncDisposable {
+  readonly session: string;
+  readonly pid: number;
+
+  private constructor(session: string, pid: number) {
+    this.session = session;
+    this.pid = pid;
+  }
+
+  /** Starts argv in a new tmux session and waits for it to print something. */
+  static async start(argv: string[]): Promise<TmuxPane> {
+    const session = `ecap-test-${Deno.pid}-${++sessions}`;
+    const r = await sh("tmux", [
+      "new-session",
+      "-d",
+      "-s",
+      session,
+      "-x",
+      "250",
+      "-y",
+      "50",
+      ...argv,
+    ]);
+    if (r.code !== 0) throw new Error(`tmux new-session failed: ${r.stderr}`);
+    const pid = Number((await sh("tmux", ["display", "-p", "-t", session, "#{pane_pid}"])).stdout);
+    const pane = new TmuxPane(session, pid);
+    await waitFor(async () => (await pane.screen()).trim().length > 0, `a prompt in ${argv[0]}`);
+    return pane;
+  }
+
+  /** Types text literally, then Enter. */
+  async type(text: string) {
+    // tmux refuses long commands: type long text in pieces
+    for (let i = 0; i < text.length; i += 1000) {
+      const r = await sh("tmux", ["send-keys", "-t", this.session, "-l", text.slice(i, i + 1000)]);
+      if (r.code !== 0) throw new Error(`tmux send-keys failed: ${r.stderr}`);
+    }
+    await sh("tmux", ["send-keys", "-t", this.session, "Enter"]);
+  }
+
+  /** What the pane shows now. */
+  async screen(): Promise<string> {
+    return (await sh("tmux", ["capture-pane", "-p", "-t", this.session])).stdout;
+  }
+
+  async [Symbol.asyncDispose]() {
+    await sh("tmux", ["kill-session", "-t", this.session]);
+  }
+}
+
+/** The ecap CLI running as a child, exactly as a user would run it. */
+export class EcapRun implements AsyncDisposable {
+  #child: Deno.ChildProcess;
+  #stdout = "";
+  #stderr = "";
+  #done: Promise<number>;
+  /** Milliseconds from spawn to the "capturing" line. */
+  startupMs = 0;
+
+  private constructor(child: Deno.ChildProcess) {
+    this.#child = child;
+    const pump = async (s: ReadableStream<Uint8Array>, onText: (t: string) => void) => {
+      const d = new TextDecoder();
+      for await (const chunk of s) onText(d.decode(chunk, { stream: true }));
+    };
+    const a = pump(child.stdout, (t) => this.#stdout += t);
+    const b = pump(child.stderr, (t) => this.#stderr += t);
+    this.#done = Promise.all([a, b, child.status]).then(([, , s]) => s.code);
+  }
+
+  /** Spawns `deno run cli.ts ...args`; with wait, resolves once it is capturing. */
+  static async start(
+    args: string[],
+    opts: { wait?: boolean; env?: Record<string, string>; prefix?: string[] } = {},
+  ) {
+    const argv = [...(opts.prefix ?? []), Deno.execPath(), "run", "-A", `${ROOT}cli.ts`, ...args];
+    const child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+      env: opts.env,
+    }).spawn();
+    const run = new EcapRun(child);
+    if (opts.wait ?? true) {
+      const t0 = performance.now();
+      let exited = false;
+      run.#done.then(() => exited = true);
+      await waitFor(
+        () => run.#stderr.includes("capturing") || exited,
+        "ecap to say it is capturing",
+        30_000,
+      );
+      if (!run.#stderr.includes("capturing")) {
+        throw new Error(`ecap exited before capturing: ${run.#stderr}`);
+      }
+      run.startupMs = performance.now() - t0;
+    }
+    return run;
+  }
+
+  get stdout(): string {
+    return this.#stdout;
+  }
+
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /** Lines of stdout parsed as JSON objects. */
+  json(): Record<string, unknown>[] {
+    return this.#stdout.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+  }
+
+  /** Sends a signal (SIGINT by default) and waits for the exit code. */
+  async stop(signal: Deno.Signal = "SIGINT"): Promise<number> {
+    try {
+      this.#child.kill(signal);
+    } catch { /* already gone */ }
+    return await this.#done;
+  }
+
+  /** Waits for it to exit by itself. */
+  wait(): Promise<number> {
+    return this.#done;
+  }
+
+  async [Symbol.asyncDispose]() {
+    await this.stop("SIGKILL");
+  }
+}
+
+/** Names of the BPF programs currently loaded in the kernel. */
+export async function loadedProgramNames(): Promise<string[]> {
+  const r = await sh("bpftool", ["prog", "show", "-j"]);
+  if (r.code !== 0) throw new Error(`bpftool prog show failed: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { name?: string }[]).map((p) => p.name ?? "");
+}
