@@ -154,6 +154,7 @@ async function run(p: Parsed): Promise<number> {
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   const timer = p.duration ? setTimeout(stop, p.duration * 1000) : undefined;
+  for (const note of cap.notes) console.error(`ecap: ${note}`);
   const where = [...new Set(cap.probes.map((x) => x.where.split(":")[0]))].join(", ");
   console.error(
     `ecap: capturing ${p.spec.name} (${cap.probes.length} probes on ${where}) after ${
@@ -163,7 +164,7 @@ async function run(p: Parsed): Promise<number> {
   try {
     for await (const batch of cap.batches()) {
       const text = batch.map((ev) =>
-        (p.json ? JSON.stringify(p.spec.toJSON(ev)) : p.spec.format(ev)) + "\n"
+        (p.json ? JSON.stringify(p.spec.toJSON(ev)) : p.spec.format(ev, p.opts)) + "\n"
       ).join("");
       if (!out.write(text)) cap.stop(); // stdout closed (e.g. `| head -1`): end quietly
     }

@@ -18,6 +18,7 @@ export { Capture, type CaptureStats } from "./lib/capture.ts";
 export { EcapError, type EcapErrorKind } from "./lib/errors.ts";
 export type { CommonOptions, EventBase } from "./lib/module_spec.ts";
 export type { BashEnd, BashEvent, BashOptions } from "./lib/modules/bash.ts";
+export type { Endpoint, TlsEvent, TlsOptions } from "./lib/modules/tls.ts";
 export type { ModuleEvents, ModuleOptions } from "./lib/modules/mod.ts";
 
 /** Names of the modules `capture` accepts. */

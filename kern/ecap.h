@@ -13,6 +13,7 @@
 enum ecap_kind {
 	ECAP_KIND_BASH_LINE = 1,
 	ECAP_KIND_BASH_STATUS = 2,
+	ECAP_KIND_TLS_DATA = 3,
 };
 
 /* Slots of the per-CPU "ecap_stats" array every object carries. */
@@ -66,6 +67,32 @@ struct bash_status {
 
 #define ECAP_ANY_STATUS 0x7fffffff
 
+/* tls: plaintext passed to SSL_write or returned by SSL_read, in chunks. */
+enum tls_data_flags {
+	TLS_DATA_READ = 1,	/* SSL_read*: the process received it (else sent) */
+	TLS_DATA_LAST = 2,	/* last chunk of this call */
+	TLS_DATA_CUT = 4,	/* the call moved more than max_call_bytes: the rest is not captured */
+};
+
+#define TLS_CHUNK 16384		/* bytes per record at most (a TLS record's plaintext) */
+
+struct tls_data {
+	struct ecap_hdr hdr;
+	__u64 conn;		/* the SSL object's address: one per connection in a process */
+	__u32 len;		/* bytes of data that follow */
+	__u32 offset;		/* where they start within the call's bytes */
+	__u32 total;		/* bytes the call moved */
+	__u32 flags;		/* enum tls_data_flags */
+	__s32 fd;		/* socket fd, -1 if unknown */
+	__u16 family;		/* AF_INET or AF_INET6; 0 if unknown */
+	__u16 lport;		/* local port */
+	__u16 rport;		/* remote port */
+	__u16 pad;
+	__u8 laddr[16];		/* IPv4 in the first 4 bytes */
+	__u8 raddr[16];
+	/* char data[len]; */
+};
+
 /* Anchors the types above in each object's BTF (types only referenced by
  * constants would otherwise be dropped by the compiler). */
 struct ecap_types {
@@ -76,6 +103,8 @@ struct ecap_types {
 	struct ecap_hdr hdr;
 	struct bash_line bash_line;
 	struct bash_status bash_status;
+	enum tls_data_flags tls_data_flags;
+	struct tls_data tls_data;
 };
 
 #endif

@@ -70,6 +70,8 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
   readonly module: string;
   /** What was attached, in order. */
   readonly probes: readonly AttachedProbe[];
+  /** What the module found out about its targets (e.g. library versions). */
+  readonly notes: readonly string[];
   #handle: BpfHandle;
   #decoder: RecordDecoder<E>;
   #stopping = false;
@@ -85,8 +87,10 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     handle: BpfHandle,
     decoder: RecordDecoder<E>,
     probes: AttachedProbe[],
+    notes: string[],
   ) {
     this.module = module;
+    this.notes = notes;
     this.#handle = handle;
     this.#decoder = decoder;
     this.probes = probes;
@@ -98,7 +102,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     opts: O,
   ): Promise<Capture<E>> {
     const targets = await spec.targets(opts);
-    const plan = await planProbes(spec, targets);
+    const plan = await planProbes(spec, targets.files);
     const btf = Btf.fromElf(ElfFile.parse(spec.object));
     const offsetNs = BigInt(Date.now()) * 1_000_000n - monotonicNs();
     const decoder = spec.decoder({ btf, wallClock: (mono) => mono + offsetNs }, opts);
@@ -127,7 +131,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
           attached.push({ program: p.program, kind: p.kind, where: `${p.path}:${p.symbol}` });
         }
       }
-      return new Capture(spec.name, handle, decoder, attached);
+      return new Capture(spec.name, handle, decoder, attached, targets.notes);
     } catch (e) {
       handle.close();
       throw e;
@@ -240,10 +244,10 @@ type PlannedProbe =
   | { kind: "uprobe" | "uretprobe"; program: string; path: string; offset: number; symbol: string }
   | { kind: "raw_tp"; program: string; tracepoint: string };
 
-/** Resolves every probe of a spec to a file offset, or says what is missing. */
+/** Resolves every probe of a spec to file offsets, or says what is missing. */
 async function planProbes<O extends CommonOptions, E extends EventBase>(
   spec: ModuleSpec<O, E>,
-  targets: Record<string, string>,
+  files: Record<string, readonly string[]>,
 ): Promise<PlannedProbe[]> {
   const plan: PlannedProbe[] = [];
   for (const p of spec.probes) {
@@ -251,17 +255,21 @@ async function planProbes<O extends CommonOptions, E extends EventBase>(
       plan.push(p);
       continue;
     }
-    const path = targets[p.target];
-    if (!path) throw new EcapError(`Module ${spec.name} has no target "${p.target}"`);
-    const loc = await locateSymbol(path, p.symbols, p.target);
-    if (!loc) {
-      if (p.optional) continue;
-      throw new EcapError(
-        `Cannot capture ${spec.name}: "${path}" defines none of ${p.symbols.join(", ")}`,
-        { kind: "unsupported", hint: `pass --${p.target} with another ${p.target} binary` },
-      );
+    const paths = files[p.target];
+    if (!paths || paths.length === 0) {
+      throw new EcapError(`Module ${spec.name} has no target "${p.target}"`);
     }
-    plan.push({ kind: p.kind, program: p.program, ...loc });
+    for (const path of paths) {
+      const loc = await locateSymbol(path, p.symbols, p.target);
+      if (!loc) {
+        if (p.optional) continue;
+        throw new EcapError(
+          `Cannot capture ${spec.name}: "${path}" defines none of ${p.symbols.join(", ")}`,
+          { kind: "unsupported", hint: `pass --${p.target} with another ${p.target} binary` },
+        );
+      }
+      plan.push({ kind: p.kind, program: p.program, ...loc });
+    }
   }
   return plan;
 }

@@ -113,16 +113,23 @@ export interface ModuleSpec<
   options: readonly OptionSpec[];
   /** Typed options from parsed CLI values (throws EcapError on bad input). */
   parseOptions(values: Record<string, string | boolean | undefined>): Partial<O>;
-  /** The files probes attach to, by role (e.g. { bash: "/usr/bin/bash" }). */
-  targets(opts: O): Promise<Record<string, string>>;
+  /** The files probes attach to, by role, and what to tell the user about them. */
+  targets(opts: O): Promise<TargetSet>;
   /** Module-specific `const volatile` globals, as their exact bytes. */
   globals(opts: O): Record<string, Uint8Array>;
   /** Makes a (possibly stateful) decoder for one capture. */
   decoder(ctx: DecodeContext, opts: O): RecordDecoder<E>;
   /** One human-readable block per event. */
-  format(event: E): string;
+  format(event: E, opts: O): string;
   /** The --json object for an event: stable field names (see README). */
   toJSON(event: E): Record<string, unknown>;
+}
+
+/** Files to probe, by role (e.g. { bash: ["/usr/bin/bash"] }), and notes on them. */
+export interface TargetSet {
+  files: Record<string, readonly string[]>;
+  /** Lines for the user, e.g. a library's version; printed at start. */
+  notes: string[];
 }
 
 /** Encodes a u32 global. */

@@ -179,7 +179,7 @@ export const bash: ModuleSpec<BashOptions, BashEvent> = {
     bash: typeof v.bash === "string" ? v.bash : undefined,
     errnumber: parseStatus(v.errnumber),
   }),
-  targets: async (opts) => ({ bash: await findShell("bash", opts.bash) }),
+  targets: async (opts) => ({ files: { bash: [await findShell("bash", opts.bash)] }, notes: [] }),
   globals: () => ({}),
   decoder: bashDecoder,
   format(ev) {

@@ -5,15 +5,18 @@
  */
 import type { CommonOptions, EventBase, ModuleSpec } from "../module_spec.ts";
 import { bash, type BashEvent, type BashOptions } from "./bash.ts";
+import { tls, type TlsEvent, type TlsOptions } from "./tls.ts";
 
 /** Options of each module, by name. */
 export interface ModuleOptions {
   bash: BashOptions;
+  tls: TlsOptions;
 }
 
 /** Events of each module, by name. */
 export interface ModuleEvents {
   bash: BashEvent;
+  tls: TlsEvent;
 }
 
 /** The modules, by name. */
@@ -21,6 +24,7 @@ export const MODULES: {
   [K in keyof ModuleOptions]: ModuleSpec<ModuleOptions[K], ModuleEvents[K]>;
 } = {
   bash,
+  tls,
 };
 
 /** A module by its name or one of its aliases. */

@@ -1,0 +1,235 @@
+/**
+ * The tls module against real clients (curl, python3, node) and a real
+ * server (nginx), all on loopback.
+ * @module
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { bpfTest, EcapRun, sh, waitFor } from "./_helpers.ts";
+import { Nginx } from "./_nginx.ts";
+
+type Json = Record<string, unknown> & {
+  pid: number;
+  comm: string;
+  direction: "read" | "write";
+  conn: string;
+  data: string;
+  remote: { addr: string; port: number } | null;
+  local: { addr: string; port: number } | null;
+};
+
+const token = () => `ecap-${crypto.randomUUID()}`;
+
+function bytesOf(e: Json): Uint8Array {
+  return Uint8Array.from(atob(e.data), (c) => c.charCodeAt(0));
+}
+
+function textOf(events: Json[]): string {
+  return events.map((e) => new TextDecoder().decode(bytesOf(e))).join("");
+}
+
+/** Everything one side of a connection moved in one direction, in order. */
+function stream(events: Json[], pid: number, direction: "read" | "write"): Uint8Array {
+  const mine = events.filter((e) => e.pid === pid && e.direction === direction);
+  const parts = mine.map(bytesOf);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) out.set(p, at), at += p.length;
+  return out;
+}
+
+function sha256(b: Uint8Array): string {
+  return createHash("sha256").update(b).digest("hex");
+}
+
+/** The bytes after the first blank line of an HTTP/1 message stream. */
+function bodyAfterHeaders(b: Uint8Array): Uint8Array {
+  for (let i = 0; i + 3 < b.length; i++) {
+    if (b[i] === 13 && b[i + 1] === 10 && b[i + 2] === 13 && b[i + 3] === 10) {
+      return b.subarray(i + 4);
+    }
+  }
+  throw new Error("no end of headers");
+}
+
+async function curl(args: string[]) {
+  const r = await sh("curl", ["-sk", "--max-time", "20", ...args]);
+  assert.equal(r.code, 0, `curl ${args.join(" ")}: ${r.stderr}`);
+  return r;
+}
+
+async function capturedUntil(run: EcapRun, marker: string) {
+  await waitFor(() => textOf(run.json() as Json[]).includes(marker), `"${marker}" in the capture`);
+}
+
+bpfTest("ecap tls captures curl and nginx over HTTP/1.1, both ends, with addresses", async () => {
+  await using nginx = await Nginx.start({ "index.html": "hello from nginx\n" });
+  await using run = await EcapRun.start(["tls", "--json"]);
+  const t = token();
+  await curl(["--http1.1", nginx.url(`/index.html?${t}`)]);
+  await capturedUntil(run, "hello from nginx");
+  await run.stop();
+  const events = run.json() as Json[];
+  const clientWrite = events.find((e) =>
+    e.comm === "curl" && e.direction === "write" &&
+    textOf([e]).includes(`GET /index.html?${t} HTTP/1.1`)
+  );
+  assert.ok(clientWrite, "curl's request captured");
+  assert.deepEqual(clientWrite.remote, { addr: "127.0.0.1", port: nginx.port });
+  assert.equal(clientWrite.local?.addr, "127.0.0.1");
+  const serverRead = events.find((e) =>
+    e.comm === "nginx" && e.direction === "read" &&
+    textOf([e]).includes(`GET /index.html?${t} HTTP/1.1`)
+  );
+  assert.ok(serverRead, "nginx's view of the request captured");
+  assert.deepEqual(serverRead.local, { addr: "127.0.0.1", port: nginx.port });
+  assert.equal(serverRead.remote?.port, clientWrite.local?.port);
+  const http = clientWrite.http as { protocol: string; message: { target: string } }[];
+  assert.equal(http?.[0]?.message?.target, `/index.html?${t}`);
+  assert.match(run.stderr, /OpenSSL 3\.\d+\.\d+/);
+  assert.match(run.stderr, /ecap: \d+ events, 0 lost/);
+});
+
+bpfTest("ecap tls captures a 1 MiB upload and a 1 MiB download byte-exact", async () => {
+  const big = new Uint8Array(1 << 20);
+  const download = new Uint8Array(1 << 20);
+  for (let i = 0; i < download.length; i += 65536) {
+    crypto.getRandomValues(download.subarray(i, i + 65536));
+  }
+  for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
+  await using nginx = await Nginx.start({ "big.bin": download });
+  const upload = `${nginx.dir}/upload.bin`;
+  await Deno.writeFile(upload, big);
+  await using run = await EcapRun.start(["tls", "--json", "--mapsize", "64M"]);
+  const up = new Deno.Command("curl", {
+    args: ["-sk", "--http1.1", "--data-binary", `@${upload}`, nginx.url("/upload")],
+    stdout: "piped",
+  }).spawn();
+  const upOut = await up.output();
+  assert.equal(new TextDecoder().decode(upOut.stdout), "uploaded\n");
+  const down = new Deno.Command("curl", {
+    args: ["-sk", "--http1.1", "-o", "/dev/null", nginx.url("/big.bin")],
+  }).spawn();
+  assert.equal((await down.output()).code, 0);
+  await new Promise((r) => setTimeout(r, 500));
+  await run.stop();
+  const events = run.json() as Json[];
+  const sent = bodyAfterHeaders(stream(events, up.pid, "write"));
+  assert.equal(sent.length, big.length);
+  assert.equal(sha256(sent), sha256(big));
+  const received = bodyAfterHeaders(stream(events, down.pid, "read"));
+  assert.equal(received.length, download.length);
+  assert.equal(sha256(received), sha256(download));
+  assert.match(run.stderr, /, 0 lost/);
+});
+
+bpfTest("ecap tls decodes HTTP/2 headers from curl", async () => {
+  await using nginx = await Nginx.start({ "h2.txt": "over h2\n" });
+  await using run = await EcapRun.start(["tls", "--json"]);
+  const t = token();
+  await curl(["--http2", "-o", "/dev/null", nginx.url(`/h2.txt?${t}`)]);
+  await curl(["--http2", nginx.url("/h2.txt")]);
+  await capturedUntil(run, "over h2");
+  await run.stop();
+  const views = (run.json() as Json[])
+    .filter((e) => e.comm === "curl")
+    .flatMap((e) =>
+      (e.http ?? []) as { protocol: string; event?: { headers?: [string, string][] } }[]
+    );
+  const paths = views.flatMap((v) => v.event?.headers ?? []).filter(([k]) => k === ":path");
+  assert.ok(paths.some(([, v]) => v === `/h2.txt?${t}`), JSON.stringify(paths));
+  assert.ok(views.every((v) => v.protocol === "http2"));
+});
+
+bpfTest("ecap tls captures python3's urllib and --pid isolates it", async () => {
+  await using nginx = await Nginx.start({ "py.txt": "python here\n" });
+  const t = token();
+  const py = new Deno.Command("/usr/bin/python3", {
+    args: [
+      "-c",
+      `import ssl, sys, time, urllib.request
+sys.stdin.readline()
+ctx = ssl._create_unverified_context()
+print(urllib.request.urlopen("${nginx.url(`/py.txt?${t}`)}", context=ctx).read().decode())`,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  // python has loaded libssl (import ssl) once it waits on stdin
+  await new Promise((r) => setTimeout(r, 1000));
+  await using run = await EcapRun.start(["tls", "--json", "--pid", String(py.pid)]);
+  await curl(["--http1.1", nginx.url("/py.txt?from-curl")]);
+  const w = py.stdin.getWriter();
+  await w.write(new TextEncoder().encode("go\n"));
+  await w.close();
+  assert.equal(new TextDecoder().decode((await py.output()).stdout), "python here\n\n");
+  await capturedUntil(run, "python here");
+  await run.stop();
+  const events = run.json() as Json[];
+  assert.ok(events.length >= 2);
+  assert.ok(events.every((e) => e.pid === py.pid), "only python's events");
+  assert.ok(textOf(events).includes(`GET /py.txt?${t} HTTP/1.1`));
+  assert.ok(!textOf(events).includes("from-curl"));
+});
+
+bpfTest("ecap tls --libssl /usr/bin/node captures node's statically linked OpenSSL", async () => {
+  await using nginx = await Nginx.start({ "node.txt": "node reads this\n" });
+  await using run = await EcapRun.start(["tls", "--json", "--libssl", "/usr/bin/node"]);
+  assert.match(run.stderr, /\/usr\/bin\/node: OpenSSL \d+\.\d+\.\d+.*linked statically/);
+  const t = token();
+  const r = await sh("/usr/bin/node", [
+    "-e",
+    `require("https").get("${nginx.url(`/node.txt?${t}`)}", { rejectUnauthorized: false },
+      (res) => res.pipe(process.stdout));`,
+  ]);
+  assert.equal(r.stdout, "node reads this\n");
+  await capturedUntil(run, "node reads this");
+  await run.stop();
+  const events = run.json() as Json[];
+  assert.ok(textOf(events.filter((e) => e.direction === "write")).includes(`/node.txt?${t}`));
+  assert.ok(events.every((e) => e.comm === "node"));
+});
+
+bpfTest("ecap tls text output shows the connection and the HTTP request", async () => {
+  await using nginx = await Nginx.start({ "t.txt": "text mode\n" });
+  await using run = await EcapRun.start(["tls"]);
+  const t = token();
+  await curl(["--http1.1", nginx.url(`/t.txt?${t}`)]);
+  await waitFor(() => run.stdout.includes("text mode"), "the response in text output");
+  await run.stop();
+  assert.match(
+    run.stdout,
+    new RegExp(
+      `curl\\[\\d+\\] fd=\\d+ 127\\.0\\.0\\.1:\\d+ -> 127\\.0\\.0\\.1:${nginx.port} WRITE`,
+    ),
+  );
+  assert.ok(run.stdout.includes(`GET /t.txt?${t} HTTP/1.1`));
+});
+
+bpfTest(
+  "ecap tls --libssl to a missing file or a file without SSL symbols fails in one line",
+  async () => {
+    await using missing = await EcapRun.start(["tls", "--libssl", "/nonexistent/libssl.so"], {
+      wait: false,
+    });
+    assert.equal(await missing.wait(), 4);
+    assert.match(missing.stderr, /^ecap: [^\n]*"\/nonexistent\/libssl.so" not found[^\n]*\n$/);
+    await using nossl = await EcapRun.start(["tls", "--libssl", "/usr/bin/true"], { wait: false });
+    assert.equal(await nossl.wait(), 5);
+    assert.match(
+      nossl.stderr,
+      /^ecap: [^\n]*"\/usr\/bin\/true" has no SSL_read\/SSL_write[^\n]*\n$/,
+    );
+  },
+);
+
+bpfTest("ecap tls reports IPv6 loopback addresses", async () => {
+  await using nginx = await Nginx.start({ "v6.txt": "six\n" });
+  await using run = await EcapRun.start(["tls", "--json"]);
+  await curl(["--http1.1", `https://[::1]:${nginx.port}/v6.txt`]);
+  await capturedUntil(run, "six");
+  await run.stop();
+  const w = (run.json() as Json[]).find((e) => e.comm === "curl" && e.direction === "write");
+  assert.deepEqual(w?.remote, { addr: "::1", port: nginx.port });
+  assert.equal(w?.local?.addr, "::1");
+});
