@@ -233,3 +233,66 @@ bpfTest("ecap tls reports IPv6 loopback addresses", async () => {
   assert.deepEqual(w?.remote, { addr: "::1", port: nginx.port });
   assert.equal(w?.local?.addr, "::1");
 });
+
+bpfTest("ecap tls says when it does not recognise a version, and still captures", async () => {
+  // A copy of libssl whose libcrypto carries no version string.
+  const dir = await Deno.makeTempDir({ prefix: "ecap-unknown-ssl-" });
+  try {
+    await Deno.chmod(dir, 0o755);
+    await Deno.copyFile("/usr/lib/x86_64-linux-gnu/libssl.so.3", `${dir}/libssl.so.3`);
+    const crypto3 = await Deno.readFile("/usr/lib/x86_64-linux-gnu/libcrypto.so.3");
+    const needle = new TextEncoder().encode("OpenSSL ");
+    for (let i = crypto3.indexOf(needle[0]); i >= 0; i = crypto3.indexOf(needle[0], i + 1)) {
+      if (needle.every((b, j) => crypto3[i + j] === b)) crypto3[i] = "X".charCodeAt(0);
+    }
+    await Deno.writeFile(`${dir}/libcrypto.so.3`, crypto3);
+    await using nginx = await Nginx.start({ "u.txt": "unknown version\n" });
+    await using run = await EcapRun.start(["tls", "--json", "--libssl", `${dir}/libssl.so.3`]);
+    assert.match(
+      run.stderr,
+      /libssl\.so\.3: an unrecognised OpenSSL version \(plaintext is still captured\)/,
+    );
+    const r = await new Deno.Command("curl", {
+      args: ["-sk", "--http1.1", nginx.url("/u.txt")],
+      env: { LD_LIBRARY_PATH: dir },
+    }).output();
+    assert.equal(new TextDecoder().decode(r.stdout), "unknown version\n");
+    await capturedUntil(run, "unknown version");
+    await run.stop();
+    assert.ok((run.json() as Json[]).every((e) => e.comm === "curl"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+bpfTest("ecap tls attributes a connection opened before it started", async () => {
+  await using nginx = await Nginx.start({ "k.txt": "kept alive\n" });
+  const py = new Deno.Command("/usr/bin/python3", {
+    args: [
+      "-c",
+      `import http.client, ssl, sys
+c = http.client.HTTPSConnection("127.0.0.1", ${nginx.port}, context=ssl._create_unverified_context())
+for i in range(2):
+    c.request("GET", "/k.txt?round=%d" % i)
+    print(c.getresponse().read().decode(), end="", flush=True)
+    sys.stdin.readline()`,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const reader = py.stdout.getReader();
+  assert.equal(new TextDecoder().decode((await reader.read()).value), "kept alive\n");
+  await using run = await EcapRun.start(["tls", "--json", "-p", String(py.pid)]);
+  const w = py.stdin.getWriter();
+  await w.write(new TextEncoder().encode("\n\n"));
+  await w.close();
+  await capturedUntil(run, "round=1");
+  await capturedUntil(run, "kept alive");
+  reader.releaseLock();
+  await py.output();
+  await run.stop();
+  const write = (run.json() as Json[]).find((e) => e.direction === "write")!;
+  assert.ok(textOf([write]).includes("GET /k.txt?round=1 HTTP/1.1"));
+  assert.deepEqual(write.remote, { addr: "127.0.0.1", port: nginx.port });
+  assert.ok((write.fd as number) >= 3);
+});

@@ -186,6 +186,16 @@ function join(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** Bytes in JSON: text when they are text, else { base64 }. */
+function jsonValue(v: unknown): unknown {
+  if (v instanceof Uint8Array) return printableText(v) ?? { base64: toBase64(v) };
+  if (Array.isArray(v)) return v.map(jsonValue);
+  if (v && typeof v === "object") {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, jsonValue(x)]));
+  }
+  return v;
+}
+
 function parseBytes(v: string | boolean | undefined): number | undefined {
   if (v === undefined || typeof v === "boolean") return undefined;
   const m = /^(\d+)([KMG]?)$/i.exec(v);
@@ -300,6 +310,6 @@ export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
     truncated: ev.truncated,
     incomplete: ev.incomplete,
     data: toBase64(ev.data),
-    http: ev.http.length ? ev.http : undefined,
+    http: ev.http.length ? ev.http.map(jsonValue) : undefined,
   }),
 };
