@@ -42,6 +42,16 @@ export type EcapErrorKind =
 /**
  * A failure a caller is expected to catch and show: one line that says what
  * failed and why, plus a hint on what to do.
+ *
+ * @example Tell a missing privilege from other failures
+ * ```ts ignore
+ * try {
+ *   await capture("bash", {});
+ * } catch (e) {
+ *   if (e instanceof EcapError && e.kind === "permission") console.error("run as root");
+ *   else throw e;
+ * }
+ * ```
  */
 export class EcapError extends Error {
   /** Broad class of the failure; picks the CLI's exit code. */

@@ -156,13 +156,20 @@ async function compileBinary() {
   if (denort) env.DENORT_BIN = denort;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["compile", "-A", "--no-check", "--output", out, `${ROOT}/cli.ts`],
-    env,
+    env: { ...env, NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
   }).spawn();
   const res = await child.output();
   if (!res.success) {
-    const err = new TextDecoder().decode(res.stderr).trim().split("\n").at(-1);
+    // deno's error is a cause chain: the deepest cause line says why
+    const lines = new TextDecoder().decode(res.stderr).split("\n");
+    const causes = lines.map((l) => /^\s+\d+: (.+)$/.exec(l)?.[1]).filter((l) =>
+      l && l !== "<unknown>"
+    );
+    const err = causes.find((l) => l!.includes("error")) ?? lines.find((l) =>
+      l.startsWith("error")
+    ) ?? "failed";
     die(
       `deno compile could not make ${out} (${err}); the other artifacts are in ${BUILD}: ` +
         "set DENORT_BIN to a denort binary where Deno cannot download it",
