@@ -8,7 +8,7 @@
  * command ended.
  * User space joins the two by pid.
  */
-#include "common.bpf.h"
+#include "text_chunks.bpf.h"
 
 /* A shell whose line was read and whose command has not ended yet. */
 struct pending {
@@ -22,19 +22,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct pending);
 } pending_commands SEC(".maps");
-
-/* Where a line chunk is built: too big for the 512-byte stack. */
-struct line_record {
-	struct bash_line rec;
-	char data[BASH_CHUNK];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct line_record);
-} line_scratch SEC(".maps");
 
 static __always_inline void emit_status(__u64 id, __s32 status, __u32 end)
 {
@@ -51,9 +38,8 @@ int BPF_KRETPROBE(uretprobe_readline, const char *line)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 uid = (__u32)bpf_get_current_uid_gid();
-	__u32 tgid = id >> 32, zero = 0;
+	__u32 tgid = id >> 32;
 	struct pending fresh = {}, *p;
-	struct line_record *b;
 
 	if (!line || !process_allowed(id, uid))
 		return 0;
@@ -61,33 +47,7 @@ int BPF_KRETPROBE(uretprobe_readline, const char *line)
 	p = bpf_map_lookup_elem(&pending_commands, &tgid);
 	if (p && p->depth > 0)
 		return 0;
-	b = bpf_map_lookup_elem(&line_scratch, &zero);
-	if (!b)
-		return 0;
-	fill_hdr(&b->rec.hdr, ECAP_KIND_BASH_LINE, id, uid);
-
-	for (int i = 0; i < BASH_CHUNKS; i++) {
-		/* Each read takes BASH_CHUNK - 1 bytes and a NUL; a full read means
-		 * the line may go on, so the next read starts where it stopped. */
-		long n = bpf_probe_read_user_str(b->data, BASH_CHUNK,
-						 line + (__u64)i * (BASH_CHUNK - 1));
-		__u32 len;
-
-		if (n <= 0)
-			break;
-		len = n - 1;
-		if (len > BASH_CHUNK - 1)
-			len = BASH_CHUNK - 1;
-		b->rec.len = len;
-		b->rec.flags = n == BASH_CHUNK ? BASH_LINE_MORE : 0;
-		if (i == BASH_CHUNKS - 1 && n == BASH_CHUNK) {
-			b->rec.flags = BASH_LINE_CUT;
-			stat_add(ECAP_STAT_TRUNCATED, 1);
-		}
-		emit(b, sizeof(b->rec) + len);
-		if (n != BASH_CHUNK)
-			break;
-	}
+	emit_user_text(ECAP_KIND_BASH_LINE, id, uid, line, TEXT_CHUNKS);
 	bpf_map_update_elem(&pending_commands, &tgid, &fresh, BPF_ANY);
 	return 0;
 }

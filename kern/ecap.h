@@ -11,9 +11,15 @@
 
 /* Picks the decoder for a record. */
 enum ecap_kind {
-	ECAP_KIND_BASH_LINE = 1,
-	ECAP_KIND_BASH_STATUS = 2,
-	ECAP_KIND_TLS_DATA = 3,
+	ECAP_KIND_BASH_LINE = 1,	/* struct text_chunk */
+	ECAP_KIND_BASH_STATUS = 2,	/* struct bash_status */
+	ECAP_KIND_TLS_DATA = 3,		/* struct tls_data */
+	ECAP_KIND_ZSH_LINE = 4,		/* struct text_chunk */
+	ECAP_KIND_MYSQL_QUERY = 5,	/* struct text_chunk: the query's text */
+	ECAP_KIND_MYSQL_DONE = 6,	/* how it ended */
+	ECAP_KIND_PG_QUERY = 7,		/* struct text_chunk: the statement's text */
+	ECAP_KIND_PG_DONE = 8,		/* how it ended */
+	ECAP_KIND_TLS_SECRET = 9,	/* reserved: TLS secrets */
 };
 
 /* Slots of the per-CPU "ecap_stats" array every object carries. */
@@ -34,19 +40,23 @@ struct ecap_hdr {
 	char comm[ECAP_COMM_LEN];
 };
 
-/* bash: a line returned by readline. Long lines arrive as several chunks. */
-enum bash_line_flags {
-	BASH_LINE_MORE = 1,	/* another chunk of the same line follows */
-	BASH_LINE_CUT = 2,	/* the line was longer than BASH_LINE_MAX */
+/*
+ * Text of any length read from user memory (a shell line, an SQL query),
+ * streamed as chunks: kern/text_chunks.bpf.h writes them, lib/text_chunks.ts
+ * reads them. The record kind says whose text it is.
+ */
+enum text_chunk_flags {
+	TEXT_MORE = 1,		/* another chunk of the same text follows */
+	TEXT_CUT = 2,		/* the text was longer than TEXT_CHUNKS chunks: cut there */
 };
 
-#define BASH_CHUNK 8192		/* bytes of a line per record */
-#define BASH_CHUNKS 128		/* chunks per line: lines up to 1 MiB */
+#define TEXT_CHUNK 8192		/* bytes of text per record, NUL included */
+#define TEXT_CHUNKS 128		/* chunks per text: about 1 MiB */
 
-struct bash_line {
+struct text_chunk {
 	struct ecap_hdr hdr;
 	__u32 len;		/* bytes of data that follow */
-	__u32 flags;		/* enum bash_line_flags */
+	__u32 flags;		/* enum text_chunk_flags */
 	/* char data[len]; */
 };
 
@@ -66,6 +76,22 @@ struct bash_status {
 };
 
 #define ECAP_ANY_STATUS 0x7fffffff
+
+/* mysqld, postgres: how a query ended, sent when it ends. */
+enum query_result {
+	QUERY_OK = 1,
+	QUERY_ERROR = 2,	/* the server reported an error for it */
+};
+
+struct query_done {
+	struct ecap_hdr hdr;
+	__u64 duration_ns;	/* from its text being seen to its end */
+	__s64 conn;		/* connection or thread id; -1 if unknown */
+	__s32 retval;		/* the hooked function's return value */
+	__u32 result;		/* enum query_result */
+	__u32 command;		/* mysqld: enum_server_command; postgres: 0 */
+	__u32 pad;
+};
 
 /* tls: plaintext passed to SSL_write or returned by SSL_read, in chunks. */
 enum tls_data_flags {
@@ -98,10 +124,12 @@ struct tls_data {
 struct ecap_types {
 	enum ecap_kind kind;
 	enum ecap_stat stat;
-	enum bash_line_flags bash_line_flags;
+	enum text_chunk_flags text_chunk_flags;
 	enum bash_end bash_end;
+	enum query_result query_result;
+	struct query_done query_done;
 	struct ecap_hdr hdr;
-	struct bash_line bash_line;
+	struct text_chunk text_chunk;
 	struct bash_status bash_status;
 	enum tls_data_flags tls_data_flags;
 	struct tls_data tls_data;

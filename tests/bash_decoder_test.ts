@@ -12,10 +12,10 @@ import { RecordError } from "../lib/record_header.ts";
 const btf = Btf.fromElf(ElfFile.parse(bash.object));
 const kinds = btf.enumValues("ecap_kind");
 const hdr = btf.struct("ecap_hdr");
-const lineRec = btf.struct("bash_line");
+const lineRec = btf.struct("text_chunk");
 const statusRec = btf.struct("bash_status");
 const ends = btf.enumValues("bash_end");
-const flags = btf.enumValues("bash_line_flags");
+const flags = btf.enumValues("text_chunk_flags");
 
 function header(view: DataView, kind: string, pid: number) {
   view.setUint32(hdr.members.get("kind")!.offset, kinds.get(kind)!, true);
@@ -67,7 +67,7 @@ Deno.test("kern/ecap.h records are in the bash object's BTF", () => {
 
 Deno.test("bash decoder joins chunks of one line and reports its status", () => {
   const decode = decoder();
-  const more = flags.get("BASH_LINE_MORE")!;
+  const more = flags.get("TEXT_MORE")!;
   assert.deepEqual(decode(line(7, "echo ab", more)), []);
   assert.deepEqual(decode(line(7, "cd", 0)), []);
   const [ev] = decode(status(7, 0, "BASH_END_RETURN"));
@@ -94,7 +94,7 @@ Deno.test("bash decoder drops empty lines, marks cut lines and filters by status
   const decode = decoder({ errnumber: 1 });
   decode(line(3, ""));
   assert.deepEqual(decode(status(3, 0, "BASH_END_NONE")), []);
-  decode(line(3, "false", flags.get("BASH_LINE_CUT")!));
+  decode(line(3, "false", flags.get("TEXT_CUT")!));
   const [ev] = decode(status(3, 1, "BASH_END_RETURN"));
   assert.equal(ev.truncated, true);
   decode(line(3, "true"));

@@ -17,7 +17,8 @@ import {
   uprobe,
   uretprobe,
 } from "../module_spec.ts";
-import { headerReader, RecordError, type RecordHeader } from "../record_header.ts";
+import { RecordError, type RecordHeader } from "../record_header.ts";
+import { textChunkReader, TextJoiner } from "../text_chunks.ts";
 import { findShell } from "../targets.ts";
 
 /** Options of the bash module. */
@@ -53,51 +54,33 @@ const READLINE = ["readline_internal_teardown", "readline"];
 
 /** Joins line chunks and status records into events. */
 function bashDecoder(ctx: DecodeContext, opts: BashOptions): RecordDecoder<BashEvent> {
-  const hdr = headerReader(ctx.btf, ctx.wallClock);
+  const chunks = textChunkReader(ctx.btf, ctx.wallClock);
   const kinds = ctx.btf.enumValues("ecap_kind");
   const lineKind = kinds.get("ECAP_KIND_BASH_LINE")!;
   const statusKind = kinds.get("ECAP_KIND_BASH_STATUS")!;
-  const flags = ctx.btf.enumValues("bash_line_flags");
-  const MORE = flags.get("BASH_LINE_MORE")!, CUT = flags.get("BASH_LINE_CUT")!;
   const ends = new Map<number, BashEnd>();
   for (const [name, value] of ctx.btf.enumValues("bash_end")) {
     ends.set(value, name.replace("BASH_END_", "").toLowerCase() as BashEnd);
   }
-  const line = ctx.btf.struct("bash_line");
-  const lineLen = line.members.get("len")!.offset;
-  const lineFlags = line.members.get("flags")!.offset;
   const status = ctx.btf.struct("bash_status");
   const statusStatus = status.members.get("status")!.offset;
   const statusEnd = status.members.get("end")!.offset;
   const utf8 = new TextDecoder();
+  const lines = new TextJoiner<number>();
 
   /** Per shell: the lines read since its last command ended. */
-  const pending = new Map<
-    number,
-    { header: RecordHeader; parts: Uint8Array[]; open: boolean; cut: boolean }
-  >();
+  const pending = new Map<number, { header: RecordHeader; lines: Uint8Array[]; cut: boolean }>();
 
   return {
     decode(view, offset, length) {
-      const h = hdr.read(view, offset, length);
+      const h = chunks.header.read(view, offset, length);
       if (h.kind === lineKind) {
-        if (length < line.size) throw new RecordError("bash line record too short");
-        const len = view.getUint32(offset + lineLen, true);
-        const f = view.getUint32(offset + lineFlags, true);
-        if (line.size + len > length) {
-          throw new RecordError(
-            `bash line claims ${len} bytes, record holds ${length - line.size}`,
-          );
-        }
-        const bytes = new Uint8Array(view.buffer, view.byteOffset + offset + line.size, len)
-          .slice();
-        let p = pending.get(h.pid);
-        if (!p) pending.set(h.pid, p = { header: h, parts: [], open: false, cut: false });
-        // a new line after a finished one joins it with "\n" (multi-line command)
-        if (!p.open && p.parts.length > 0) p.parts.push(new Uint8Array([10]));
-        p.parts.push(bytes);
-        p.open = (f & MORE) !== 0;
-        p.cut ||= (f & CUT) !== 0;
+        const line = lines.add(h.pid, chunks.read(view, offset, length, h));
+        if (!line) return [];
+        const p = pending.get(h.pid);
+        // another line before the command ended: a multi-line command
+        if (p) p.lines.push(line.bytes), p.cut ||= line.cut;
+        else pending.set(h.pid, { header: line.header, lines: [line.bytes], cut: line.cut });
         return [];
       }
       if (h.kind === statusKind) {
@@ -110,27 +93,17 @@ function bashDecoder(ctx: DecodeContext, opts: BashOptions): RecordDecoder<BashE
           ? null
           : view.getInt32(offset + statusStatus, true);
         if (opts.errnumber !== undefined && code !== opts.errnumber) return [];
-        const total = p.parts.reduce((n, b) => n + b.length, 0);
-        const all = new Uint8Array(total);
-        let at = 0;
-        for (const b of p.parts) all.set(b, at), at += b.length;
-        const text = utf8.decode(all);
+        const text = p.lines.map((l) => utf8.decode(l)).join("\n");
         if (end === "none" && text.trim() === "") return []; // just Enter
         // when and by whom it was typed: after exec the comm is another's
         const { kind: _, ...base } = p.header;
-        return [{
-          module: "bash",
-          ...base,
-          line: text,
-          status: code,
-          end,
-          truncated: p.cut,
-        }];
+        return [{ module: "bash", ...base, line: text, status: code, end, truncated: p.cut }];
       }
       throw new RecordError(`unknown record kind ${h.kind} in bash capture`);
     },
     flush() {
       pending.clear();
+      lines.clear();
       return [];
     },
   };
