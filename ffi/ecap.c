@@ -2,6 +2,7 @@
 /* libecap: libbpf behind the narrow API of ecap.h. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,6 +18,8 @@
 #include "ecap.h"
 
 #define MAX_LINKS 1024
+/* enum bpf_attach_type value from kernel 6.6; Debian 12's uapi header predates it */
+#define ECAP_TRACE_UPROBE_MULTI 48
 #define RECORD_ALIGN 8
 
 struct ecap {
@@ -268,6 +271,39 @@ ECAP_API int ecap_attach_uprobe(struct ecap *h, const char *prog, const char *pa
 	return id;
 }
 
+ECAP_API int ecap_program_is_multi(struct ecap *h, const char *prog)
+{
+	struct bpf_program *p = find_prog(h, prog);
+
+	if (!p)
+		return fail(h, -ENOENT, "program %s: no such program", prog);
+	return bpf_program__expected_attach_type(p) == (enum bpf_attach_type)ECAP_TRACE_UPROBE_MULTI;
+}
+
+ECAP_API int ecap_attach_uprobe_multi(struct ecap *h, const char *prog, const char *path,
+				      const uint64_t *offsets, uint32_t n, int retprobe, int pid,
+				      const char *funcs)
+{
+	LIBBPF_OPTS(bpf_uprobe_multi_opts, opts, .offsets = (const unsigned long *)offsets, .cnt = n,
+		    .retprobe = retprobe != 0);
+	struct bpf_program *p = find_prog(h, prog);
+	struct bpf_link *link;
+	int id;
+
+	if (!p)
+		return fail(h, -ENOENT, "attach %s: no such program", prog);
+	log_target = h;
+	link = bpf_program__attach_uprobe_multi(p, pid > 0 ? pid : -1, path, NULL, &opts);
+	log_target = NULL;
+	if (!link)
+		return fail(h, -errno, "attach %s to %s in \"%s\"", retprobe ? "uretprobes" : "uprobes",
+			    funcs && *funcs ? funcs : "offsets", path);
+	id = keep_link(h, link);
+	if (id < 0)
+		return fail(h, id, "attach %s: too many links", prog);
+	return id;
+}
+
 ECAP_API int ecap_attach_raw_tp(struct ecap *h, const char *prog, const char *tp)
 {
 	struct bpf_program *p = find_prog(h, prog);
@@ -391,13 +427,40 @@ ECAP_API const char *ecap_log(struct ecap *h)
 	return h->log ? h->log : "";
 }
 
+static void *destroy_link(void *link)
+{
+	bpf_link__destroy(link);
+	return NULL;
+}
+
+/*
+ * Each uprobe detach waits for an RCU grace period (tens of ms); detaching
+ * on one thread each lets the waits overlap, so stopping stays fast.
+ */
+static void destroy_links(struct ecap *h)
+{
+	pthread_t threads[MAX_LINKS];
+	bool started[MAX_LINKS] = { false };
+
+	for (int i = 0; i < MAX_LINKS; i++) {
+		if (!h->links[i])
+			continue;
+		started[i] = pthread_create(&threads[i], NULL, destroy_link, h->links[i]) == 0;
+		if (!started[i])
+			bpf_link__destroy(h->links[i]);
+		h->links[i] = NULL;
+	}
+	for (int i = 0; i < MAX_LINKS; i++)
+		if (started[i])
+			pthread_join(threads[i], NULL);
+	h->n_links = 0;
+}
+
 ECAP_API void ecap_close(struct ecap *h)
 {
 	if (!h)
 		return;
-	for (int i = 0; i < MAX_LINKS; i++)
-		if (h->links[i])
-			bpf_link__destroy(h->links[i]);
+	destroy_links(h);
 	ring_buffer__free(h->ring);
 	bpf_object__close(h->obj);
 	if (h->epoll_fd >= 0)

@@ -26,6 +26,13 @@ ECAP_API int ecap_object_load(struct ecap *h);
 /* Attaches; returns a link id >= 0. func names the target in messages only. */
 ECAP_API int ecap_attach_uprobe(struct ecap *h, const char *prog, const char *path, uint64_t offset,
 				int retprobe, int pid, const char *func);
+/* 1 when a program is SEC("uprobe.multi"): one link for many offsets. */
+ECAP_API int ecap_program_is_multi(struct ecap *h, const char *prog);
+/* Attaches a uprobe.multi program at n offsets of one file, as one link
+ * (one detach, one RCU wait, where n perf-event uprobes wait n times). */
+ECAP_API int ecap_attach_uprobe_multi(struct ecap *h, const char *prog, const char *path,
+				      const uint64_t *offsets, uint32_t n, int retprobe, int pid,
+				      const char *funcs);
 ECAP_API int ecap_attach_raw_tp(struct ecap *h, const char *prog, const char *tp);
 ECAP_API int ecap_detach(struct ecap *h, int link);
 /* Number of links currently attached. */

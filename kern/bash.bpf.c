@@ -33,7 +33,7 @@ static __always_inline void emit_status(__u64 id, __s32 status, __u32 end)
 	emit(&st, sizeof(st));
 }
 
-SEC("uretprobe")
+SEC("uretprobe.multi")
 int BPF_KRETPROBE(uretprobe_readline, const char *line)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -52,7 +52,7 @@ int BPF_KRETPROBE(uretprobe_readline, const char *line)
 	return 0;
 }
 
-SEC("uprobe")
+SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_execute_command)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -64,7 +64,7 @@ int BPF_KPROBE(uprobe_execute_command)
 }
 
 /* execute_command nests (lists, loops); the outermost return ends the line. */
-SEC("uretprobe")
+SEC("uretprobe.multi")
 int BPF_KRETPROBE(uretprobe_execute_command, int ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -81,7 +81,7 @@ int BPF_KRETPROBE(uretprobe_execute_command, int ret)
 }
 
 /* Syntax errors are reported through parser_error (yyerror is inlined). */
-SEC("uprobe")
+SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_parser_error)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -97,7 +97,7 @@ int BPF_KPROBE(uprobe_parser_error)
 
 /* The next command's parse starts: lines still pending ran nothing. Lines of
  * a multi-line command are read inside one parse_command call. */
-SEC("uprobe")
+SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_parse_command)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -112,7 +112,7 @@ int BPF_KPROBE(uprobe_parse_command)
 }
 
 /* exit (and errexit) longjmp past execute_command's return to exit_shell. */
-SEC("uprobe")
+SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_exit_shell, int status)
 {
 	__u64 id = bpf_get_current_pid_tgid();

@@ -204,37 +204,37 @@ done:
 	return 0;
 }
 
-SEC("uprobe")
+SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_ssl_write, void *ssl, const void *buf)
 {
 	return call_enter(ssl, buf, NULL, 0);
 }
 
-SEC("uprobe")
+SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_ssl_write_ex, void *ssl, const void *buf, __u64 num, void *written)
 {
 	return call_enter(ssl, buf, written, 0);
 }
 
-SEC("uprobe")
+SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_ssl_read, void *ssl, void *buf)
 {
 	return call_enter(ssl, buf, NULL, TLS_DATA_READ);
 }
 
-SEC("uprobe")
+SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_ssl_read_ex, void *ssl, void *buf, __u64 num, void *readbytes)
 {
 	return call_enter(ssl, buf, readbytes, TLS_DATA_READ);
 }
 
-SEC("uretprobe")
+SEC("uretprobe.multi")
 int BPF_KRETPROBE(uretprobe_ssl_call, long ret)
 {
 	return call_return((int)ret, false);
 }
 
-SEC("uretprobe")
+SEC("uretprobe.multi")
 int BPF_KRETPROBE(uretprobe_ssl_call_ex, long ret)
 {
 	return call_return((int)ret, true);

@@ -127,10 +127,19 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
       handle.setMapSize("events", ringBytes(opts.mapSize));
       handle.load();
       const attached: AttachedProbe[] = [];
-      for (const p of plan) {
+      for (const p of groupMulti(plan, (prog) => handle.isMultiUprobe(prog))) {
         if (p.kind === "raw_tp") {
           handle.attachRawTracepoint(p.program, p.tracepoint);
           attached.push({ program: p.program, kind: p.kind, where: p.tracepoint });
+        } else if ("offsets" in p) {
+          handle.attachUprobeMulti(p.program, p.path, p.offsets, {
+            retprobe: p.kind === "uretprobe",
+            pid: opts.pid,
+            funcs: p.symbols,
+          });
+          for (const sym of p.symbols) {
+            attached.push({ program: p.program, kind: p.kind, where: `${p.path}:${sym}` });
+          }
         } else {
           handle.attachUprobe(p.program, p.path, p.offset, {
             retprobe: p.kind === "uretprobe",
@@ -252,6 +261,39 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
 type PlannedProbe =
   | { kind: "uprobe" | "uretprobe"; program: string; path: string; offset: number; symbol: string }
   | { kind: "raw_tp"; program: string; tracepoint: string };
+
+type MultiProbe = {
+  kind: "uprobe" | "uretprobe";
+  program: string;
+  path: string;
+  offsets: number[];
+  symbols: string[];
+};
+
+/** Folds the probes of each uprobe.multi program on one file into one attach. */
+function groupMulti(
+  plan: PlannedProbe[],
+  isMulti: (program: string) => boolean,
+): (PlannedProbe | MultiProbe)[] {
+  const out: (PlannedProbe | MultiProbe)[] = [];
+  const groups = new Map<string, MultiProbe>();
+  for (const p of plan) {
+    if (p.kind === "raw_tp" || !isMulti(p.program)) {
+      out.push(p);
+      continue;
+    }
+    const key = `${p.program}\0${p.path}`;
+    let g = groups.get(key);
+    if (!g) {
+      g = { kind: p.kind, program: p.program, path: p.path, offsets: [], symbols: [] };
+      groups.set(key, g);
+      out.push(g);
+    }
+    g.offsets.push(p.offset);
+    g.symbols.push(p.symbol);
+  }
+  return out;
+}
 
 /** Resolves every probe of a spec to file offsets, or says what is missing. */
 async function planProbes<O extends CommonOptions, E extends EventBase>(

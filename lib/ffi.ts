@@ -16,6 +16,11 @@ const SYMBOLS = {
     parameters: ["pointer", "buffer", "buffer", "u64", "i32", "i32", "buffer"],
     result: "i32",
   },
+  ecap_program_is_multi: { parameters: ["pointer", "buffer"], result: "i32" },
+  ecap_attach_uprobe_multi: {
+    parameters: ["pointer", "buffer", "buffer", "buffer", "u32", "i32", "i32", "buffer"],
+    result: "i32",
+  },
   ecap_attach_raw_tp: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
   ecap_detach: { parameters: ["pointer", "i32"], result: "i32" },
   ecap_link_count: { parameters: ["pointer"], result: "i32" },
@@ -199,6 +204,33 @@ export class BpfHandle {
         opts.retprobe ? 1 : 0,
         opts.pid ?? 0,
         cstr(opts.func ?? ""),
+      ),
+    );
+  }
+
+  /** True when the program is SEC("uprobe.multi") (attached with attachUprobeMulti). */
+  isMultiUprobe(program: string): boolean {
+    return this.#check(this.#lib.ecap_program_is_multi(this.#live(), cstr(program))) === 1;
+  }
+
+  /** Attaches a uprobe.multi program at several offsets of one file, as one link. */
+  attachUprobeMulti(
+    program: string,
+    path: string,
+    offsets: readonly number[],
+    opts: { retprobe?: boolean; pid?: number; funcs?: readonly string[] } = {},
+  ): number {
+    const packed = new BigUint64Array(offsets.map(BigInt));
+    return this.#check(
+      this.#lib.ecap_attach_uprobe_multi(
+        this.#live(),
+        cstr(program),
+        cstr(path),
+        new Uint8Array(packed.buffer),
+        offsets.length,
+        opts.retprobe ? 1 : 0,
+        opts.pid ?? 0,
+        cstr((opts.funcs ?? []).join(", ")),
       ),
     );
   }

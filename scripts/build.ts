@@ -140,6 +140,7 @@ async function buildShim() {
     `-I${DEPS}/include`,
     src[0],
     ...libs,
+    "-lpthread",
     "-Wl,--exclude-libs,ALL",
     "-Wl,-z,noexecstack",
     "-o",

@@ -197,9 +197,30 @@ export class EcapRun implements AsyncDisposable {
   }
 }
 
-/** Names of the BPF programs currently loaded in the kernel. */
-export async function loadedProgramNames(): Promise<string[]> {
+/** Ids of the BPF programs currently loaded in the kernel (bpftool's view). */
+export async function loadedProgramIds(): Promise<Set<number>> {
   const r = await sh("bpftool", ["prog", "show", "-j"]);
   if (r.code !== 0) throw new Error(`bpftool prog show failed: ${r.stderr}`);
-  return (JSON.parse(r.stdout) as { name?: string }[]).map((p) => p.name ?? "");
+  return new Set((JSON.parse(r.stdout) as { id: number }[]).map((p) => p.id));
+}
+
+/** BPF programs and links this process holds, from /proc/self/fd and fdinfo. */
+export function ownBpfObjects(): { progIds: number[]; links: number } {
+  const progIds: number[] = [];
+  let links = 0;
+  for (const e of Deno.readDirSync("/proc/self/fd")) {
+    let target = "";
+    try {
+      target = Deno.readLinkSync(`/proc/self/fd/${e.name}`);
+    } catch {
+      continue;
+    }
+    if (target.includes("bpf_link") || target.includes("perf_event")) links++;
+    if (target.includes("bpf-prog")) {
+      const info = Deno.readTextFileSync(`/proc/self/fdinfo/${e.name}`);
+      const id = /^prog_id:\s*(\d+)$/m.exec(info);
+      if (id) progIds.push(Number(id[1]));
+    }
+  }
+  return { progIds, links };
 }
