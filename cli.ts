@@ -8,6 +8,7 @@ import { EcapError, EXIT_CODES } from "./lib/errors.ts";
 import type { CommonOptions, EventBase, ModuleSpec, OptionSpec } from "./lib/module_spec.ts";
 import { findModule, MODULES } from "./lib/modules/mod.ts";
 import { checkKernel, checkPid, checkPrivileges } from "./lib/preflight.ts";
+import { openOutputFile } from "./lib/output_file.ts";
 import { OutputSink } from "./lib/output_sink.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -16,7 +17,14 @@ const VERSION = denoJson.version;
 const COMMON_OPTIONS: readonly OptionSpec[] = [
   { name: "pid", short: "p", type: "string", arg: "PID", help: "only this process" },
   { name: "uid", short: "u", type: "string", arg: "UID", help: "only processes of this user id" },
-  { name: "json", type: "boolean", help: "one JSON object per event on stdout" },
+  { name: "json", type: "boolean", help: "one JSON object per event, then one with stats" },
+  {
+    name: "output",
+    short: "o",
+    type: "string",
+    arg: "FILE",
+    help: "write events to FILE (created 0600, appended to) instead of stdout",
+  },
   {
     name: "duration",
     type: "string",
@@ -103,6 +111,7 @@ interface Parsed {
   spec: ModuleSpec<CommonOptions, EventBase>;
   opts: CommonOptions;
   json: boolean;
+  output?: string;
   duration?: number;
   verbose: boolean;
 }
@@ -138,22 +147,42 @@ function parse(argv: string[]): Parsed | string {
     spec,
     opts,
     json: values.json === true,
+    output: typeof values.output === "string" ? values.output : undefined,
     duration: parseSeconds(values.duration),
     verbose: values.verbose === true || values.debug === true,
   };
+}
+
+/** True while pid runs (a zombie has ended). */
+function processAlive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
 }
 
 async function run(p: Parsed): Promise<number> {
   checkPrivileges();
   checkKernel();
   if (p.opts.pid !== undefined) checkPid(p.opts.pid);
+  const file = p.output ? openOutputFile(p.output) : undefined;
+  const out = new OutputSink(file ?? Deno.stdout, p.output ?? "stdout");
   const started = performance.now();
   const cap = await Capture.start(p.spec, p.opts);
-  const out = new OutputSink(Deno.stdout);
   const stop = () => cap.stop();
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   const timer = p.duration ? setTimeout(stop, p.duration * 1000) : undefined;
+  // Documented rule: with --pid, the capture ends once that process has.
+  const pid = p.opts.pid;
+  let exited = false;
+  const watch = pid === undefined ? undefined : setInterval(() => {
+    if (processAlive(pid)) return;
+    exited = true;
+    cap.stop();
+  }, 200);
   for (const note of cap.notes) console.error(`ecap: ${note}`);
   const where = [...new Set(cap.probes.map((x) => x.where.split(":")[0]))].join(", ");
   console.error(
@@ -161,6 +190,7 @@ async function run(p: Parsed): Promise<number> {
       Math.round(performance.now() - started)
     } ms; Ctrl-C to stop`,
   );
+  let failure: unknown;
   try {
     for await (const batch of cap.batches()) {
       const text = batch.map((ev) =>
@@ -168,18 +198,40 @@ async function run(p: Parsed): Promise<number> {
       ).join("");
       if (!out.write(text)) cap.stop(); // stdout closed (e.g. `| head -1`): end quietly
     }
+  } catch (e) {
+    failure = e; // e.g. a full disk: what was written stays, the probes go
   } finally {
     clearTimeout(timer);
+    clearInterval(watch);
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);
+    await cap[Symbol.asyncDispose]();
   }
   const s = cap.stats();
+  if (exited) console.error(`ecap: process ${pid} exited`);
   const perCpu = s.lost > 0 ? ` (per CPU: ${s.lostPerCpu.join(" ")}; raise --mapsize)` : "";
   const extra = [
     s.truncated ? `, ${s.truncated} cut at cap` : "",
     s.malformed ? `, ${s.malformed} malformed` : "",
   ].join("");
   console.error(`ecap: ${s.events} events, ${s.lost} lost${perCpu}${extra}`);
+  if (p.json && !failure) {
+    const stats = {
+      records: s.records,
+      events: s.events,
+      lost: s.lost,
+      lost_per_cpu: s.lostPerCpu,
+      truncated: s.truncated,
+      malformed: s.malformed,
+    };
+    try {
+      out.write(JSON.stringify({ module: p.spec.name, stats }) + "\n");
+    } catch (e) {
+      failure = e;
+    }
+  }
+  file?.close();
+  if (failure) throw failure;
   return 0;
 }
 

@@ -3,16 +3,25 @@
  * (`ecap ... | head -1`) so the capture can end quietly.
  * @module
  */
+import { ioError } from "./output_file.ts";
 
 const encoder = new TextEncoder();
 
+type Writer = { writeSync(p: Uint8Array): number };
+
 /** A synchronous writer over a file or stdout. */
 export class OutputSink {
-  #w: { writeSync(p: Uint8Array): number };
+  #w: Writer;
+  #name: string;
   #closed = false;
+  /** Bytes of whole batches written to a file: what a failed write rolls back to. */
+  #committed: number | undefined;
 
-  constructor(w: { writeSync(p: Uint8Array): number }) {
+  /** name is how errors call it, e.g. "stdout" or the file's path. */
+  constructor(w: Writer, name = "stdout") {
     this.#w = w;
+    this.#name = name;
+    if (w instanceof Deno.FsFile) this.#committed = w.statSync().size;
   }
 
   /** True once the reader has closed its end. */
@@ -22,19 +31,27 @@ export class OutputSink {
 
   /**
    * Writes all of text. Returns false when the other end is gone (the text
-   * is then dropped: nobody can read it). Other I/O errors throw.
+   * is then dropped: nobody can read it). Other I/O errors (a full disk)
+   * throw an EcapError; what was written before stays.
    */
   write(text: string): boolean {
     if (this.#closed) return false;
     const bytes = encoder.encode(text);
     try {
       for (let off = 0; off < bytes.length;) off += this.#w.writeSync(bytes.subarray(off));
+      if (this.#committed !== undefined) this.#committed += bytes.length;
     } catch (e) {
       if (e instanceof Deno.errors.BrokenPipe) {
         this.#closed = true;
         return false;
       }
-      throw e;
+      // A file keeps only whole batches: a half-written line would corrupt it.
+      if (this.#w instanceof Deno.FsFile && this.#committed !== undefined) {
+        try {
+          this.#w.truncateSync(this.#committed);
+        } catch { /* the error below says what went wrong */ }
+      }
+      throw ioError(this.#name, e);
     }
     return true;
   }

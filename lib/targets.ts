@@ -44,8 +44,9 @@ export async function openElf(path: string, what: string): Promise<ElfFile> {
     if (e instanceof EcapError) throw e;
     throw new EcapError(`${what} "${path}" not found`, { kind: "not-found", cause: e });
   }
+  let elf: ElfFile;
   try {
-    return await readElf(path);
+    elf = await readElf(path);
   } catch (e) {
     if (e instanceof Deno.errors.PermissionDenied) {
       throw new EcapError(`Cannot read ${what} "${path}": permission denied`, {
@@ -56,6 +57,21 @@ export async function openElf(path: string, what: string): Promise<ElfFile> {
       kind: "unsupported",
       cause: e,
     });
+  }
+  checkArchitecture(elf, path, what);
+  return elf;
+}
+
+const HOST_MACHINE: Record<string, string> = { x86_64: "x86_64", aarch64: "aarch64" };
+
+/** Throws unless the ELF file is for this machine's architecture. */
+export function checkArchitecture(elf: ElfFile, path: string, what: string) {
+  const host = HOST_MACHINE[Deno.build.arch];
+  if (host && elf.machineName !== host) {
+    throw new EcapError(
+      `${what} "${path}" is built for ${elf.machineName}, this machine is ${host}`,
+      { kind: "unsupported", hint: `pass a ${host} ${what}` },
+    );
   }
 }
 

@@ -8,6 +8,7 @@
 
 import { ElfError, ElfFile } from "./elf.ts";
 import { EcapError } from "./errors.ts";
+import { checkArchitecture } from "./targets.ts";
 import { findInLdCache } from "./ld_cache.ts";
 import {
   findProcessesMapping,
@@ -277,6 +278,7 @@ export async function inspectTlsLibrary(path: string): Promise<TlsLibraryInfo> {
     );
   }
 
+  checkArchitecture(elf, path, "library");
   const symbols: Record<string, number> = {};
   try {
     for (const name of TLS_SYMBOLS) {

@@ -174,9 +174,20 @@ export class EcapRun implements AsyncDisposable {
     return this.#child.pid;
   }
 
-  /** Lines of stdout parsed as JSON objects. */
+  /** Events: the lines of --json output, less the closing stats record. */
   json(): Record<string, unknown>[] {
-    return this.#stdout.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+    return this.#records().filter((r) => !("stats" in r));
+  }
+
+  /** The closing stats record of --json output, once ecap has exited. */
+  stats(): Record<string, unknown> | undefined {
+    return this.#records().find((r) => "stats" in r)?.stats as Record<string, unknown>;
+  }
+
+  #records(): Record<string, unknown>[] {
+    // the last line may still be arriving
+    const complete = this.#stdout.slice(0, this.#stdout.lastIndexOf("\n") + 1);
+    return complete.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
   }
 
   /** Sends a signal (SIGINT by default) and waits for the exit code. */

@@ -210,6 +210,7 @@ function parseBytes(v: string | boolean | undefined): number | undefined {
 }
 
 const LIB = "libssl";
+const MODELS = ["text", "pcap", "pcapng", "keylog", "key"];
 
 /** The tls module, described once. */
 export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
@@ -242,12 +243,33 @@ export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
       arg: "BYTES",
       help: "capture at most this much of one SSL_read/SSL_write (default 1M)",
     },
-    { name: "model", short: "m", type: "string", arg: "MODEL", help: "output model: text" },
+    {
+      name: "model",
+      short: "m",
+      type: "string",
+      arg: "MODEL",
+      help: "output model: text (pcap, pcapng, keylog: not yet available)",
+    },
+    { name: "pcapfile", short: "w", type: "string", arg: "FILE", help: "pcapng file (-m pcap)" },
+    { name: "keylogfile", short: "k", type: "string", arg: "FILE", help: "key log (-m keylog)" },
   ],
   parseOptions(v) {
-    if (v.model !== undefined && v.model !== "text") {
-      throw new EcapError(`Unsupported --model "${v.model}": this version supports "text"`, {
+    const model = typeof v.model === "string" ? v.model : "text";
+    if (!MODELS.includes(model)) {
+      throw new EcapError(`Unknown --model "${model}" (models: ${MODELS.join(", ")})`, {
         kind: "usage",
+      });
+    }
+    if ((model === "pcap" || model === "pcapng") && typeof v.pcapfile !== "string") {
+      throw new EcapError(`-m ${model} needs -w/--pcapfile FILE`, { kind: "usage" });
+    }
+    if ((model === "keylog" || model === "key") && typeof v.keylogfile !== "string") {
+      throw new EcapError(`-m ${model} needs -k/--keylogfile FILE`, { kind: "usage" });
+    }
+    if (model !== "text") {
+      throw new EcapError(`Model "${model}" is not available in this version of ecap`, {
+        kind: "unsupported",
+        hint: "use -m text",
       });
     }
     return {

@@ -1,0 +1,246 @@
+/**
+ * Bad input, faults and signals: one clear line and the documented exit
+ * code for each, nothing captured lost, nothing left in the kernel.
+ * @module
+ */
+import assert from "node:assert/strict";
+import { bpfTest, EcapRun, loadedProgramIds, sh, TmuxPane, waitFor } from "./_helpers.ts";
+import { Nginx } from "./_nginx.ts";
+
+const BASH = ["bash", "--norc", "--noprofile", "-i"];
+
+/** Runs ecap to its end; returns exit code and stderr. */
+async function fails(args: string[]) {
+  await using run = await EcapRun.start(args, { wait: false });
+  const code = await run.wait();
+  return { code, stderr: run.stderr };
+}
+
+function oneLine(stderr: string, pattern: RegExp) {
+  const lines = stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 1, `one line, got: ${stderr}`);
+  assert.match(lines[0], pattern);
+}
+
+for (
+  const [args, code, pattern] of [
+    [["bash", "-p", "abc"], 2, /^ecap: Invalid --pid "abc": expected a non-negative integer/],
+    [["bash", "--duration=-1"], 2, /^ecap: Invalid --duration "-1"/],
+    [["bash", "--duration", "0"], 2, /^ecap: Invalid --duration "0"/],
+    [["bash", "--mapsize", "12Q"], 2, /^ecap: Invalid --mapsize "12Q"/],
+    [["bash", "-e", "x"], 2, /^ecap: Invalid --errnumber "x"/],
+    [["tls", "-m", "pcap"], 2, /^ecap: -m pcap needs -w\/--pcapfile FILE$/],
+    [["tls", "-m", "nonsense"], 2, /^ecap: Unknown --model "nonsense"/],
+    [["bash", "stray"], 2, /^ecap: Unexpected argument 'stray'/],
+  ] as const
+) {
+  Deno.test(`ecap ${args.join(" ")} is a usage error (exit ${code})`, async () => {
+    const r = await fails([...args]);
+    assert.equal(r.code, code);
+    oneLine(r.stderr, pattern);
+  });
+}
+
+bpfTest("ecap --libssl to a file that is not ELF fails in one line (exit 5)", async () => {
+  const r = await fails(["tls", "--libssl", "/etc/passwd"]);
+  assert.equal(r.code, 5);
+  oneLine(r.stderr, /^ecap: "\/etc\/passwd" is not an ELF file/);
+});
+
+bpfTest("ecap --bash to a binary of another architecture fails in one line (exit 5)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const bytes = await Deno.readFile("/usr/bin/bash");
+    new DataView(bytes.buffer).setUint16(18, 183, true); // e_machine = EM_AARCH64
+    await Deno.writeFile(`${dir}/bash`, bytes);
+    const r = await fails(["bash", "--bash", `${dir}/bash`]);
+    assert.equal(r.code, 5);
+    oneLine(r.stderr, /^ecap: bash "[^"]+" is built for aarch64, this machine is x86_64/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+bpfTest("ecap -o refuses a directory, a missing directory and a planted symlink", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const asDir = await fails(["bash", "-o", dir]);
+    assert.equal(asDir.code, 6);
+    oneLine(asDir.stderr, /^ecap: Cannot write to "[^"]+": it is a directory/);
+    const missing = await fails(["bash", "-o", `${dir}/no/such/file`]);
+    assert.equal(missing.code, 4);
+    oneLine(missing.stderr, /its directory does not exist/);
+    await Deno.symlink("/etc/ecap-should-not-exist", `${dir}/link`);
+    const link = await fails(["bash", "-o", `${dir}/link`]);
+    assert.equal(link.code, 3);
+    oneLine(link.stderr, /^ecap: Refusing to write to "[^"]+": it is a symbolic link/);
+    await assert.rejects(Deno.lstat("/etc/ecap-should-not-exist"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+bpfTest("ecap -o writes events to a new 0600 file and appends to it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await using pane = await TmuxPane.start(BASH);
+    const file = `${dir}/out.jsonl`;
+    for (const word of ["first", "second"]) {
+      await using run = await EcapRun.start(["bash", "--json", "-o", file, "-p", String(pane.pid)]);
+      await pane.type(`echo ${word}`);
+      await waitFor(
+        async () => (await Deno.readTextFile(file)).includes(`echo ${word}`),
+        "the line in the file",
+      );
+      assert.equal(await run.stop(), 0);
+      assert.equal(run.stdout, "");
+    }
+    assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600);
+    const lines = (await Deno.readTextFile(file)).trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => l.line ?? "stats"), [
+      "echo first",
+      "stats",
+      "echo second",
+      "stats",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+bpfTest("ecap stops with one line on a full disk and leaves whole lines", async () => {
+  const dir = await Deno.makeTempDir();
+  const mounted = await sh("mount", ["-t", "tmpfs", "-o", "size=64k", "ecap-test", dir]);
+  assert.equal(mounted.code, 0, mounted.stderr);
+  try {
+    await using nginx = await Nginx.start({ "big.bin": new Uint8Array(512 * 1024).fill(65) });
+    await using run = await EcapRun.start(["tls", "--json", "-o", `${dir}/out.jsonl`]);
+    await sh("curl", ["-sk", "--http1.1", "-o", "/dev/null", nginx.url("/big.bin")]);
+    const code = await Promise.race([
+      run.wait(),
+      new Promise<number>((r) => setTimeout(() => r(-1), 10_000)),
+    ]);
+    assert.equal(code, 6, run.stderr);
+    assert.match(run.stderr, /ecap: Cannot write to "[^"]+out.jsonl": No space left on device\n$/);
+    const text = await Deno.readTextFile(`${dir}/out.jsonl`);
+    assert.ok(text === "" || text.endsWith("\n"));
+    for (const line of text.split("\n").filter(Boolean)) JSON.parse(line);
+  } finally {
+    await sh("umount", [dir]);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+bpfTest("ecap leaves no BPF program in the kernel after SIGKILL", async () => {
+  await using run = await EcapRun.start(["bash"]);
+  const ids: number[] = [];
+  for (const e of Deno.readDirSync(`/proc/${run.pid}/fdinfo`)) {
+    const info = await Deno.readTextFile(`/proc/${run.pid}/fdinfo/${e.name}`).catch(() => "");
+    const id = /^prog_id:\s*(\d+)$/m.exec(info);
+    if (id) ids.push(Number(id[1]));
+  }
+  assert.ok(ids.length >= 7, `ecap holds its programs (${ids})`);
+  await run.stop("SIGKILL");
+  await waitFor(
+    async () => {
+      const loaded = await loadedProgramIds();
+      return ids.every((id) => !loaded.has(id));
+    },
+    "the kernel to drop a killed ecap's programs",
+    5_000,
+  );
+});
+
+bpfTest("ecap ends quietly when its reader goes away (ecap bash | head -1)", async () => {
+  await using pane = await TmuxPane.start(BASH);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../cli.ts", import.meta.url).pathname,
+      "bash",
+      "-p",
+      String(pane.pid),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const errText = new Response(child.stderr).text();
+  await new Promise((r) => setTimeout(r, 1500));
+  await pane.type("echo one");
+  const reader = child.stdout.getReader();
+  await reader.read(); // the first line, as head -1 would
+  await reader.cancel(); // and gone
+  await pane.type("echo two");
+  await pane.type("echo three");
+  const status = await child.status;
+  assert.equal(status.code, 0);
+  const err = await errText;
+  assert.doesNotMatch(err, /error|Error|panic/);
+  assert.match(err, /ecap: \d+ events, 0 lost\n$/);
+});
+
+bpfTest("two ecap instances capture the same command without disturbing each other", async () => {
+  await using pane = await TmuxPane.start(BASH);
+  await using a = await EcapRun.start(["bash", "--json", "-p", String(pane.pid)]);
+  await using b = await EcapRun.start(["bash", "--json"]);
+  await pane.type("echo twice");
+  await waitFor(() => a.stdout.includes("echo twice") && b.stdout.includes("echo twice"), "both");
+  assert.equal(await a.stop(), 0);
+  await pane.type("echo only-b");
+  await waitFor(() => b.stdout.includes("echo only-b"), "b alone after a stopped");
+  assert.equal(await b.stop(), 0);
+});
+
+bpfTest(
+  "ring buffer overflow is counted per CPU and reported in stderr and --json stats",
+  async () => {
+    await using nginx = await Nginx.start({ "big.bin": new Uint8Array(1 << 20).fill(66) });
+    await using run = await EcapRun.start(["tls", "--json", "--mapsize", "4096"]);
+    const r = await sh("curl", ["-sk", "--http1.1", "-o", "/dev/null", nginx.url("/big.bin")]);
+    assert.equal(r.code, 0);
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal(await run.stop(), 0);
+    const stats = run.stats()!;
+    assert.ok((stats.lost as number) > 0, JSON.stringify(stats));
+    const perCpu = stats.lost_per_cpu as number[];
+    assert.equal(perCpu.reduce((x, y) => x + y, 0), stats.lost);
+    assert.match(
+      run.stderr,
+      new RegExp(`ecap: \\d+ events, ${stats.lost} lost \\(per CPU: [\\d ]+; raise --mapsize\\)`),
+    );
+  },
+);
+
+bpfTest("ecap -p ends, saying so, when that process exits", async () => {
+  const pane = await TmuxPane.start(BASH);
+  await using run = await EcapRun.start(["bash", "--json", "-p", String(pane.pid)]);
+  await pane.type("echo last words");
+  await waitFor(() => run.stdout.includes("last words"), "the line");
+  await pane[Symbol.asyncDispose]();
+  const code = await Promise.race([
+    run.wait(),
+    new Promise<number>((r) => setTimeout(() => r(-1), 5_000)),
+  ]);
+  assert.equal(code, 0);
+  assert.match(run.stderr, new RegExp(`ecap: process ${pane.pid} exited\\n`));
+});
+
+bpfTest("a target killed mid-connection does not disturb the capture", async () => {
+  await using nginx = await Nginx.start({ "big.bin": new Uint8Array(4 << 20).fill(67) });
+  await using run = await EcapRun.start(["tls", "--json"]);
+  const slow = new Deno.Command("curl", {
+    args: ["-sk", "--http1.1", "--limit-rate", "200k", "-o", "/dev/null", nginx.url("/big.bin")],
+  }).spawn();
+  await new Promise((r) => setTimeout(r, 700));
+  slow.kill("SIGKILL");
+  await slow.status;
+  const t = crypto.randomUUID();
+  await sh("curl", ["-sk", "--http1.1", "-o", "/dev/null", nginx.url(`/big.bin?${t}`)]);
+  await waitFor(
+    () => run.json().some((e) => e.comm === "curl" && atob(e.data as string).includes(t)),
+    "the next curl",
+  );
+  assert.equal(await run.stop(), 0);
+  assert.ok(run.json().some((e) => e.pid === slow.pid), "the killed curl was captured too");
+});
