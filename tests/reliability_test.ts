@@ -180,6 +180,21 @@ bpfTest("ecap ends quietly when its reader goes away (ecap bash | head -1)", asy
   assert.match(err, /ecap: \d+ events, 0 lost\n$/);
 });
 
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  bpfTest(`ecap tls exits within 500 ms of ${signal}, output flushed`, async () => {
+    await using nginx = await Nginx.start({ "s.txt": "flushed\n" });
+    await using run = await EcapRun.start(["tls", "--json"]);
+    await sh("curl", ["-sk", "--http1.1", nginx.url("/s.txt")]);
+    const t0 = performance.now();
+    assert.equal(await run.stop(signal), 0);
+    const ms = performance.now() - t0;
+    assert.ok(ms < 500, `exited ${Math.round(ms)} ms after ${signal}`);
+    // everything captured before the signal was written out
+    assert.ok(run.json().some((e) => atob(e.data as string).includes("flushed")));
+    assert.ok(run.stats());
+  });
+}
+
 bpfTest("two ecap instances capture the same command without disturbing each other", async () => {
   await using pane = await TmuxPane.start(BASH);
   await using a = await EcapRun.start(["bash", "--json", "-p", String(pane.pid)]);
