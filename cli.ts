@@ -71,7 +71,7 @@ function moduleHelp(spec: ModuleSpec<CommonOptions, EventBase>): string {
   return [
     `ecap ${spec.name}: ${spec.summary}`,
     "",
-    `Usage: ecap ${spec.name} [options]`,
+    `Usage: ecap ${spec.name} [options]${spec.positionals ? ` [${spec.positionals}]` : ""}`,
     "",
     "Options:",
     optionHelp([...spec.options, ...COMMON_OPTIONS]),
@@ -132,7 +132,14 @@ function parse(argv: string[]): Parsed | string {
   }
   let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false }));
+    let positionals: string[];
+    ({ values, positionals } = parseArgs({
+      args: rest,
+      options,
+      strict: true,
+      allowPositionals: spec.positionals !== undefined,
+    }));
+    if (positionals.length > 0) values.positionals = positionals.join(" ");
   } catch (e) {
     throw usage(`${(e as Error).message.split("\n")[0].replace(/\.$/, "")}`);
   }
@@ -191,21 +198,41 @@ async function run(p: Parsed): Promise<number> {
     } ms; Ctrl-C to stop`,
   );
   let failure: unknown;
+  const sink = p.spec.createSink?.(p.opts);
+  const ticker = sink && setInterval(() => {
+    try {
+      sink.tick();
+    } catch (e) {
+      failure ??= e;
+      cap.stop();
+    }
+  }, 250);
   try {
     for await (const batch of cap.batches()) {
-      const text = batch.map((ev) =>
-        (p.json ? JSON.stringify(p.spec.toJSON(ev)) : p.spec.format(ev, p.opts)) + "\n"
-      ).join("");
-      if (!out.write(text)) cap.stop(); // stdout closed (e.g. `| head -1`): end quietly
+      const text = sink && !p.json
+        ? sink.write(batch)
+        : batch.map((ev) =>
+          (p.json ? JSON.stringify(p.spec.toJSON(ev)) : p.spec.format(ev, p.opts)) + "\n"
+        ).join("");
+      if (p.json && sink) sink.write(batch);
+      if (text && !out.write(text)) cap.stop(); // stdout closed (`| head -1`): end quietly
+      if (failure) break;
     }
   } catch (e) {
     failure = e; // e.g. a full disk: what was written stays, the probes go
   } finally {
     clearTimeout(timer);
     clearInterval(watch);
+    clearInterval(ticker);
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);
     await cap[Symbol.asyncDispose]();
+  }
+  try {
+    const summary = sink?.close();
+    if (summary) console.error(`ecap: ${summary}`);
+  } catch (e) {
+    failure ??= e;
   }
   const s = cap.stats();
   if (exited) console.error(`ecap: process ${pid} exited`);

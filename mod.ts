@@ -18,7 +18,17 @@ export { Capture, type CaptureStats } from "./lib/capture.ts";
 export { EcapError, type EcapErrorKind } from "./lib/errors.ts";
 export type { CommonOptions, EventBase } from "./lib/module_spec.ts";
 export type { BashEnd, BashEvent, BashOptions } from "./lib/modules/bash.ts";
-export type { Endpoint, TlsEvent, TlsOptions } from "./lib/modules/tls.ts";
+export type {
+  Endpoint,
+  TlsDataEvent,
+  TlsEvent,
+  TlsOptions,
+  TlsPacketEvent,
+  TlsSecretEvent,
+} from "./lib/modules/tls.ts";
+export type { ZshEnd, ZshEvent, ZshOptions } from "./lib/modules/zsh.ts";
+export type { MysqldCommand, MysqldEvent, MysqldOptions } from "./lib/modules/mysqld.ts";
+export type { PostgresEvent, PostgresOptions } from "./lib/modules/postgres.ts";
 export type { ModuleEvents, ModuleOptions } from "./lib/modules/mod.ts";
 
 /** Names of the modules `capture` accepts. */
@@ -28,7 +38,7 @@ export type ModuleName = keyof ModuleOptions;
  * Starts capturing one module's events. The capture runs until it is
  * stopped or disposed; dispose it (`await using`) to detach every probe.
  *
- * @param module Which module to load, e.g. "bash".
+ * @param module Which module to load: "bash", "zsh", "tls", "mysqld" or "postgres".
  * @param options Filters and targets; every process by default.
  * @returns A running capture: an async iterable of the module's typed events.
  * @throws {EcapError} If the target cannot be found, or the BPF object

@@ -281,11 +281,11 @@ ECAP_API int ecap_program_is_multi(struct ecap *h, const char *prog)
 }
 
 ECAP_API int ecap_attach_uprobe_multi(struct ecap *h, const char *prog, const char *path,
-				      const uint64_t *offsets, uint32_t n, int retprobe, int pid,
-				      const char *funcs)
+				      const uint64_t *offsets, const uint64_t *cookies, uint32_t n,
+				      int retprobe, int pid, const char *funcs)
 {
-	LIBBPF_OPTS(bpf_uprobe_multi_opts, opts, .offsets = (const unsigned long *)offsets, .cnt = n,
-		    .retprobe = retprobe != 0);
+	LIBBPF_OPTS(bpf_uprobe_multi_opts, opts, .offsets = (const unsigned long *)offsets,
+		    .cookies = (const __u64 *)cookies, .cnt = n, .retprobe = retprobe != 0);
 	struct bpf_program *p = find_prog(h, prog);
 	struct bpf_link *link;
 	int id;
@@ -321,6 +321,39 @@ ECAP_API int ecap_attach_raw_tp(struct ecap *h, const char *prog, const char *tp
 	if (id < 0)
 		return fail(h, id, "attach %s: too many links", prog);
 	return id;
+}
+
+ECAP_API int ecap_attach_tcx(struct ecap *h, const char *prog, int ifindex)
+{
+	struct bpf_program *p = find_prog(h, prog);
+	struct bpf_link *link;
+	int id;
+
+	if (!p)
+		return fail(h, -ENOENT, "attach %s: no such program", prog);
+	log_target = h;
+	link = bpf_program__attach_tcx(p, ifindex, NULL);
+	log_target = NULL;
+	if (!link)
+		return fail(h, -errno, "attach %s to interface %d", prog, ifindex);
+	id = keep_link(h, link);
+	if (id < 0)
+		return fail(h, id, "attach %s: too many links", prog);
+	return id;
+}
+
+ECAP_API int ecap_map_update(struct ecap *h, const char *name, const void *key, uint32_t key_size,
+			     const void *value, uint32_t value_size)
+{
+	struct bpf_map *map = h->obj ? bpf_object__find_map_by_name(h->obj, name) : NULL;
+	int err;
+
+	if (!map)
+		return fail(h, -ENOENT, "update map \"%s\": no such map", name);
+	err = bpf_map__update_elem(map, key, key_size, value, value_size, 0);
+	if (err)
+		return fail(h, err, "update map \"%s\"", name);
+	return 0;
 }
 
 ECAP_API int ecap_detach(struct ecap *h, int link)

@@ -31,8 +31,14 @@ ECAP_API int ecap_program_is_multi(struct ecap *h, const char *prog);
 /* Attaches a uprobe.multi program at n offsets of one file, as one link
  * (one detach, one RCU wait, where n perf-event uprobes wait n times). */
 ECAP_API int ecap_attach_uprobe_multi(struct ecap *h, const char *prog, const char *path,
-				      const uint64_t *offsets, uint32_t n, int retprobe, int pid,
-				      const char *funcs);
+				      const uint64_t *offsets, const uint64_t *cookies, uint32_t n,
+				      int retprobe, int pid, const char *funcs);
+/* Attaches a tcx/ingress or tcx/egress program: an fd-based link that, unlike
+ * a netlink TC filter, goes away with the process. */
+ECAP_API int ecap_attach_tcx(struct ecap *h, const char *prog, int ifindex);
+/* Writes one entry of a map after load. */
+ECAP_API int ecap_map_update(struct ecap *h, const char *map, const void *key, uint32_t key_size,
+			     const void *value, uint32_t value_size);
 ECAP_API int ecap_attach_raw_tp(struct ecap *h, const char *prog, const char *tp);
 ECAP_API int ecap_detach(struct ecap *h, int link);
 /* Number of links currently attached. */

@@ -19,7 +19,10 @@ enum ecap_kind {
 	ECAP_KIND_MYSQL_DONE = 6,	/* how it ended */
 	ECAP_KIND_PG_QUERY = 7,		/* struct text_chunk: the statement's text */
 	ECAP_KIND_PG_DONE = 8,		/* how it ended */
-	ECAP_KIND_TLS_SECRET = 9,	/* reserved: TLS secrets */
+	ECAP_KIND_PG_BACKEND = 18,	/* struct text_chunk: a backend's process title */
+	ECAP_KIND_TLS_SECRET = 9,	/* struct tls_secret */
+	ECAP_KIND_TLS_PACKET = 10,	/* struct tls_packet */
+	ECAP_KIND_ZSH_STATUS = 16,	/* struct zsh_status */
 };
 
 /* Slots of the per-CPU "ecap_stats" array every object carries. */
@@ -77,6 +80,21 @@ struct bash_status {
 
 #define ECAP_ANY_STATUS 0x7fffffff
 
+/* zsh: how the command read last ended. */
+enum zsh_end {
+	ZSH_END_RETURN = 1,	/* the top-level execode returned */
+	ZSH_END_EXIT = 2,	/* the shell exited (exit builtin, errexit) */
+	ZSH_END_EXEC = 3,	/* the shell replaced itself (exec builtin) */
+	ZSH_END_NONE = 4,	/* nothing ran (empty line) */
+	ZSH_END_SYNTAX = 5,	/* it did not parse: nothing ran */
+};
+
+struct zsh_status {
+	struct ecap_hdr hdr;
+	__s32 status;		/* $? after it; 0 for ZSH_END_EXEC */
+	__u32 end;		/* enum zsh_end */
+};
+
 /* mysqld, postgres: how a query ended, sent when it ends. */
 enum query_result {
 	QUERY_OK = 1,
@@ -91,6 +109,14 @@ struct query_done {
 	__u32 result;		/* enum query_result */
 	__u32 command;		/* mysqld: enum_server_command; postgres: 0 */
 	__u32 pad;
+};
+
+/* mysqld: the commands of the client/server protocol ecap reports (the
+ * server's enum_server_command values, fixed by the protocol). */
+enum mysql_command {
+	MYSQL_COM_QUERY = 3,		/* text query */
+	MYSQL_COM_STMT_PREPARE = 22,	/* prepared statement: its text */
+	MYSQL_COM_STMT_EXECUTE = 23,	/* prepared statement: a run of it */
 };
 
 /* tls: plaintext passed to SSL_write or returned by SSL_read, in chunks. */
@@ -119,6 +145,73 @@ struct tls_data {
 	/* char data[len]; */
 };
 
+/*
+ * tls: a connection's secrets, read from the library's own state when its
+ * handshake completes. Offsets of the library's structs are set per version
+ * (lib/openssl_offsets.json); user space turns this into key log lines.
+ */
+#define TLS_SECRET_MAX 64	/* EVP_MAX_MD_SIZE */
+
+struct tls_secret {
+	struct ecap_hdr hdr;
+	__u64 conn;		/* the SSL object's address */
+	__s32 fd;		/* socket fd, -1 if unknown */
+	__u16 family;		/* AF_INET or AF_INET6; 0 if unknown */
+	__u16 lport;
+	__u16 rport;
+	__u16 pad;
+	__u32 version;		/* negotiated: 0x0303 TLS 1.2, 0x0304 TLS 1.3 */
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u32 cipher_id;	/* SSL_CIPHER id, e.g. 0x03001302 */
+	__u32 master_key_len;	/* TLS <= 1.2 */
+	__u8 client_random[32];
+	__u8 master_key[48];
+	/* TLS 1.3; the handshake traffic secrets are derived from these two */
+	__u8 handshake_secret[TLS_SECRET_MAX];
+	__u8 handshake_traffic_hash[TLS_SECRET_MAX];
+	__u8 client_app_traffic_secret[TLS_SECRET_MAX];
+	__u8 server_app_traffic_secret[TLS_SECRET_MAX];
+	__u8 exporter_master_secret[TLS_SECRET_MAX];
+};
+
+/* Where one library release keeps what tls_secret needs: byte offsets from
+ * the SSL* an API call receives (0 in valid = no secrets for it). */
+struct ssl_layout {
+	__u32 valid;
+	__u32 version;			/* int: negotiated protocol version */
+	__u32 s3;			/* the s3 state: embedded, or a pointer (1.1.1) */
+	__u32 s3_indirect;		/* 1: s3 is a pointer to follow */
+	__u32 client_random;		/* s3->client_random[32], from s3 */
+	__u32 new_cipher;		/* s3->tmp.new_cipher, from s3: const SSL_CIPHER * */
+	__u32 session;			/* SSL_SESSION * */
+	__u32 session_master_key_length;	/* size_t, in SSL_SESSION */
+	__u32 session_master_key;	/* in SSL_SESSION */
+	__u32 cipher_id;		/* uint32 id, in SSL_CIPHER */
+	__u32 handshake_secret;
+	__u32 handshake_traffic_hash;
+	__u32 client_app_traffic_secret;
+	__u32 server_app_traffic_secret;
+	__u32 exporter_master_secret;
+};
+
+/* tls -m pcap: a packet seen by the TC classifier. */
+enum tls_packet_dir {
+	TLS_PACKET_INGRESS = 1,
+	TLS_PACKET_EGRESS = 2,
+};
+
+#define TLS_PACKET_MAX 65536	/* bytes of a packet captured at most (loopback's MTU) */
+
+struct tls_packet {
+	struct ecap_hdr hdr;	/* kind and ts_ns only: TC runs in no process's name */
+	__u32 ifindex;
+	__u32 len;		/* bytes on the wire */
+	__u32 caplen;		/* bytes of data that follow */
+	__u32 dir;		/* enum tls_packet_dir */
+	/* __u8 data[caplen]; */
+};
+
 /* Anchors the types above in each object's BTF (types only referenced by
  * constants would otherwise be dropped by the compiler). */
 struct ecap_types {
@@ -128,11 +221,18 @@ struct ecap_types {
 	enum bash_end bash_end;
 	enum query_result query_result;
 	struct query_done query_done;
+	enum mysql_command mysql_command;
 	struct ecap_hdr hdr;
 	struct text_chunk text_chunk;
 	struct bash_status bash_status;
 	enum tls_data_flags tls_data_flags;
 	struct tls_data tls_data;
+	struct tls_secret tls_secret;
+	struct ssl_layout ssl_layout;
+	enum tls_packet_dir tls_packet_dir;
+	struct tls_packet tls_packet;
+	enum zsh_end zsh_end;
+	struct zsh_status zsh_status;
 };
 
 #endif

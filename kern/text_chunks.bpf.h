@@ -58,4 +58,48 @@ static __always_inline int emit_user_text(__u32 kind, __u64 id, __u32 uid, const
 	return sent;
 }
 
+/*
+ * Sends the len bytes at ptr as records of `kind`, for text whose length is
+ * known (a protocol packet): no NUL ends it early, and each record carries a
+ * full TEXT_CHUNK bytes. After max_chunks (at most TEXT_CHUNKS) records the
+ * rest is dropped and the last record says TEXT_CUT; so does one whose read
+ * faulted, sent empty so that the text still ends. Returns records sent.
+ */
+static __always_inline int emit_user_bytes(__u32 kind, __u64 id, __u32 uid, const void *ptr,
+					   __u64 len, __u32 max_chunks)
+{
+	struct text_record *b;
+	__u32 zero = 0;
+	int sent = 0;
+
+	b = bpf_map_lookup_elem(&text_scratch, &zero);
+	if (!b || !ptr)
+		return 0;
+	fill_hdr(&b->rec.hdr, kind, id, uid);
+	for (int i = 0; i < TEXT_CHUNKS; i++) {
+		__u64 off = (__u64)i * TEXT_CHUNK;
+		__u64 left = len > off ? len - off : 0;
+		__u32 n = left > TEXT_CHUNK ? TEXT_CHUNK : left;
+		__u32 flags = left > n ? TEXT_MORE : 0;
+
+		if (n > TEXT_CHUNK)
+			n = TEXT_CHUNK;
+		if (n > 0 && bpf_probe_read_user(b->data, n, ptr + off) != 0) {
+			n = 0;
+			flags = TEXT_CUT;
+		}
+		if (flags == TEXT_MORE && (i == TEXT_CHUNKS - 1 || i + 1 >= max_chunks))
+			flags = TEXT_CUT;
+		if (flags == TEXT_CUT)
+			stat_add(ECAP_STAT_TRUNCATED, 1);
+		b->rec.len = n;
+		b->rec.flags = flags;
+		emit(b, sizeof(b->rec) + n);
+		sent++;
+		if (flags != TEXT_MORE)
+			break;
+	}
+	return sent;
+}
+
 #endif

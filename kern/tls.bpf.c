@@ -7,6 +7,11 @@
  * socket is learnt from the read/write syscall the library makes inside the
  * call (no per-version struct offsets), cached per SSL object, and turned
  * into addresses with CO-RE reads of task -> files -> socket -> sock.
+ *
+ * Secrets (-m keylog, -m pcap) are read from the SSL object when a handshake
+ * call returns 1, at offsets user space puts in ssl_layouts per library; the
+ * BPF cookie of each probe says which library it sits in. Packets (-m pcap)
+ * come from tcx classifiers.
  */
 #include "common.bpf.h"
 
@@ -17,6 +22,56 @@
 
 /* Bytes captured of one call at most; the rest is counted as cut. */
 const volatile __u32 max_call_bytes = 1 << 20;
+/* Send secrets when a data call ends and they were not sent yet. */
+const volatile bool secrets_on_data = false;
+
+/* Packet pre-filter, 0 = any (user space applies the full expression). */
+const volatile __u8 pkt_proto = 0;
+const volatile __u16 pkt_port = 0;
+const volatile bool pkt_host4_set = false;
+const volatile __u8 pkt_host4[4] = {};
+const volatile bool pkt_host6_set = false;
+const volatile __u8 pkt_host6[16] = {};
+/* Bytes of a packet captured at most. */
+const volatile __u32 pkt_snaplen = TLS_PACKET_MAX;
+
+/* Struct offsets of each probed library, by the probes' BPF cookie. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, struct ssl_layout);
+} ssl_layouts SEC(".maps");
+
+/* Secrets sent, by SSL object: the client random's first bytes they were for. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} secrets_sent SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tls_secret);
+} secret_scratch SEC(".maps");
+
+struct packet_record {
+	struct tls_packet rec;
+	__u8 data[TLS_PACKET_MAX];
+};
+
+/* One slot per CPU, indexed by CPU: per-CPU maps cap values at 32 KiB. A TC
+ * program cannot be preempted by another on its CPU (BH are off). User space
+ * sizes it to the number of possible CPUs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct packet_record);
+} packet_scratch SEC(".maps");
 
 /* An SSL_read/SSL_write in progress on a thread. */
 struct tls_call {
@@ -27,6 +82,8 @@ struct tls_call {
 	__u32 flags;	 /* TLS_DATA_READ or 0 */
 	__u16 nested;	 /* SSL_write calling SSL_write_ex, say */
 	__u16 fd_seen;	 /* fd comes from this call's own syscall */
+	__u32 lib;	 /* index of the library in ssl_layouts (the BPF cookie) */
+	__u32 handshake; /* SSL_do_handshake, SSL_connect, SSL_accept */
 };
 
 /* Calls in flight, by thread. */
@@ -64,7 +121,8 @@ struct {
 	__type(value, struct tls_record);
 } tls_scratch SEC(".maps");
 
-static __always_inline int call_enter(void *ssl, const void *buf, void *moved_ptr, __u32 flags)
+static __always_inline int call_enter(void *ctx, void *ssl, const void *buf, void *moved_ptr,
+				      __u32 flags, __u32 handshake)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct tls_call call = {}, *c;
@@ -82,14 +140,25 @@ static __always_inline int call_enter(void *ssl, const void *buf, void *moved_pt
 	call.buf = (__u64)buf;
 	call.moved_ptr = (__u64)moved_ptr;
 	call.flags = flags;
+	call.handshake = handshake;
+	call.lib = (__u32)bpf_get_attach_cookie(ctx);
 	fd = bpf_map_lookup_elem(&ssl_fds, &key);
 	call.fd = fd ? *fd : -1;
 	bpf_map_update_elem(&active_calls, &id, &call, BPF_ANY);
 	return 0;
 }
 
+/* The endpoints of a socket. */
+struct sock_info {
+	__u16 family; /* 0 if fd is not an IPv4/IPv6 socket */
+	__u16 lport;
+	__u16 rport;
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+
 /* Fills family, ports and addresses from the socket behind fd, if it is one. */
-static __always_inline void read_socket(struct tls_data *d, int fd)
+static __always_inline void read_socket(struct sock_info *d, int fd)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
@@ -124,6 +193,89 @@ static __always_inline void read_socket(struct tls_data *d, int fd)
 	d->family = family;
 	d->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	d->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+}
+
+#define COPY_SOCK(dst, si)                                              \
+	do {                                                            \
+		(dst)->family = (si)->family;                           \
+		(dst)->lport = (si)->lport;                             \
+		(dst)->rport = (si)->rport;                             \
+		__builtin_memcpy((dst)->laddr, (si)->laddr, 16);        \
+		__builtin_memcpy((dst)->raddr, (si)->raddr, 16);        \
+	} while (0)
+
+#define TLS1_3_VERSION 0x0304
+
+/*
+ * Sends the secrets of ssl once per handshake (the client random tells a new
+ * one), if its library's layout is known and the handshake is complete.
+ */
+static __always_inline void emit_secret(__u64 ssl, __u64 id, int fd, __u32 lib)
+{
+	struct ssl_layout *l = bpf_map_lookup_elem(&ssl_layouts, &lib);
+	__u32 zero = 0;
+	struct tls_secret *r = bpf_map_lookup_elem(&secret_scratch, &zero);
+	struct sock_info si = {};
+	__u64 seen_key = ssl, *seen, cr_head;
+	const char *base = (const char *)ssl;
+	void *session = NULL, *cipher = NULL;
+	int version = 0;
+
+	const char *s3;
+
+	if (!l || !l->valid || !r)
+		return;
+	s3 = base + l->s3;
+	if (l->s3_indirect && (bpf_probe_read_user(&s3, sizeof(s3), base + l->s3) || !s3))
+		return;
+	if (bpf_probe_read_user(&version, sizeof(version), base + l->version) ||
+	    bpf_probe_read_user(r->client_random, 32, s3 + l->client_random))
+		return;
+	__builtin_memcpy(&cr_head, r->client_random, 8);
+	if (cr_head == 0)
+		return; /* no ClientHello yet */
+	seen = bpf_map_lookup_elem(&secrets_sent, &seen_key);
+	if (seen && *seen == cr_head)
+		return;
+	r->version = version;
+	r->cipher_id = 0;
+	r->master_key_len = 0;
+	if (bpf_probe_read_user(&cipher, sizeof(cipher), s3 + l->new_cipher) == 0 && cipher)
+		bpf_probe_read_user(&r->cipher_id, 4, (const char *)cipher + l->cipher_id);
+	if (version == TLS1_3_VERSION) {
+		bpf_probe_read_user(r->handshake_secret, TLS_SECRET_MAX, base + l->handshake_secret);
+		bpf_probe_read_user(r->handshake_traffic_hash, TLS_SECRET_MAX,
+				    base + l->handshake_traffic_hash);
+		bpf_probe_read_user(r->client_app_traffic_secret, TLS_SECRET_MAX,
+				    base + l->client_app_traffic_secret);
+		bpf_probe_read_user(r->server_app_traffic_secret, TLS_SECRET_MAX,
+				    base + l->server_app_traffic_secret);
+		bpf_probe_read_user(r->exporter_master_secret, TLS_SECRET_MAX,
+				    base + l->exporter_master_secret);
+		__u64 app_head;
+
+		__builtin_memcpy(&app_head, r->client_app_traffic_secret, 8);
+		if (app_head == 0)
+			return; /* handshake not finished */
+	} else {
+		__u64 mk_len = 0;
+
+		if (bpf_probe_read_user(&session, sizeof(session), base + l->session) || !session)
+			return;
+		bpf_probe_read_user(&mk_len, sizeof(mk_len),
+				    (const char *)session + l->session_master_key_length);
+		if (mk_len == 0 || mk_len > 48)
+			return; /* no master secret yet */
+		r->master_key_len = mk_len;
+		bpf_probe_read_user(r->master_key, 48, (const char *)session + l->session_master_key);
+	}
+	fill_hdr(&r->hdr, ECAP_KIND_TLS_SECRET, id, (__u32)bpf_get_current_uid_gid());
+	r->conn = ssl;
+	r->fd = fd;
+	read_socket(&si, fd);
+	COPY_SOCK(r, &si);
+	emit(r, sizeof(*r));
+	bpf_map_update_elem(&secrets_sent, &seen_key, &cr_head, BPF_ANY);
 }
 
 struct chunk_ctx {
@@ -171,6 +323,13 @@ static __always_inline int call_return(long ret, bool ex)
 		c->nested--;
 		return 0;
 	}
+	if (c->handshake) {
+		if (ret == 1)
+			emit_secret(c->ssl, id, c->fd, c->lib);
+		goto done;
+	}
+	if (secrets_on_data && ret > 0)
+		emit_secret(c->ssl, id, c->fd, c->lib);
 	if (ex) {
 		if (ret == 1 && c->moved_ptr)
 			bpf_probe_read_user(&moved, sizeof(moved), (const void *)c->moved_ptr);
@@ -185,7 +344,12 @@ static __always_inline int call_return(long ret, bool ex)
 	r->rec.fd = c->fd;
 	r->rec.total = moved > 0xffffffff ? 0xffffffff : moved;
 	r->rec.flags = c->flags;
-	read_socket(&r->rec, c->fd);
+	{
+		struct sock_info si = {};
+
+		read_socket(&si, c->fd);
+		COPY_SOCK(&r->rec, &si);
+	}
 	if (c->fd_seen) {
 		struct ssl_key key = { .ssl = c->ssl, .tgid = id >> 32 };
 
@@ -200,6 +364,11 @@ static __always_inline int call_return(long ret, bool ex)
 	}
 	bpf_loop((ctx.captured + TLS_CHUNK - 1) / TLS_CHUNK, emit_chunk, &ctx, 0);
 done:
+	if (c->fd_seen) {
+		struct ssl_key key = { .ssl = c->ssl, .tgid = id >> 32 };
+
+		bpf_map_update_elem(&ssl_fds, &key, &c->fd, BPF_ANY);
+	}
 	bpf_map_delete_elem(&active_calls, &id);
 	return 0;
 }
@@ -207,25 +376,47 @@ done:
 SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_ssl_write, void *ssl, const void *buf)
 {
-	return call_enter(ssl, buf, NULL, 0);
+	return call_enter(ctx, ssl, buf, NULL, 0, 0);
 }
 
 SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_ssl_write_ex, void *ssl, const void *buf, __u64 num, void *written)
 {
-	return call_enter(ssl, buf, written, 0);
+	return call_enter(ctx, ssl, buf, written, 0, 0);
 }
 
 SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_ssl_read, void *ssl, void *buf)
 {
-	return call_enter(ssl, buf, NULL, TLS_DATA_READ);
+	return call_enter(ctx, ssl, buf, NULL, TLS_DATA_READ, 0);
 }
 
 SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_ssl_read_ex, void *ssl, void *buf, __u64 num, void *readbytes)
 {
-	return call_enter(ssl, buf, readbytes, TLS_DATA_READ);
+	return call_enter(ctx, ssl, buf, readbytes, TLS_DATA_READ, 0);
+}
+
+/* SSL_do_handshake, SSL_connect, SSL_accept: secrets once they return 1. */
+SEC("uprobe.multi")
+int BPF_KPROBE(uprobe_ssl_handshake, void *ssl)
+{
+	return call_enter(ctx, ssl, NULL, NULL, 0, 1);
+}
+
+/* Data calls in -m keylog/pcap: secrets of handshakes done implicitly. */
+SEC("uprobe.multi")
+int BPF_KPROBE(uprobe_ssl_data_secrets, void *ssl)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_key key = { .ssl = (__u64)ssl, .tgid = id >> 32 };
+	__s32 *fd;
+
+	if (!process_allowed(id, (__u32)bpf_get_current_uid_gid()))
+		return 0;
+	fd = bpf_map_lookup_elem(&ssl_fds, &key);
+	emit_secret((__u64)ssl, id, fd ? *fd : -1, (__u32)bpf_get_attach_cookie(ctx));
+	return 0;
 }
 
 SEC("uretprobe.multi")
@@ -271,4 +462,95 @@ int raw_tp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	c->fd = (__s32)PT_REGS_PARM1_CORE_SYSCALL(regs);
 	c->fd_seen = 1;
 	return 0;
+}
+
+/* Pre-filter of -m pcap; user space applies the whole expression. */
+static __always_inline bool packet_wanted(struct __sk_buff *skb)
+{
+	__u16 proto = skb->protocol;
+	__u32 off = 14; /* Ethernet; lo has one too */
+	__u8 l4 = 0;
+	__u16 ports[2] = {};
+
+	if (!pkt_proto && !pkt_port && !pkt_host4_set && !pkt_host6_set)
+		return true;
+	if (proto == bpf_htons(0x0800)) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)))
+			return false;
+		if (pkt_host6_set)
+			return false;
+		if (pkt_host4_set && __builtin_memcmp(&ip.saddr, (const void *)pkt_host4, 4) &&
+		    __builtin_memcmp(&ip.daddr, (const void *)pkt_host4, 4))
+			return false;
+		l4 = ip.protocol;
+		off += ip.ihl * 4;
+	} else if (proto == bpf_htons(0x86DD)) {
+		struct ipv6hdr ip6;
+
+		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)))
+			return false;
+		if (pkt_host4_set)
+			return false;
+		if (pkt_host6_set && __builtin_memcmp(&ip6.saddr, (const void *)pkt_host6, 16) &&
+		    __builtin_memcmp(&ip6.daddr, (const void *)pkt_host6, 16))
+			return false;
+		l4 = ip6.nexthdr; /* extension headers: left to user space */
+		off += sizeof(ip6);
+	} else {
+		return false;
+	}
+	if (pkt_proto && l4 != pkt_proto)
+		return false;
+	if (pkt_port) {
+		if (l4 != 6 && l4 != 17)
+			return false;
+		if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)))
+			return false;
+		if (ports[0] != bpf_htons(pkt_port) && ports[1] != bpf_htons(pkt_port))
+			return false;
+	}
+	return true;
+}
+
+static __always_inline int capture_packet(struct __sk_buff *skb, __u32 dir)
+{
+	__u32 cpu = bpf_get_smp_processor_id(), len = skb->len, caplen;
+	struct packet_record *r;
+
+	if (!packet_wanted(skb))
+		return TCX_NEXT;
+	r = bpf_map_lookup_elem(&packet_scratch, &cpu);
+	if (!r)
+		return TCX_NEXT;
+	caplen = len < pkt_snaplen ? len : pkt_snaplen;
+	if (caplen > TLS_PACKET_MAX)
+		caplen = TLS_PACKET_MAX;
+	if (caplen == 0)
+		return TCX_NEXT;
+	/* bpf_skb_load_bytes wants a length the verifier can bound */
+	caplen &= TLS_PACKET_MAX * 2 - 1;
+	if (caplen > TLS_PACKET_MAX || bpf_skb_load_bytes(skb, 0, r->data, caplen))
+		return TCX_NEXT;
+	r->rec.hdr.kind = ECAP_KIND_TLS_PACKET;
+	r->rec.hdr.ts_ns = bpf_ktime_get_ns();
+	r->rec.ifindex = skb->ifindex;
+	r->rec.len = len;
+	r->rec.caplen = caplen;
+	r->rec.dir = dir;
+	emit(r, sizeof(r->rec) + caplen);
+	return TCX_NEXT;
+}
+
+SEC("tcx/ingress")
+int tc_ingress(struct __sk_buff *skb)
+{
+	return capture_packet(skb, TLS_PACKET_INGRESS);
+}
+
+SEC("tcx/egress")
+int tc_egress(struct __sk_buff *skb)
+{
+	return capture_packet(skb, TLS_PACKET_EGRESS);
 }

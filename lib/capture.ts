@@ -111,7 +111,9 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     opts: O,
   ): Promise<Capture<E>> {
     const targets = await spec.targets(opts);
-    const plan = await planProbes(spec, targets.files);
+    const model = opts.model ?? "text";
+    const probes = spec.probes.filter((p) => !p.models || p.models.includes(model));
+    const plan = await planProbes(spec.name, probes, targets.files);
     const btf = Btf.fromElf(ElfFile.parse(spec.object));
     const offsetNs = BigInt(Date.now()) * 1_000_000n - monotonicNs();
     const decoder = spec.decoder({ btf, wallClock: (mono) => mono + offsetNs }, opts);
@@ -125,17 +127,32 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
         handle.setGlobal(name, value);
       }
       handle.setMapSize("events", ringBytes(opts.mapSize));
+      for (const [map, entries] of Object.entries(spec.mapSizes?.(opts) ?? {})) {
+        handle.setMapSize(map, entries);
+      }
       handle.load();
+      for (const e of targets.mapEntries ?? []) handle.updateMap(e.map, e.key, e.value);
       const attached: AttachedProbe[] = [];
       for (const p of groupMulti(plan, (prog) => handle.isMultiUprobe(prog))) {
         if (p.kind === "raw_tp") {
           handle.attachRawTracepoint(p.program, p.tracepoint);
           attached.push({ program: p.program, kind: p.kind, where: p.tracepoint });
+        } else if (p.kind === "tcx") {
+          for (const iface of targets.interfaces ?? []) {
+            if (iface.loopback && p.direction === "ingress") continue;
+            handle.attachTcx(p.program, iface.index);
+            attached.push({
+              program: p.program,
+              kind: p.kind,
+              where: `${iface.name}/${p.direction}`,
+            });
+          }
         } else if ("offsets" in p) {
           handle.attachUprobeMulti(p.program, p.path, p.offsets, {
             retprobe: p.kind === "uretprobe",
             pid: opts.pid,
             funcs: p.symbols,
+            cookies: p.cookies,
           });
           for (const sym of p.symbols) {
             attached.push({ program: p.program, kind: p.kind, where: `${p.path}:${sym}` });
@@ -259,8 +276,17 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
 }
 
 type PlannedProbe =
-  | { kind: "uprobe" | "uretprobe"; program: string; path: string; offset: number; symbol: string }
-  | { kind: "raw_tp"; program: string; tracepoint: string };
+  | {
+    kind: "uprobe" | "uretprobe";
+    program: string;
+    path: string;
+    offset: number;
+    symbol: string;
+    /** Index of path in its role's list: the probe's BPF cookie. */
+    cookie: number;
+  }
+  | { kind: "raw_tp"; program: string; tracepoint: string }
+  | { kind: "tcx"; program: string; direction: "ingress" | "egress" };
 
 type MultiProbe = {
   kind: "uprobe" | "uretprobe";
@@ -268,6 +294,7 @@ type MultiProbe = {
   path: string;
   offsets: number[];
   symbols: string[];
+  cookies: number[];
 };
 
 /** Folds the probes of each uprobe.multi program on one file into one attach. */
@@ -278,48 +305,50 @@ function groupMulti(
   const out: (PlannedProbe | MultiProbe)[] = [];
   const groups = new Map<string, MultiProbe>();
   for (const p of plan) {
-    if (p.kind === "raw_tp" || !isMulti(p.program)) {
+    if (p.kind === "raw_tp" || p.kind === "tcx" || !isMulti(p.program)) {
       out.push(p);
       continue;
     }
     const key = `${p.program}\0${p.path}`;
     let g = groups.get(key);
     if (!g) {
-      g = { kind: p.kind, program: p.program, path: p.path, offsets: [], symbols: [] };
+      g = { kind: p.kind, program: p.program, path: p.path, offsets: [], symbols: [], cookies: [] };
       groups.set(key, g);
       out.push(g);
     }
     g.offsets.push(p.offset);
     g.symbols.push(p.symbol);
+    g.cookies.push(p.cookie);
   }
   return out;
 }
 
 /** Resolves every probe of a spec to file offsets, or says what is missing. */
-async function planProbes<O extends CommonOptions, E extends EventBase>(
-  spec: ModuleSpec<O, E>,
+async function planProbes(
+  module: string,
+  probes: readonly ProbeSpec[],
   files: Record<string, readonly string[]>,
 ): Promise<PlannedProbe[]> {
   const plan: PlannedProbe[] = [];
-  for (const p of spec.probes) {
-    if (p.kind === "raw_tp") {
+  for (const p of probes) {
+    if (p.kind === "raw_tp" || p.kind === "tcx") {
       plan.push(p);
       continue;
     }
     const paths = files[p.target];
     if (!paths || paths.length === 0) {
-      throw new EcapError(`Module ${spec.name} has no target "${p.target}"`);
+      throw new EcapError(`Module ${module} has no target "${p.target}"`);
     }
-    for (const path of paths) {
+    for (const [cookie, path] of paths.entries()) {
       const loc = await locateSymbol(path, p.symbols, p.target);
       if (!loc) {
         if (p.optional) continue;
         throw new EcapError(
-          `Cannot capture ${spec.name}: "${path}" defines none of ${p.symbols.join(", ")}`,
+          `Cannot capture ${module}: "${path}" defines none of ${p.symbols.join(", ")}`,
           { kind: "unsupported", hint: `pass --${p.target} with another ${p.target} binary` },
         );
       }
-      plan.push({ kind: p.kind, program: p.program, ...loc });
+      plan.push({ kind: p.kind, program: p.program, ...loc, cookie });
     }
   }
   return plan;

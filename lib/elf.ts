@@ -528,5 +528,16 @@ export class ElfFile {
 
 /** Reads and parses the ELF file at `path`. */
 export async function readElf(path: string): Promise<ElfFile> {
-  return ElfFile.parse(await Deno.readFile(path));
+  // One start reads the same large binary (node: ~100 MB) for several
+  // probes; keep the parsed file while it is unchanged on disk.
+  const st = await Deno.stat(path);
+  const key = `${st.dev}:${st.ino}:${st.size}:${st.mtime?.getTime()}`;
+  const hit = cache.get(path);
+  if (hit?.key === key) return hit.elf;
+  const elf = ElfFile.parse(await Deno.readFile(path));
+  cache.set(path, { key, elf });
+  if (cache.size > 32) cache.delete(cache.keys().next().value!);
+  return elf;
 }
+
+const cache = new Map<string, { key: string; elf: ElfFile }>();

@@ -18,7 +18,12 @@ const SYMBOLS = {
   },
   ecap_program_is_multi: { parameters: ["pointer", "buffer"], result: "i32" },
   ecap_attach_uprobe_multi: {
-    parameters: ["pointer", "buffer", "buffer", "buffer", "u32", "i32", "i32", "buffer"],
+    parameters: ["pointer", "buffer", "buffer", "buffer", "buffer", "u32", "i32", "i32", "buffer"],
+    result: "i32",
+  },
+  ecap_attach_tcx: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  ecap_map_update: {
+    parameters: ["pointer", "buffer", "buffer", "u32", "buffer", "u32"],
     result: "i32",
   },
   ecap_attach_raw_tp: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
@@ -218,19 +223,46 @@ export class BpfHandle {
     program: string,
     path: string,
     offsets: readonly number[],
-    opts: { retprobe?: boolean; pid?: number; funcs?: readonly string[] } = {},
+    opts: {
+      retprobe?: boolean;
+      pid?: number;
+      funcs?: readonly string[];
+      /** bpf_get_attach_cookie() of each offset; 0 by default. */
+      cookies?: readonly number[];
+    } = {},
   ): number {
     const packed = new BigUint64Array(offsets.map(BigInt));
+    const cookies = new BigUint64Array(offsets.map((_, i) => BigInt(opts.cookies?.[i] ?? 0)));
     return this.#check(
       this.#lib.ecap_attach_uprobe_multi(
         this.#live(),
         cstr(program),
         cstr(path),
         new Uint8Array(packed.buffer),
+        new Uint8Array(cookies.buffer),
         offsets.length,
         opts.retprobe ? 1 : 0,
         opts.pid ?? 0,
         cstr((opts.funcs ?? []).join(", ")),
+      ),
+    );
+  }
+
+  /** Attaches a tcx program to an interface (ingress or egress per its section). */
+  attachTcx(program: string, ifindex: number): number {
+    return this.#check(this.#lib.ecap_attach_tcx(this.#live(), cstr(program), ifindex));
+  }
+
+  /** Writes one entry of a map after load. */
+  updateMap(map: string, key: Uint8Array, value: Uint8Array) {
+    this.#check(
+      this.#lib.ecap_map_update(
+        this.#live(),
+        cstr(map),
+        key as Uint8Array<ArrayBuffer>,
+        key.length,
+        value as Uint8Array<ArrayBuffer>,
+        value.length,
       ),
     );
   }

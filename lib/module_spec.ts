@@ -6,27 +6,39 @@
  */
 import type { Btf } from "./btf.ts";
 
+/** What every probe may say about when it is attached. */
+interface ProbeCommon {
+  /** Program name in the object (its C function name). */
+  program: string;
+  /** Output models (`-m`) that need this probe; every model by default. */
+  models?: readonly string[];
+}
+
 /** Where one BPF program hooks in. */
 export type ProbeSpec =
-  | {
+  | ProbeCommon & {
     kind: "uprobe" | "uretprobe";
-    /** Program name in the object (its C function name). */
-    program: string;
-    /** Which file of the module's targets() holds the function. */
+    /**
+     * Which files of the module's targets() hold the function. A probe's
+     * BPF cookie is the file's index in that list.
+     */
     target: string;
     /** Candidate symbols, first found wins. */
     symbols: readonly string[];
     /** Missing symbol is not an error (an older release lacks it). */
     optional?: boolean;
   }
-  | { kind: "raw_tp"; program: string; tracepoint: string };
+  | ProbeCommon & { kind: "raw_tp"; tracepoint: string }
+  | ProbeCommon & { kind: "tcx"; direction: "ingress" | "egress" };
+
+type ProbeOpts = { optional?: boolean; models?: readonly string[] };
 
 /** A uprobe on the first of `symbols` found in the `target` file. */
 export function uprobe(
   program: string,
   target: string,
   symbols: string | readonly string[],
-  opts: { optional?: boolean } = {},
+  opts: ProbeOpts = {},
 ): ProbeSpec {
   return { kind: "uprobe", program, target, symbols: [symbols].flat(), ...opts };
 }
@@ -36,14 +48,27 @@ export function uretprobe(
   program: string,
   target: string,
   symbols: string | readonly string[],
-  opts: { optional?: boolean } = {},
+  opts: ProbeOpts = {},
 ): ProbeSpec {
   return { kind: "uretprobe", program, target, symbols: [symbols].flat(), ...opts };
 }
 
 /** A raw tracepoint: needs neither tracefs nor kprobes. */
-export function rawTracepoint(program: string, tracepoint: string): ProbeSpec {
-  return { kind: "raw_tp", program, tracepoint };
+export function rawTracepoint(
+  program: string,
+  tracepoint: string,
+  opts: { models?: readonly string[] } = {},
+): ProbeSpec {
+  return { kind: "raw_tp", program, tracepoint, ...opts };
+}
+
+/** A tcx classifier on every interface of targets(); on loopback egress only (each packet once). */
+export function tcx(
+  program: string,
+  direction: "ingress" | "egress",
+  opts: { models?: readonly string[] } = {},
+): ProbeSpec {
+  return { kind: "tcx", program, direction, ...opts };
 }
 
 /** Options every module takes: process filters applied in the kernel. */
@@ -54,6 +79,8 @@ export interface CommonOptions {
   uid?: number;
   /** Ring buffer size in bytes (a power of two, at least one page). */
   mapSize?: number;
+  /** Output model (`-m`) for modules that have several; "text" by default. */
+  model?: string;
 }
 
 /** Fields every event carries. */
@@ -115,12 +142,21 @@ export interface ModuleSpec<
   parseOptions(values: Record<string, string | boolean | undefined>): Partial<O>;
   /** The files probes attach to, by role, and what to tell the user about them. */
   targets(opts: O): Promise<TargetSet>;
+  /** Maps to size before load (max_entries), e.g. a scratch array per CPU. */
+  mapSizes?(opts: O): Record<string, number>;
   /** Module-specific `const volatile` globals, as their exact bytes. */
   globals(opts: O): Record<string, Uint8Array>;
   /** Makes a (possibly stateful) decoder for one capture. */
   decoder(ctx: DecodeContext, opts: O): RecordDecoder<E>;
   /** One human-readable block per event. */
   format(event: E, opts: O): string;
+  /**
+   * Where events go for models that write files (keylog, pcapng); text and
+   * --json output use format()/toJSON() when this is absent or returns undefined.
+   */
+  createSink?(opts: O): EventSink<E> | undefined;
+  /** Help for trailing arguments the module accepts (e.g. a filter expression). */
+  positionals?: string;
   /** The --json object for an event: stable field names (see README). */
   toJSON(event: E): Record<string, unknown>;
 }
@@ -130,12 +166,33 @@ export interface TargetSet {
   files: Record<string, readonly string[]>;
   /** Lines for the user, e.g. a library's version; printed at start. */
   notes: string[];
+  /** Network interfaces for tcx probes. */
+  interfaces?: readonly { name: string; index: number; loopback: boolean }[];
+  /** Map entries to write after load (e.g. struct offsets per probed file). */
+  mapEntries?: readonly { map: string; key: Uint8Array; value: Uint8Array }[];
+}
+
+/** A consumer of events that owns files, e.g. a pcapng writer. */
+export interface EventSink<E> {
+  /** Takes a batch of events; returns text for stdout ("" for none). */
+  write(batch: readonly E[]): string;
+  /** Called about four times a second: time-based flushing. */
+  tick(): void;
+  /** Writes what it holds and closes its files; returns a summary for stderr. */
+  close(): string | undefined;
 }
 
 /** Encodes a u32 global. */
 export function u32(n: number): Uint8Array {
   const b = new Uint8Array(4);
   new DataView(b.buffer).setUint32(0, n >>> 0, true);
+  return b;
+}
+
+/** Encodes a u16 global. */
+export function u16(n: number): Uint8Array {
+  const b = new Uint8Array(2);
+  new DataView(b.buffer).setUint16(0, n, true);
   return b;
 }
 

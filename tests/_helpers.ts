@@ -60,6 +60,11 @@ export async function sh(cmd: string, args: string[]) {
 
 let sessions = 0;
 
+/** Runs tmux against the server named after the session (-L). */
+function tmux(session: string, args: string[]) {
+  return sh("tmux", ["-L", session, ...args]);
+}
+
 /** An interactive program in a detached tmux session, typed into like a person. */
 export class TmuxPane implements AsyncDisposable {
   readonly session: string;
@@ -72,8 +77,10 @@ export class TmuxPane implements AsyncDisposable {
 
   /** Starts argv in a new tmux session and waits for it to print something. */
   static async start(argv: string[]): Promise<TmuxPane> {
+    // A tmux server of its own: a shared one exits with its last session, and
+    // a session started meanwhile fails with "server exited unexpectedly".
     const session = `ecap-test-${Deno.pid}-${++sessions}`;
-    const r = await sh("tmux", [
+    const r = await tmux(session, [
       "new-session",
       "-d",
       "-s",
@@ -85,7 +92,9 @@ export class TmuxPane implements AsyncDisposable {
       ...argv,
     ]);
     if (r.code !== 0) throw new Error(`tmux new-session failed: ${r.stderr}`);
-    const pid = Number((await sh("tmux", ["display", "-p", "-t", session, "#{pane_pid}"])).stdout);
+    const pid = Number(
+      (await tmux(session, ["display", "-p", "-t", session, "#{pane_pid}"])).stdout,
+    );
     const pane = new TmuxPane(session, pid);
     await waitFor(async () => (await pane.screen()).trim().length > 0, `a prompt in ${argv[0]}`);
     return pane;
@@ -95,19 +104,25 @@ export class TmuxPane implements AsyncDisposable {
   async type(text: string) {
     // tmux refuses long commands: type long text in pieces
     for (let i = 0; i < text.length; i += 1000) {
-      const r = await sh("tmux", ["send-keys", "-t", this.session, "-l", text.slice(i, i + 1000)]);
+      const r = await tmux(this.session, [
+        "send-keys",
+        "-t",
+        this.session,
+        "-l",
+        text.slice(i, i + 1000),
+      ]);
       if (r.code !== 0) throw new Error(`tmux send-keys failed: ${r.stderr}`);
     }
-    await sh("tmux", ["send-keys", "-t", this.session, "Enter"]);
+    await tmux(this.session, ["send-keys", "-t", this.session, "Enter"]);
   }
 
   /** What the pane shows now. */
   async screen(): Promise<string> {
-    return (await sh("tmux", ["capture-pane", "-p", "-t", this.session])).stdout;
+    return (await tmux(this.session, ["capture-pane", "-p", "-t", this.session])).stdout;
   }
 
   async [Symbol.asyncDispose]() {
-    await sh("tmux", ["kill-session", "-t", this.session]);
+    await tmux(this.session, ["kill-server"]);
   }
 }
 

@@ -5,18 +5,27 @@
  */
 import type { CommonOptions, EventBase, ModuleSpec } from "../module_spec.ts";
 import { bash, type BashEvent, type BashOptions } from "./bash.ts";
+import { zsh, type ZshEvent, type ZshOptions } from "./zsh.ts";
 import { tls, type TlsEvent, type TlsOptions } from "./tls.ts";
+import { mysqld, type MysqldEvent, type MysqldOptions } from "./mysqld.ts";
+import { postgres, type PostgresEvent, type PostgresOptions } from "./postgres.ts";
 
 /** Options of each module, by name. */
 export interface ModuleOptions {
   bash: BashOptions;
+  zsh: ZshOptions;
   tls: TlsOptions;
+  mysqld: MysqldOptions;
+  postgres: PostgresOptions;
 }
 
 /** Events of each module, by name. */
 export interface ModuleEvents {
   bash: BashEvent;
+  zsh: ZshEvent;
   tls: TlsEvent;
+  mysqld: MysqldEvent;
+  postgres: PostgresEvent;
 }
 
 /** The modules, by name. */
@@ -24,7 +33,10 @@ export const MODULES: {
   [K in keyof ModuleOptions]: ModuleSpec<ModuleOptions[K], ModuleEvents[K]>;
 } = {
   bash,
+  zsh,
   tls,
+  mysqld,
+  postgres,
 };
 
 /** A module by its name or one of its aliases. */
