@@ -56,7 +56,9 @@ async function stop(child: Deno.ChildProcess): Promise<void> {
 async function waitForExe(pid: number, exe: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
     const files = await mappedFiles(pid).catch(() => []);
-    if (files.some((f) => f.path === exe)) return;
+    // exec maps the file before it lays out argv: wait for both
+    const argv = await Deno.readFile(`/proc/${pid}/cmdline`).catch(() => new Uint8Array());
+    if (files.some((f) => f.path === exe) && argv.length > 0) return;
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error(`pid ${pid} never mapped ${exe}`);
