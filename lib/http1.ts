@@ -4,6 +4,7 @@
  * @module
  */
 
+import { concat } from "./bytes.ts";
 import { gunzipSync, inflateRawSync, inflateSync } from "node:zlib";
 
 /** Input that is not HTTP/1.x (or breaks its framing rules). */
@@ -573,18 +574,6 @@ function parseFields(lines: Uint8Array[]): [string, string][] {
     fields.push([name, line.slice(colon + 1).trim()]);
   }
   return fields;
-}
-
-/** Joins parts into one array of the given total length. */
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 /** Options of {@link Http1Exchange}. */

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { concat } from "./bytes.ts";
 import { type HeaderField, HpackDecoder, HpackError } from "./hpack.ts";
 import { decodeContent, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES } from "./http1.ts";
 
@@ -746,17 +747,6 @@ export class Http2Connection {
 
 function frameLength(header: Uint8Array): number {
   return (header[0] << 16) | (header[1] << 8) | header[2];
-}
-
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 /**

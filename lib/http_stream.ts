@@ -5,6 +5,7 @@
  * @module
  */
 
+import { concat } from "./bytes.ts";
 import { Http1Exchange, type Http1Message, sniffHttp1 } from "./http1.ts";
 import {
   Http2Connection,
@@ -226,17 +227,6 @@ export class HttpConversation {
       event,
     }));
   }
-}
-
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 /** Options of {@link formatHttpView}. */

@@ -4,6 +4,7 @@
  * @module
  */
 import type { Btf } from "./btf.ts";
+import { concat } from "./bytes.ts";
 import { headerReader, RecordError, type RecordHeader } from "./record_header.ts";
 
 /** One chunk of text, with the header of its record. */
@@ -71,13 +72,4 @@ export class TextJoiner<K> {
   clear() {
     this.#open.clear();
   }
-}
-
-/** Joins byte arrays into one. */
-export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) out.set(p, at), at += p.length;
-  return out;
 }
