@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Btf, BtfError } from "../lib/btf.ts";
 import { ElfFile, readElf } from "../lib/elf.ts";
+import { mulberry32 } from "./_random.ts";
 
 // Offsets are checked twice: by _Static_assert in the C, and against BTF here.
 const PROBE_C = `
@@ -427,17 +428,6 @@ Deno.test("Btf resolution stops on cycles and dangling ids", () => {
   assert.throws(() => btf.sizeOf(loop), BtfError);
   assert.throws(() => btf.typeName(loop), BtfError);
 });
-
-/** Small seeded PRNG so fuzz failures reproduce. */
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Calls every query on every type; BtfError is an allowed answer. */
 function exercise(bytes: Uint8Array): void {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { ElfError, ElfFile, PT_LOAD, readElf, SHN_UNDEF, SHT_NOBITS } from "../lib/elf.ts";
+import { mulberry32 } from "./_random.ts";
 
 const BASH = "/usr/bin/bash";
 const BASH_SYMBOLS = [
@@ -345,17 +346,6 @@ Deno.test("ElfFile.parse() throws ElfError on truncated or garbage input", async
   garbage.fill(0xff, 32, 64); // huge offsets and counts
   assert.throws(() => ElfFile.parse(garbage), ElfError);
 });
-
-/** Small seeded PRNG so fuzz failures reproduce. */
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Touches every lazily parsed part of an ElfFile. */
 function exercise(bytes: Uint8Array): void {

@@ -8,6 +8,7 @@ import {
   huffmanEncode,
   STATIC_TABLE,
 } from "../lib/hpack.ts";
+import { mulberry32 } from "./_random.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -18,17 +19,6 @@ function hex(s: string): Uint8Array {
   const out = new Uint8Array(clean.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(clean.slice(2 * i, 2 * i + 2), 16);
   return out;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface Step {

@@ -10,6 +10,7 @@ import {
   looksLikeHttp1,
   sniffHttp1,
 } from "../lib/http1.ts";
+import { mulberry32 } from "./_random.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -53,17 +54,6 @@ function assertSplitInvariant(input: Uint8Array, options: Http1ParserOptions = {
   const everyByte = [...Array(input.length).keys()].slice(1);
   assert.deepStrictEqual(parse(input, everyByte, options), whole, "byte by byte");
   return whole;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 Deno.test("Http1Parser.push() parses a request line and headers in original case and order", () => {

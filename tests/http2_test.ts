@@ -12,6 +12,7 @@ import {
   sniffHttp2Frames,
   sniffHttp2Preface,
 } from "../lib/http2.ts";
+import { mulberry32 } from "./_random.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -65,17 +66,6 @@ function settings(...pairs: [number, number][]): Uint8Array {
     0,
     cat(...pairs.map(([id, v]) => cat(new Uint8Array([id >> 8, id & 0xff]), u32(v)))),
   );
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 type Feed = [Http2Direction, Uint8Array][];

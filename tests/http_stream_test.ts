@@ -9,6 +9,7 @@ import {
   HttpConversation,
   type HttpView,
 } from "../lib/http_stream.ts";
+import { mulberry32 } from "./_random.ts";
 
 const enc = new TextEncoder();
 const bytes = (s: string) => enc.encode(s);
@@ -30,17 +31,6 @@ function frame(type: number, flags: number, streamId: number, payload: Uint8Arra
     new Uint8Array([len >> 16, (len >> 8) & 0xff, len & 0xff, type, flags, 0, 0, 0, streamId]),
     payload,
   );
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 type Feed = [ConversationDirection, Uint8Array][];

@@ -8,20 +8,9 @@ import {
   readLdCache,
 } from "../lib/ld_cache.ts";
 import { EcapError } from "../lib/errors.ts";
+import { mulberry32 } from "./_random.ts";
 
 const encoder = new TextEncoder();
-
-/** Small deterministic PRNG so fuzz failures reproduce from the seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Layout = "new" | "compat" | "old";
 

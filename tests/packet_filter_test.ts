@@ -7,17 +7,7 @@ import {
   parseFilter,
   parsePacket,
 } from "../lib/packet_filter.ts";
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "./_random.ts";
 
 const u16 = (n: number) => [n >> 8, n & 255];
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { PcapngWriter, type PcapngWriterOptions } from "../lib/pcapng_writer.ts";
 import { pcapngBlocksComplete, PcapngError, readPcapng } from "../lib/pcapng_reader.ts";
+import { mulberry32 } from "./_random.ts";
 
 const dec = new TextDecoder();
 
@@ -24,17 +25,6 @@ class MemorySink {
     }
     return out;
   }
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const KEYLOG = "CLIENT_RANDOM 0102 aabb\nCLIENT_TRAFFIC_SECRET_0 0304 ccdd\n";

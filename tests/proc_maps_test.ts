@@ -12,18 +12,7 @@ import {
   resolveInRoot,
 } from "../lib/proc_maps.ts";
 import { EcapError } from "../lib/errors.ts";
-
-/** Small deterministic PRNG so fuzz failures reproduce from the seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "./_random.ts";
 
 const SYNTHETIC = [
   "55d0c0a00000-55d0c0a02000 r--p 00000000 fe:00 260131                     /usr/bin/cat",

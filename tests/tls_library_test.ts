@@ -7,21 +7,10 @@ import {
 } from "../lib/tls_library.ts";
 import { mappedFiles } from "../lib/proc_maps.ts";
 import { EcapError } from "../lib/errors.ts";
+import { mulberry32 } from "./_random.ts";
 
 const encoder = new TextEncoder();
 const text = new TextDecoder();
-
-/** Small deterministic PRNG so fuzz failures reproduce from the seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Runs a command; its stdout, or undefined if it cannot run or fails. */
 async function run(cmd: string, ...args: string[]): Promise<string | undefined> {
