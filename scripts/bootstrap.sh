@@ -90,5 +90,36 @@ SRC
 	touch "$DEPS/.done"
 fi
 
+# Other OpenSSL releases for the tests (unpacked, not installed): 1.1.1 from
+# bullseye, 3.5 from trixie with the glibc it needs (run through its own ld.so).
+RELEASES=$CACHE/openssl-releases-v1
+if [ "${1:-}" = "--test" ] && [ ! -f "$RELEASES/.done" ]; then
+	say "fetching OpenSSL 1.1.1 and 3.5 from Debian for the tests"
+	rm -rf "$RELEASES"
+	apt_dir=$RELEASES/apt
+	mkdir -p "$apt_dir/sources" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+	uri=$(grep -hE '^URIs:.*/debian/?$' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1 | awk '{print $2}')
+	[ -n "$uri" ] || uri=$(grep -hE '^deb .*/debian/? ' /etc/apt/sources.list 2>/dev/null | head -1 | awk '{print $2}')
+	[ -n "$uri" ] || die "cannot find this machine's Debian mirror in /etc/apt"
+	apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt_dir/sources"
+		-o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o APT::Sandbox::User=root)
+	fetch() { # suite dest packages...
+		local suite=$1 dest=$2
+		shift 2
+		printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+			"$uri" "$suite" >"$apt_dir/sources/releases.sources"
+		rm -rf "$apt_dir/lists" && mkdir -p "$apt_dir/lists/partial"
+		apt-get "${apt_opts[@]}" update -qq >&2 || die "apt-get update for $suite failed"
+		mkdir -p "$dest"
+		(cd "$apt_dir" && rm -f ./*.deb && apt-get "${apt_opts[@]}" download -qq "$@" >&2 &&
+			for d in ./*.deb; do dpkg -x "$d" "$dest"; done) || die "fetching $* from $suite failed"
+	}
+	fetch bullseye "$RELEASES/1.1.1" libssl1.1
+	fetch trixie "$RELEASES/3.5" libssl3t64 libc6
+	rm -rf "$apt_dir"
+	touch "$RELEASES/.done"
+fi
+
 echo "ECAP_DEPS=$DEPS"
 echo "DENO=$DENO"
+echo "ECAP_OPENSSL_RELEASES=$RELEASES"

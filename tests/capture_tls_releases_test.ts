@@ -1,0 +1,133 @@
+/**
+ * ecap tls against OpenSSL releases other than the system's 3.0: Debian's
+ * 1.1.1 (bullseye) and 3.5 (trixie, with its own glibc and loader), which
+ * scripts/bootstrap.sh --test unpacks. A small C client linked to each talks
+ * to nginx; plaintext is captured and tshark decrypts the pcapng.
+ * @module
+ */
+import assert from "node:assert/strict";
+import { bpfTest, EcapRun, sh } from "./_helpers.ts";
+import { Nginx } from "./_nginx.ts";
+
+const HOME = Deno.env.get("HOME") ?? "/root";
+const RELEASES = Deno.env.get("ECAP_OPENSSL_RELEASES") ?? `${HOME}/.cache/ecap/openssl-releases-v1`;
+const CLIENT_C = new URL("./fixtures/tls_client.c", import.meta.url).pathname;
+
+interface Release {
+  name: string;
+  version: RegExp;
+  libdir: string;
+  ssl: string;
+  crypto: string;
+  /** argv prefix that runs a program with this release (its own loader for 3.5). */
+  run: (client: string) => string[];
+}
+
+const LIB = "usr/lib/x86_64-linux-gnu";
+const RELEASE_LIST: Release[] = [
+  {
+    name: "1.1.1",
+    version: /OpenSSL 1\.1\.1\w*; keys from the 1\.1\.1 layout/,
+    libdir: `${RELEASES}/1.1.1/${LIB}`,
+    ssl: "libssl.so.1.1",
+    crypto: "libcrypto.so.1.1",
+    run: (client) => [client],
+  },
+  {
+    name: "3.5",
+    version: /OpenSSL 3\.5\.\d+; keys from the 3\.5 layout/,
+    libdir: `${RELEASES}/3.5/${LIB}`,
+    ssl: "libssl.so.3",
+    crypto: "libcrypto.so.3",
+    run: (client) => [
+      `${RELEASES}/3.5/${LIB}/ld-linux-x86-64.so.2`,
+      "--library-path",
+      `${RELEASES}/3.5/${LIB}`,
+      client,
+    ],
+  },
+];
+
+async function buildClient(dir: string, r: Release): Promise<string> {
+  const out = `${dir}/client-${r.name}`;
+  const cc = await sh("gcc", [
+    "-O1",
+    "-o",
+    out,
+    CLIENT_C,
+    `-L${r.libdir}`,
+    `-l:${r.ssl}`,
+    `-l:${r.crypto}`,
+    "-Wl,--allow-shlib-undefined", // 3.5 needs trixie's glibc symbols, found at run time
+    "-Wl,--disable-new-dtags",
+    `-Wl,-rpath,${r.libdir}`,
+  ]);
+  assert.equal(cc.code, 0, cc.stderr);
+  return out;
+}
+
+for (const r of RELEASE_LIST) {
+  bpfTest(`ecap tls captures plaintext and keys of OpenSSL ${r.name}`, async () => {
+    await Deno.stat(`${r.libdir}/${r.ssl}`).catch(() => {
+      throw new Error(`${r.libdir}/${r.ssl} is missing: run scripts/bootstrap.sh --test`);
+    });
+    const dir = await Deno.makeTempDir({ prefix: `ecap-ssl-${r.name}-` });
+    try {
+      const client = await buildClient(dir, r);
+      await using nginx = await Nginx.start({ "r.txt": `release ${r.name}\n` });
+      const lib = `${r.libdir}/${r.ssl}`;
+      const get = async (path: string, version: string) => {
+        const [cmd, ...args] = r.run(client);
+        const out = await sh(cmd, [...args, String(nginx.port), path, version]);
+        assert.equal(out.code, 0, out.stderr);
+        assert.match(out.stdout, new RegExp(`release ${r.name}`));
+      };
+
+      // plaintext, text model
+      {
+        await using run = await EcapRun.start(["tls", "--json", "--libssl", lib]);
+        await get("/r.txt?plain", "13");
+        assert.equal(await run.stop(), 0);
+        const text = run.json().map((e) => atob(e.data as string)).join("");
+        assert.ok(text.includes("GET /r.txt?plain HTTP/1.1"), text);
+        assert.ok(text.includes(`release ${r.name}`));
+      }
+      // keys: tshark decrypts TLS 1.3 and 1.2
+      {
+        const out = `${dir}/out.pcapng`;
+        await using run = await EcapRun.start([
+          "tls",
+          "-m",
+          "pcap",
+          "-w",
+          out,
+          "-i",
+          "lo",
+          "--libssl",
+          lib,
+          "port",
+          String(nginx.port),
+        ]);
+        assert.match(run.stderr, r.version);
+        await get("/r.txt?v13", "13");
+        await get("/r.txt?v12", "12");
+        await new Promise((res) => setTimeout(res, 700));
+        assert.equal(await run.stop(), 0);
+        const uris = await sh("tshark", [
+          "-n",
+          "-r",
+          out,
+          "-Y",
+          "http.request",
+          "-T",
+          "fields",
+          "-e",
+          "http.request.uri",
+        ]);
+        assert.deepEqual(uris.stdout.trim().split("\n").sort(), ["/r.txt?v12", "/r.txt?v13"]);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
