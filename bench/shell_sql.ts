@@ -1,0 +1,188 @@
+/**
+ * Benchmark 5: shells and SQL. For bash, the latency from a command's
+ * return to ecap's printed line (p50/p99): each command typed into an
+ * interactive bash in tmux writes $EPOCHREALTIME as its last act, and the
+ * event's arrival on ecap's stdout is stamped here. For PostgreSQL, the
+ * throughput of `pgbench -S` under `ecap postgres`, against runs without it
+ * interleaved with them.
+ * @module
+ */
+import { PG_BIN, PgServer } from "../tests/_postgres.ts";
+import {
+  type BenchOptions,
+  Ecap,
+  exists,
+  fmt,
+  median,
+  percentile,
+  ratioText,
+  type Row,
+  sh,
+  sleep,
+} from "./_util.ts";
+
+async function bashLatency(o: BenchOptions): Promise<Row[]> {
+  const bash = "/usr/bin/bash";
+  const n = o.quick ? 10 : 100;
+  const stamps = `${o.tmp}/stamps`;
+  const session = `ecap-bench-${Deno.pid}`;
+  const tmux = (args: string[]) => sh("tmux", ["-L", session, ...args], { allowFail: true });
+  const arrivals = new Map<number, number>();
+  const ecap = await Ecap.start(["bash", "--bash", bash, "--json"], { keepStdout: false });
+  let carry = "";
+  ecap.onStdout = (t, at) => {
+    const lines = (carry + t).split("\n");
+    carry = lines.pop()!;
+    for (const l of lines) {
+      const m = /#ecapbench_(\d+)/.exec(l);
+      if (m) arrivals.set(Number(m[1]), performance.timeOrigin + at);
+    }
+  };
+  try {
+    const r = await tmux([
+      "new-session",
+      "-d",
+      "-s",
+      session,
+      "-x",
+      "200",
+      "-y",
+      "50",
+      `env -i TERM=xterm PS1='$ ' HOME=/tmp ${bash} --norc -i`,
+    ]);
+    if (r.code !== 0) throw new Error(`tmux: ${r.stderr}`);
+    await sleep(300);
+    for (let i = 1; i <= n; i++) {
+      await tmux([
+        "send-keys",
+        "-t",
+        session,
+        "-l",
+        `echo $EPOCHREALTIME >> ${stamps} #ecapbench_${i}`,
+      ]);
+      await tmux(["send-keys", "-t", session, "Enter"]);
+      const end = performance.now() + 3000;
+      while (!arrivals.has(i) && performance.now() < end) await sleep(2);
+    }
+  } finally {
+    await tmux(["kill-server"]);
+    await ecap.stop();
+  }
+  const returned = (await Deno.readTextFile(stamps).catch(() => "")).trim().split("\n").map((l) =>
+    Number(l) * 1000
+  );
+  const lat: number[] = [];
+  for (let i = 1; i <= n; i++) {
+    const a = arrivals.get(i), b = returned[i - 1];
+    if (a !== undefined && Number.isFinite(b)) lat.push(a - b);
+  }
+  o.log(
+    `  bash: ${lat.length}/${n} commands seen; latency ms p50 ${fmt(percentile(lat, 50))} p99 ${
+      fmt(percentile(lat, 99))
+    } max ${fmt(Math.max(...lat))}`,
+  );
+  return [
+    {
+      bench: "5 bash",
+      figure: "command return -> printed line, p50 / p99",
+      value: `${fmt(percentile(lat, 50))} / ${fmt(percentile(lat, 99))} ms`,
+      baseline: "-",
+      ratio: "-",
+      target: "-",
+    },
+    {
+      bench: "5 bash",
+      figure: "commands captured",
+      value: `${lat.length}`,
+      baseline: `${n} typed`,
+      ratio: ratioText(lat.length / n),
+      target: "= 1.000",
+      pass: lat.length === n,
+    },
+  ];
+}
+
+async function pgbench(o: BenchOptions): Promise<Row[]> {
+  if (!await exists(`${PG_BIN}/postgres`)) {
+    o.log("  postgres: PostgreSQL 15 not installed, skipped");
+    return [];
+  }
+  const seconds = o.quick ? 1 : 5;
+  const reps = o.quick ? 1 : 3;
+  await using pg = await PgServer.start();
+  const ci = Object.fromEntries(pg.conninfo.split(" ").map((kv) => kv.split("=")));
+  const conn = ["-h", ci.host, "-p", ci.port, "-U", ci.user];
+  await sh(`${PG_BIN}/pgbench`, ["-i", "-q", "-s", "1", ...conn, ci.dbname]);
+  const run = async () => {
+    const r = await sh(`${PG_BIN}/pgbench`, [
+      "-S",
+      "-n",
+      "-c",
+      "2",
+      "-j",
+      "2",
+      "-T",
+      String(seconds),
+      ...conn,
+      ci.dbname,
+    ]);
+    const tps = Number(/tps = ([\d.]+)/.exec(r.stdout)?.[1] ?? NaN);
+    const tx = Number(
+      /number of transactions actually processed: (\d+)/.exec(r.stdout)?.[1] ?? NaN,
+    );
+    return { tps, tx };
+  };
+  await run(); // warm the buffer cache
+  const ratios: number[] = [], base: number[] = [], withEcap: number[] = [];
+  let lost = 0, events = 0, tx = 0;
+  const out = `/dev/shm/ecap-bench-${Deno.pid}-pg`;
+  for (let rep = 0; rep < reps; rep++) {
+    const a = await run();
+    await Deno.remove(out).catch(() => {});
+    const e = await Ecap.start(["postgres", "-o", out]);
+    let b;
+    try {
+      b = await run();
+    } finally {
+      await e.stop();
+      await Deno.remove(out).catch(() => {});
+    }
+    const s = e.summary();
+    lost += s?.lost ?? NaN;
+    events += s?.events ?? NaN;
+    tx += b.tx;
+    base.push(a.tps);
+    withEcap.push(b.tps);
+    ratios.push(b.tps / a.tps);
+    o.log(
+      `  pgbench -S rep ${rep + 1}: ${fmt(a.tps)} tps without, ${
+        fmt(b.tps)
+      } tps with ecap (${s?.events} events for ${b.tx} transactions, ${s?.lost} lost)`,
+    );
+  }
+  const r = median(ratios);
+  return [
+    {
+      bench: "5 postgres",
+      figure: "pgbench -S -c2 with ecap postgres vs without",
+      value: `${fmt(median(withEcap))} tps`,
+      baseline: `${fmt(median(base))} tps`,
+      ratio: ratioText(r),
+      target: ">= 0.95",
+      pass: r >= 0.95,
+    },
+    {
+      bench: "5 postgres",
+      figure: "ecap postgres: events, lost",
+      value: `${events} events, ${lost} lost`,
+      baseline: `${tx} transactions`,
+      ratio: ratioText(events / tx),
+      target: "0 lost",
+      pass: lost === 0,
+    },
+  ];
+}
+
+export async function runShellSql(o: BenchOptions): Promise<Row[]> {
+  return [...await bashLatency(o), ...await pgbench(o)];
+}

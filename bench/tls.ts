@@ -1,0 +1,391 @@
+/**
+ * Benchmark 1: what capturing TLS costs a busy HTTPS server. nginx serves
+ * HTTPS on loopback (keep-alive), wrk loads it for a fixed time, and each
+ * repetition runs every mode once, interleaved: no capture; empty probes on
+ * exactly ecap's text-mode hooks; `ecap tls` text, pcap and keylog; and the
+ * bpftrace peer copying SSL_read/SSL_write data. Ratios are taken against
+ * the baseline of the same repetition (the host is noisy), then the median.
+ * Also records ecap's peak RSS (benchmark 4).
+ * @module
+ */
+import emptyObject from "../build/bench_empty.bpf.o" with { type: "bytes" };
+import { Capture } from "../lib/capture.ts";
+import type { EventBase, ModuleSpec } from "../lib/module_spec.ts";
+import { tls, type TlsOptions } from "../lib/modules/tls.ts";
+import {
+  type BenchOptions,
+  cpuTicks,
+  Ecap,
+  fmt,
+  median,
+  peakRss,
+  Proc,
+  ratioText,
+  type Row,
+  sh,
+  sleep,
+  which,
+} from "./_util.ts";
+
+const MODES = ["none", "empty", "text", "pcap", "keylog", "bpftrace"] as const;
+type Mode = typeof MODES[number];
+
+interface Run {
+  mode: Mode;
+  size: string;
+  rep: number;
+  rps: number;
+  requests: number;
+  /** Bytes wrk read (its own count: decrypted bytes out of SSL_read). */
+  wrkBytes: number;
+  cpuUsPerReq: number;
+  /** text: bytes of wrk's SSL_read calls ecap reported. */
+  capturedBytes?: number;
+  lost?: number;
+  events?: number;
+  rss?: number;
+  /** bpftrace: data events printed / expected (its own in-kernel counts). */
+  btDelivered?: number;
+  btExpected?: number;
+}
+
+/** The empty-handler object under the tls module's probe list: ecap's hooks, no work. */
+const emptySpec: ModuleSpec<TlsOptions, EventBase> = {
+  ...tls,
+  name: "bench-empty",
+  object: emptyObject,
+  globals: () => ({}),
+  mapSizes: () => ({}),
+  decoder: () => ({ decode: () => [], flush: () => [] }),
+  createSink: undefined,
+};
+
+/** Starts empty probes on the hooks `ecap tls` (text) attaches; returns what it attached. */
+export async function startEmptyProbes(): Promise<Capture<EventBase>> {
+  return await Capture.start(emptySpec, { model: "text" });
+}
+
+class Nginx implements AsyncDisposable {
+  constructor(readonly dir: string, readonly port: number, readonly proc: Proc) {}
+
+  static async start(tmp: string): Promise<Nginx> {
+    const dir = await Deno.makeTempDir({ dir: tmp, prefix: "nginx-" });
+    await Deno.chmod(dir, 0o755); // the worker runs as www-data
+    const www = `${dir}/www`;
+    await Deno.mkdir(www);
+    // random (binary) bodies: ecap's text output then says "[N bytes binary body]"
+    for (const [name, n] of [["small.bin", 1024], ["64k.bin", 65536]] as const) {
+      const body = new Uint8Array(n);
+      for (let i = 0; i < n; i += 65536) crypto.getRandomValues(body.subarray(i, i + 65536));
+      await Deno.writeFile(`${www}/${name}`, body, { mode: 0o644 });
+    }
+    await sh("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "2",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-keyout",
+      `${dir}/key.pem`,
+      "-out",
+      `${dir}/cert.pem`,
+    ]);
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (l.addr as Deno.NetAddr).port;
+    l.close();
+    await Deno.writeTextFile(
+      `${dir}/nginx.conf`,
+      `daemon off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  default_type application/octet-stream;
+  keepalive_requests 100000000;
+  keepalive_timeout 120s;
+  server {
+    listen 127.0.0.1:${port} ssl;
+    ssl_certificate ${dir}/cert.pem;
+    ssl_certificate_key ${dir}/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    root ${www};
+  }
+}
+`,
+    );
+    const proc = new Proc("nginx", ["-c", `${dir}/nginx.conf`, "-p", dir]);
+    const n = new Nginx(dir, port, proc);
+    for (let i = 0; i < 100; i++) {
+      try {
+        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+        return n;
+      } catch {
+        if (proc.exited) break;
+        await sleep(50);
+      }
+    }
+    await n[Symbol.asyncDispose]();
+    throw new Error(`nginx did not start: ${proc.stderr}`);
+  }
+
+  url(path: string) {
+    return `https://127.0.0.1:${this.port}/${path}`;
+  }
+
+  async [Symbol.asyncDispose]() {
+    await this.proc.stop("SIGTERM");
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** bpftrace, sslsniff-like (peers.md "bt-data"): payloads of SSL_write and of SSL_read returns. */
+function bpftraceScript(libssl: string): string {
+  return `BEGIN { printf("READY\\n"); }
+uprobe:${libssl}:SSL_write { @calls["write"] = count(); printf("E W %d %d %s %d %r\\n", pid, tid, comm, arg2, buf(arg1, arg2)); }
+uprobe:${libssl}:SSL_read { @calls["read_entry"] = count(); @rbuf[tid] = arg1; }
+uretprobe:${libssl}:SSL_read /@rbuf[tid]/ { $n = (int32)retval; if ($n > 0) { @calls["read_data"] = count(); printf("E R %d %d %s %d %r\\n", pid, tid, comm, $n, buf(@rbuf[tid], $n)); } delete(@rbuf[tid]); }
+END { clear(@rbuf); }`;
+}
+
+/** Counts lines starting with "E " in a stream of text chunks. */
+function lineCounter() {
+  let carry = "";
+  let n = 0;
+  const maps = new Map<string, number>();
+  return {
+    push(t: string) {
+      const s = carry + t;
+      const lines = s.split("\n");
+      carry = lines.pop()!;
+      for (const l of lines) {
+        if (l.startsWith("E ")) n++;
+        const m = /^@calls\[(\w+)\]: (\d+)/.exec(l);
+        if (m) maps.set(m[1], Number(m[2]));
+      }
+    },
+    maps,
+    get count() {
+      return n;
+    },
+  };
+}
+
+/** wrk's captured-bytes check: the sum of wrk's READ calls in ecap's text output. */
+async function wrkReadBytes(file: string, wrkPid: number): Promise<number> {
+  const re = new RegExp(
+    String.raw`^\d\d:\d\d:\d\d\.\d{3} [^\n]*\[${wrkPid}\] fd=-?\d+ [^\n]* READ (\d+) bytes`,
+    "gm",
+  );
+  let total = 0;
+  const text = await Deno.readTextFile(file);
+  for (const m of text.matchAll(re)) total += Number(m[1]);
+  return total;
+}
+
+export async function runTls(o: BenchOptions): Promise<{ rows: Row[]; rss: number }> {
+  const duration = o.quick ? 1 : 5;
+  const reps = o.quick ? 1 : 3;
+  const threads = 2, conns = 50;
+  const wrk = await which("wrk");
+  if (!wrk) throw new Error("wrk is not installed (apt-get install wrk)");
+  const bpftrace = await which("bpftrace");
+  const lua = `${o.tmp}/bytes.lua`;
+  await Deno.writeTextFile(
+    lua,
+    `done = function(summary, latency, requests)
+  io.write(string.format("ECAP_BYTES %d %d\\n", summary.bytes, summary.requests))
+end
+`,
+  );
+  const ldd = await sh("ldd", [wrk]);
+  const libssl = await Deno.realPath(/libssl\.so\.3 => (\S+)/.exec(ldd.stdout)?.[1] ?? "");
+  await using nginx = await Nginx.start(o.tmp);
+  o.log(
+    `tls: nginx 1 worker on ${
+      nginx.url("")
+    }, wrk -t${threads} -c${conns} -d${duration}s, ${reps} reps; libssl ${libssl}`,
+  );
+
+  const runs: Run[] = [];
+  const allSizes = [["small", "small.bin"], ["64k", "64k.bin"]] as const;
+  const sizes = o.quick ? allSizes.slice(0, 1) : allSizes; // --quick: small responses only
+
+  async function wrkRun(url: string) {
+    const c0 = cpuTicks();
+    const w = new Proc(wrk!, [`-t${threads}`, `-c${conns}`, `-d${duration}s`, "-s", lua, url]);
+    await w.done;
+    const c1 = cpuTicks();
+    const m = /ECAP_BYTES (\d+) (\d+)/.exec(w.stdout);
+    const rps = Number(/Requests\/sec:\s*([\d.]+)/.exec(w.stdout)?.[1] ?? NaN);
+    if (!m || !Number.isFinite(rps)) throw new Error(`wrk failed: ${w.stdout}${w.stderr}`);
+    const requests = Number(m[2]);
+    return {
+      pid: w.pid,
+      run: {
+        rps,
+        requests,
+        wrkBytes: Number(m[1]),
+        cpuUsPerReq: ((c1.busy - c0.busy) / 100) * 1e6 / requests, // USER_HZ = 100
+      },
+    };
+  }
+
+  for (let rep = 1; rep <= reps; rep++) {
+    for (const [size, path] of sizes) {
+      for (const mode of MODES) {
+        if (mode === "bpftrace" && !bpftrace) continue;
+        const url = nginx.url(path);
+        const run: Partial<Run> = { mode, size, rep };
+        const out = `/dev/shm/ecap-bench-${Deno.pid}-${mode}`;
+        await Deno.remove(out).catch(() => {});
+        let ecap: Ecap | undefined;
+        let empty: Capture<EventBase> | undefined;
+        let bt: Proc | undefined;
+        const btLines = lineCounter();
+        try {
+          if (mode === "empty") empty = await startEmptyProbes();
+          if (mode === "text") ecap = await Ecap.start(["tls", "-o", out]);
+          if (mode === "pcap") {
+            ecap = await Ecap.start(["tls", "-m", "pcap", "-w", out, "-i", "lo"]);
+          }
+          if (mode === "keylog") ecap = await Ecap.start(["tls", "-m", "keylog", "-k", out]);
+          if (mode === "bpftrace") {
+            bt = new Proc(bpftrace!, ["-e", bpftraceScript(libssl)], {
+              env: { BPFTRACE_STRLEN: "200" },
+              keepStdout: false,
+            });
+            let head = "";
+            bt.onStdout = (t) => {
+              if (head.length < 4096) head += t;
+              btLines.push(t);
+            };
+            if (!await bt.waitFor(() => head.includes("READY"), 60_000)) {
+              throw new Error(`bpftrace did not attach: ${bt.stderr.slice(0, 500)}`);
+            }
+          }
+          const w = await wrkRun(url);
+          Object.assign(run, w.run);
+          if (ecap) {
+            run.rss = peakRss(ecap.pid);
+            await ecap.stop();
+            const s = ecap.summary();
+            run.events = s?.events;
+            run.lost = s?.lost ?? NaN;
+            if (mode === "text") run.capturedBytes = await wrkReadBytes(out, w.pid);
+          }
+          if (bt) {
+            // let bpftrace's reader drain what is buffered: until the count stops growing
+            let prev = -1;
+            for (let i = 0; i < 30 && btLines.count !== prev; i++) {
+              prev = btLines.count;
+              await sleep(o.quick ? 300 : 1000);
+            }
+            await bt.stop("SIGINT");
+            run.btDelivered = btLines.count;
+            run.btExpected = (btLines.maps.get("write") ?? 0) +
+              (btLines.maps.get("read_data") ?? 0);
+          }
+        } finally {
+          await ecap?.stop("SIGKILL");
+          await empty?.[Symbol.asyncDispose]();
+          await bt?.stop("SIGKILL");
+          await Deno.remove(out).catch(() => {});
+        }
+        runs.push(run as Run);
+        const extra = [
+          run.lost !== undefined ? `events ${run.events} lost ${run.lost}` : "",
+          run.capturedBytes !== undefined ? `captured ${run.capturedBytes}/${run.wrkBytes} B` : "",
+          run.rss !== undefined ? `rss ${fmt(run.rss / 2 ** 20)} MiB` : "",
+          run.btDelivered !== undefined
+            ? `bpftrace events ${run.btDelivered}/${run.btExpected}`
+            : "",
+        ].filter(Boolean).join(", ");
+        o.log(
+          `  rep ${rep} ${size.padEnd(5)} ${mode.padEnd(8)} ${fmt(run.rps!).padStart(7)} req/s ${
+            fmt(run.cpuUsPerReq!)
+          } cpu-us/req ${extra}`,
+        );
+      }
+    }
+  }
+
+  const rows: Row[] = [];
+  const paired = (size: string, mode: Mode, base: Mode) => {
+    const rs: number[] = [];
+    for (let rep = 1; rep <= reps; rep++) {
+      const a = runs.find((r) => r.size === size && r.mode === mode && r.rep === rep);
+      const b = runs.find((r) => r.size === size && r.mode === base && r.rep === rep);
+      if (a && b) rs.push(a.rps / b.rps);
+    }
+    return median(rs);
+  };
+  const med = (size: string, mode: Mode) =>
+    median(runs.filter((r) => r.size === size && r.mode === mode).map((r) => r.rps));
+  const add = (
+    size: string,
+    figure: string,
+    mode: Mode,
+    base: Mode,
+    target?: number,
+  ) => {
+    const r = paired(size, mode, base);
+    rows.push({
+      bench: `1 tls ${size}`,
+      figure,
+      value: `${fmt(med(size, mode))} req/s`,
+      baseline: `${fmt(med(size, base))} req/s (${base})`,
+      ratio: ratioText(r),
+      target: target === undefined ? "-" : `>= ${target}`,
+      pass: target === undefined ? undefined : r >= target,
+    });
+  };
+  for (const [size] of sizes) {
+    add(size, "empty probes vs none", "empty", "none");
+    add(size, "ecap tls text vs empty probes", "text", "empty", 0.9);
+    add(size, "ecap tls text vs none", "text", "none");
+    if (bpftrace) add(size, "ecap tls text vs bpftrace peer", "text", "bpftrace", 2);
+    add(size, "ecap tls -m keylog vs none", "keylog", "none", 0.95);
+    add(size, "ecap tls -m pcap vs none", "pcap", "none");
+    const text = runs.filter((r) => r.size === size && r.mode === "text");
+    const lost = text.reduce((a, r) => a + (r.lost ?? NaN), 0);
+    const cap = text.reduce((a, r) => a + (r.capturedBytes ?? NaN), 0);
+    const sent = text.reduce((a, r) => a + r.wrkBytes, 0);
+    rows.push({
+      bench: `1 tls ${size}`,
+      figure: "text: lost events; wrk's read bytes captured",
+      value: `${lost} lost; ${cap} B`,
+      baseline: `${sent} B (wrk)`,
+      ratio: ratioText(cap / sent),
+      target: "0 lost, = 1.000",
+      pass: lost === 0 && cap === sent,
+    });
+    if (bpftrace) {
+      const bt = runs.filter((r) => r.size === size && r.mode === "bpftrace");
+      const delivered = bt.reduce((a, r) => a + (r.btDelivered ?? 0), 0);
+      const expected = bt.reduce((a, r) => a + (r.btExpected ?? 0), 0);
+      rows.push({
+        bench: `1 tls ${size}`,
+        figure: "bpftrace peer: data events delivered",
+        value: `${delivered}`,
+        baseline: `${expected} (its counts)`,
+        ratio: ratioText(delivered / expected),
+        target: "-",
+      });
+    }
+  }
+  const rss = Math.max(...runs.map((r) => r.rss ?? 0));
+  return { rows, rss };
+}
