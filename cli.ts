@@ -5,7 +5,15 @@
 import { parseArgs } from "node:util";
 import { Capture } from "./lib/capture.ts";
 import { EcapError, EXIT_CODES } from "./lib/errors.ts";
-import type { CommonOptions, EventBase, ModuleSpec, OptionSpec } from "./lib/module_spec.ts";
+import type {
+  CommonOptions,
+  EventBase,
+  ListedTarget,
+  ModuleSpec,
+  OptionSpec,
+} from "./lib/module_spec.ts";
+import { cgroupFields, CgroupNames } from "./lib/cgroup.ts";
+import { findProcessesMapping, formatDev } from "./lib/proc_maps.ts";
 import { findModule, MODULES } from "./lib/modules/mod.ts";
 import { checkKernel, checkPid, checkPrivileges } from "./lib/preflight.ts";
 import { openOutputFile } from "./lib/output_file.ts";
@@ -15,8 +23,37 @@ import denoJson from "./deno.json" with { type: "json" };
 const VERSION = denoJson.version;
 
 const COMMON_OPTIONS: readonly OptionSpec[] = [
-  { name: "pid", short: "p", type: "string", arg: "PID", help: "only this process" },
+  {
+    name: "pid",
+    short: "p",
+    type: "string",
+    multiple: true,
+    arg: "PID",
+    help: "only this process (repeatable)",
+  },
+  {
+    name: "follow-children",
+    type: "boolean",
+    help: "with -p: also what those processes fork or exec later",
+  },
   { name: "uid", short: "u", type: "string", arg: "UID", help: "only processes of this user id" },
+  { name: "comm", short: "c", type: "string", arg: "NAME", help: "only tasks of this name" },
+  {
+    name: "cgroup",
+    type: "string",
+    arg: "PATH",
+    help: "only processes in this cgroup v2 (a container, a systemd unit) or below",
+  },
+  {
+    name: "no-follow",
+    type: "boolean",
+    help: "probe only what is found at start, not what processes started later map",
+  },
+  {
+    name: "list-targets",
+    type: "boolean",
+    help: "print the files ecap would probe (inode, version, processes) and exit",
+  },
   { name: "json", type: "boolean", help: "one JSON object per event, then one with stats" },
   {
     name: "output",
@@ -38,7 +75,11 @@ const COMMON_OPTIONS: readonly OptionSpec[] = [
     help: "ring buffer size, e.g. 8M (default 8M; rounded up to a power of two)",
   },
   { name: "verbose", short: "d", type: "boolean", help: "show kernel logs and stack traces" },
-  { name: "debug", type: "boolean", help: "same as --verbose" },
+  {
+    name: "debug",
+    type: "boolean",
+    help: "--verbose, and log each file probed or released while capturing",
+  },
   { name: "help", short: "h", type: "boolean", help: "show this help" },
 ];
 
@@ -110,6 +151,8 @@ function parseSize(v: unknown): number | undefined {
 interface Parsed {
   spec: ModuleSpec<CommonOptions, EventBase>;
   opts: CommonOptions;
+  listTargets: boolean;
+  debug: boolean;
   json: boolean;
   output?: string;
   duration?: number;
@@ -126,33 +169,63 @@ function parse(argv: string[]): Parsed | string {
   if (!spec) {
     throw usage(`Unknown module "${first}" (modules: ${Object.keys(MODULES).join(", ")})`);
   }
-  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
+  const options: Record<
+    string,
+    { type: "string" | "boolean"; short?: string; multiple?: boolean }
+  > = {};
   for (const o of [...spec.options, ...COMMON_OPTIONS]) {
-    options[o.name] = o.short ? { type: o.type, short: o.short } : { type: o.type };
+    options[o.name] = {
+      type: o.type,
+      ...(o.short ? { short: o.short } : {}),
+      ...(o.multiple ? { multiple: true } : {}),
+    };
   }
   let values: Record<string, string | boolean | undefined>;
+  let pidValues: string[] = [];
   try {
-    let positionals: string[];
-    ({ values, positionals } = parseArgs({
+    const parsed = parseArgs({
       args: rest,
       options,
       strict: true,
       allowPositionals: spec.positionals !== undefined,
-    }));
+    });
+    const positionals = parsed.positionals;
+    values = parsed.values as Record<string, string | boolean | undefined>;
     if (positionals.length > 0) values.positionals = positionals.join(" ");
+    // the only option given several times
+    pidValues = (values.pid ?? []) as unknown as string[];
+    delete values.pid;
   } catch (e) {
     throw usage(`${(e as Error).message.split("\n")[0].replace(/\.$/, "")}`);
   }
   if (values.help) return moduleHelp(spec);
+  const pids = [...new Set(pidValues.map((v) => parseId("pid", v)!))];
+  if (values["follow-children"] && pids.length === 0) {
+    throw usage("--follow-children needs -p PID");
+  }
+  const comm = values.comm;
+  if (comm !== undefined && (typeof comm !== "string" || comm === "")) {
+    throw usage(`Invalid --comm "${comm}": expected a task name`);
+  }
+  if (typeof comm === "string" && new TextEncoder().encode(comm).length > 15) {
+    throw usage(`Invalid --comm "${comm}": task names are at most 15 bytes`);
+  }
   const opts: CommonOptions = {
     ...spec.parseOptions(values),
-    pid: parseId("pid", values.pid),
+    pid: pids[0],
+    pids: pids.length > 0 ? pids : undefined,
+    followChildren: values["follow-children"] === true,
+    follow: values["no-follow"] !== true,
     uid: parseId("uid", values.uid),
+    comm: comm as string | undefined,
+    cgroup: typeof values.cgroup === "string" ? values.cgroup : undefined,
     mapSize: parseSize(values.mapsize),
   };
   return {
     spec,
     opts,
+    listTargets: values["list-targets"] === true,
+    debug: values.debug === true,
     json: values.json === true,
     output: typeof values.output === "string" ? values.output : undefined,
     duration: parseSeconds(values.duration),
@@ -170,23 +243,65 @@ function processAlive(pid: number): boolean {
   }
 }
 
+/** --list-targets: one line (or JSON object) per file the capture would probe. */
+async function listTargets(p: Parsed): Promise<number> {
+  const targets = await (p.spec.listTargets?.(p.opts) ?? genericTargets(p.spec, p.opts));
+  for (const t of targets) {
+    if (p.json) {
+      console.log(JSON.stringify({ module: p.spec.name, target: t }));
+      continue;
+    }
+    const procs = t.processes.map((x) => `${x.comm}[${x.pid}]`).join(" ") || "none";
+    console.log(`${t.path} inode=${t.inode} dev=${t.dev} ${t.kind}; processes: ${procs}`);
+  }
+  return 0;
+}
+
+/** Targets of a module without its own listTargets: its files, and who maps them. */
+async function genericTargets(
+  spec: ModuleSpec<CommonOptions, EventBase>,
+  opts: CommonOptions,
+): Promise<ListedTarget[]> {
+  const { files } = await spec.targets(opts);
+  const mapped = await findProcessesMapping(() => true);
+  const out: ListedTarget[] = [];
+  for (const [role, paths] of Object.entries(files)) {
+    for (const path of paths) {
+      const st = await Deno.stat(path);
+      const m = mapped.values().find((x) => x.inode === st.ino && x.dev === formatDev(st.dev!));
+      const processes = await Promise.all((m?.pids ?? []).map(async (pid) => ({
+        pid,
+        comm: (await Deno.readTextFile(`/proc/${pid}/comm`).catch(() => "?")).trim(),
+      })));
+      out.push({ path, inode: st.ino!, dev: formatDev(st.dev!), kind: role, processes });
+    }
+  }
+  return out;
+}
+
 async function run(p: Parsed): Promise<number> {
   checkPrivileges();
   checkKernel();
-  if (p.opts.pid !== undefined) checkPid(p.opts.pid);
+  for (const pid of p.opts.pids ?? []) checkPid(pid);
+  if (p.listTargets) return await listTargets(p);
   const file = p.output ? openOutputFile(p.output) : undefined;
   const out = new OutputSink(file ?? Deno.stdout, p.output ?? "stdout");
   const started = performance.now();
-  const cap = await Capture.start(p.spec, p.opts);
+  const cap = await Capture.start(p.spec, p.opts, {
+    log: p.debug ? (line) => console.error(`ecap: ${line}`) : undefined,
+  });
+  const cgroups = new CgroupNames();
   const stop = () => cap.stop();
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   const timer = p.duration ? setTimeout(stop, p.duration * 1000) : undefined;
-  // Documented rule: with --pid, the capture ends once that process has.
-  const pid = p.opts.pid;
+  // Documented rule: with --pid, the capture ends once those processes have
+  // (with --follow-children, once their descendants have too).
+  const pids = p.opts.pids ?? [];
   let exited = false;
-  const watch = pid === undefined ? undefined : setInterval(() => {
-    if (processAlive(pid)) return;
+  const watch = pids.length === 0 ? undefined : setInterval(() => {
+    const followed = p.opts.followChildren ? cap.allowedPids() : [];
+    if ([...pids, ...followed].some(processAlive)) return;
     exited = true;
     cap.stop();
   }, 200);
@@ -212,7 +327,9 @@ async function run(p: Parsed): Promise<number> {
       const text = sink && !p.json
         ? sink.write(batch)
         : batch.map((ev) =>
-          (p.json ? JSON.stringify(p.spec.toJSON(ev)) : p.spec.format(ev, p.opts)) + "\n"
+          (p.json
+            ? JSON.stringify({ ...p.spec.toJSON(ev), ...cgroupFields(cgroups, ev.cgroupId) })
+            : p.spec.format(ev, p.opts)) + "\n"
         ).join("");
       if (p.json && sink) sink.write(batch);
       if (text && !out.write(text)) cap.stop(); // stdout closed (`| head -1`): end quietly
@@ -235,7 +352,7 @@ async function run(p: Parsed): Promise<number> {
     failure ??= e;
   }
   const s = cap.stats();
-  if (exited) console.error(`ecap: process ${pid} exited`);
+  if (exited) console.error(`ecap: process ${pids.join(", ")} exited`);
   const perCpu = s.lost > 0 ? ` (per CPU: ${s.lostPerCpu.join(" ")}; raise --mapsize)` : "";
   const extra = [
     s.truncated ? `, ${s.truncated} cut at cap` : "",

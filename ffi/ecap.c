@@ -356,6 +356,46 @@ ECAP_API int ecap_map_update(struct ecap *h, const char *name, const void *key, 
 	return 0;
 }
 
+ECAP_API int ecap_map_delete(struct ecap *h, const char *name, const void *key, uint32_t key_size)
+{
+	struct bpf_map *map = h->obj ? bpf_object__find_map_by_name(h->obj, name) : NULL;
+	int err;
+
+	if (!map)
+		return fail(h, -ENOENT, "delete from map \"%s\": no such map", name);
+	err = bpf_map__delete_elem(map, key, key_size, 0);
+	if (err && err != -ENOENT)
+		return fail(h, err, "delete from map \"%s\"", name);
+	return 0;
+}
+
+ECAP_API int ecap_map_keys(struct ecap *h, const char *name, void *out, uint32_t key_size,
+			   uint32_t max)
+{
+	struct bpf_map *map = h->obj ? bpf_object__find_map_by_name(h->obj, name) : NULL;
+	uint8_t *keys = out;
+	uint32_t n = 0;
+	int err;
+
+	if (!map)
+		return fail(h, -ENOENT, "list map \"%s\": no such map", name);
+	if (bpf_map__key_size(map) != key_size)
+		return fail(h, -EINVAL, "list map \"%s\": keys are %u bytes, not %u", name,
+			    bpf_map__key_size(map), key_size);
+	while (n < max) {
+		const void *prev = n ? keys + (size_t)(n - 1) * key_size : NULL;
+
+		err = bpf_map_get_next_key(bpf_map__fd(map), prev, keys + (size_t)n * key_size);
+		if (err) {
+			if (errno == ENOENT)
+				break;
+			return fail(h, -errno, "list map \"%s\"", name);
+		}
+		n++;
+	}
+	return (int)n;
+}
+
 ECAP_API int ecap_detach(struct ecap *h, int link)
 {
 	if (link < 0 || link >= MAX_LINKS || !h->links[link])

@@ -39,6 +39,12 @@ ECAP_API int ecap_attach_tcx(struct ecap *h, const char *prog, int ifindex);
 /* Writes one entry of a map after load. */
 ECAP_API int ecap_map_update(struct ecap *h, const char *map, const void *key, uint32_t key_size,
 			     const void *value, uint32_t value_size);
+/* Deletes one entry of a map; a missing entry is not an error. */
+ECAP_API int ecap_map_delete(struct ecap *h, const char *map, const void *key, uint32_t key_size);
+/* Copies up to max keys of a hash map into out (key_size bytes each); returns
+ * how many. Entries changing meanwhile may be missed or seen twice. */
+ECAP_API int ecap_map_keys(struct ecap *h, const char *map, void *out, uint32_t key_size,
+			   uint32_t max);
 ECAP_API int ecap_attach_raw_tp(struct ecap *h, const char *prog, const char *tp);
 ECAP_API int ecap_detach(struct ecap *h, int link);
 /* Number of links currently attached. */

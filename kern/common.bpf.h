@@ -26,10 +26,28 @@ struct {
 	__type(value, __u64);
 } ecap_stats SEC(".maps");
 
-/* Process filters, 0 = any. Set by user space between open and load. */
-const volatile __u32 filter_pid = 0;
+/*
+ * Process filters, set by user space between open and load; all that are set
+ * must hold. -p fills allowed_pids (and --follow-children adds what they fork).
+ */
+const volatile bool filter_pids_on = false;
+const volatile bool follow_children = false;
 const volatile __u32 filter_uid = 0;
 const volatile bool filter_uid_set = false;
+const volatile char filter_comm[ECAP_COMM_LEN] = {};
+const volatile bool filter_comm_set = false;
+/* --cgroup: the id of that cgroup and its depth below the root, so that
+ * processes in cgroups beneath it (a container's own children) match too. */
+const volatile __u64 filter_cgroup_id = 0;
+const volatile __u32 filter_cgroup_level = 0;
+
+/* Processes -p allows, by tgid. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} allowed_pids SEC(".maps");
 
 /* Keeps the record types in BTF; never read. */
 const volatile struct ecap_types *const ecap_types_anchor = 0;
@@ -42,11 +60,34 @@ static __always_inline void stat_add(__u32 slot, __u64 n)
 		*v += n;
 }
 
+static __always_inline bool comm_allowed(void)
+{
+	char comm[ECAP_COMM_LEN];
+
+	bpf_get_current_comm(comm, sizeof(comm));
+#pragma unroll
+	for (int i = 0; i < ECAP_COMM_LEN; i++) {
+		if (comm[i] != filter_comm[i])
+			return false;
+		if (!comm[i])
+			break;
+	}
+	return true;
+}
+
+/* The filters of every module; cheapest checks first. */
 static __always_inline bool process_allowed(__u64 pid_tgid, __u32 uid)
 {
-	if (filter_pid && (__u32)(pid_tgid >> 32) != filter_pid)
-		return false;
+	__u32 tgid = pid_tgid >> 32;
+
 	if (filter_uid_set && uid != filter_uid)
+		return false;
+	if (filter_pids_on && !bpf_map_lookup_elem(&allowed_pids, &tgid))
+		return false;
+	if (filter_cgroup_id &&
+	    bpf_get_current_ancestor_cgroup_id(filter_cgroup_level) != filter_cgroup_id)
+		return false;
+	if (filter_comm_set && !comm_allowed())
 		return false;
 	return true;
 }
@@ -59,6 +100,7 @@ static __always_inline void fill_hdr(struct ecap_hdr *h, __u32 kind, __u64 pid_t
 	h->uid = uid;
 	h->ts_ns = bpf_ktime_get_ns();
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	h->cgroup_id = bpf_get_current_cgroup_id();
 }
 
 /* Writes a record, counting it as sent or lost. */
@@ -68,6 +110,217 @@ static __always_inline void emit(void *rec, __u64 size)
 		stat_add(ECAP_STAT_EVENTS, 1);
 	else
 		stat_add(ECAP_STAT_LOST, 1);
+}
+
+/*
+ * Following the machine. These programs are in every object; user space
+ * attaches them when a module follows new processes (or --follow-children).
+ *
+ * A library is mapped by the dynamic loader after exec, so exec alone comes
+ * too early to see it: the loader's mmap(PROT_EXEC) of a file is the first
+ * moment it exists in the process, and the last before its code can run.
+ * When that file is named like a target (watch_prefix) and user space has
+ * not decided about it yet, the process is stopped (SIGSTOP, taking effect
+ * as the syscall returns) and user space probes the file, then sends
+ * SIGCONT: the first TLS record of a process started after ecap is seen.
+ */
+const volatile char watch_prefix[WATCH_NAME_LEN] = {};
+const volatile __u32 watch_prefix_len = 0;
+/* Report execs of binaries not known yet (a TLS library linked statically). */
+const volatile bool watch_exec = false;
+
+#define ECAP_SIGSTOP 19
+#define ECAP_PROT_EXEC 4
+#define ECAP_NR_MMAP 9 /* x86_64, like the syscall numbers of kern/tls.bpf.c */
+
+/* What user space decided about each file (enum watch_state). LRU: a file
+ * evicted is only asked about again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct watch_file_key);
+	__type(value, __u8);
+} watch_files SEC(".maps");
+
+/* Processes that map a file probed on demand: their exit or exec is reported. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} watch_tgids SEC(".maps");
+
+static __always_inline void watch_key(struct watch_file_key *k, struct file *file)
+{
+	k->ino = BPF_CORE_READ(file, f_inode, i_ino);
+	k->dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+	k->pad = 0;
+}
+
+/* Sends a watch record; with stop, stops the process once it is sent (never
+ * a process user space will not hear of). */
+static __always_inline void watch_emit(__u32 what, struct watch_file_key *k, struct file *file,
+				       int fd, bool stop)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ecap_watch *w = bpf_ringbuf_reserve(&events, sizeof(*w), 0);
+	const unsigned char *name;
+
+	if (!w) {
+		stat_add(ECAP_STAT_LOST, 1);
+		return;
+	}
+	fill_hdr(&w->hdr, ECAP_KIND_WATCH, id, (__u32)bpf_get_current_uid_gid());
+	w->ino = k ? k->ino : 0;
+	w->dev = k ? k->dev : 0;
+	w->fd = fd;
+	w->what = what;
+	w->name[0] = 0;
+	if (file) {
+		name = BPF_CORE_READ(file, f_path.dentry, d_name.name);
+		bpf_probe_read_kernel_str(w->name, sizeof(w->name), name);
+	}
+	w->stopped = stop && bpf_send_signal(ECAP_SIGSTOP) == 0;
+	bpf_ringbuf_submit(w, 0);
+	stat_add(ECAP_STAT_EVENTS, 1);
+}
+
+static __always_inline void watch_uses(struct watch_file_key *k, struct file *file)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u8 one = 1;
+
+	bpf_map_update_elem(&watch_tgids, &tgid, &one, BPF_ANY);
+	watch_emit(WATCH_USES, k, file, -1, false);
+}
+
+static __always_inline bool name_watched(struct file *file)
+{
+	char name[WATCH_NAME_LEN];
+	const unsigned char *p = BPF_CORE_READ(file, f_path.dentry, d_name.name);
+
+	if (!watch_prefix_len || bpf_probe_read_kernel_str(name, sizeof(name), p) < 0)
+		return false;
+#pragma unroll
+	for (int i = 0; i < WATCH_NAME_LEN; i++) {
+		if (i >= watch_prefix_len)
+			return true;
+		if (name[i] != watch_prefix[i])
+			return false;
+	}
+	return true;
+}
+
+/* The file behind fd in the current process, or NULL. */
+static __always_inline struct file *current_fd_file(int fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+
+	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
+		return NULL;
+	return file;
+}
+
+SEC("raw_tp/sys_enter")
+int ecap_watch_mmap(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct watch_file_key k;
+	struct pt_regs *regs;
+	struct file *file;
+	__u8 *state;
+	int fd;
+
+	if (ctx->args[1] != ECAP_NR_MMAP)
+		return 0;
+	regs = (struct pt_regs *)ctx->args[0];
+	if (!(PT_REGS_PARM3_CORE_SYSCALL(regs) & ECAP_PROT_EXEC))
+		return 0;
+	fd = (int)PT_REGS_PARM5_CORE_SYSCALL(regs);
+	file = current_fd_file(fd);
+	if (!file)
+		return 0;
+	watch_key(&k, file);
+	state = bpf_map_lookup_elem(&watch_files, &k);
+	if (state && *state == WATCH_FILE_PROBED) {
+		watch_uses(&k, file);
+		return 0;
+	}
+	if ((state && *state != WATCH_FILE_STOP) || !name_watched(file))
+		return 0;
+	if (!process_allowed(bpf_get_current_pid_tgid(), (__u32)bpf_get_current_uid_gid()))
+		return 0;
+	watch_emit(WATCH_MAPPED, &k, file, fd, true);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_exec")
+int BPF_PROG(ecap_watch_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct watch_file_key k;
+	struct file *file;
+	__u8 *state;
+
+	/* the old image's mappings are gone with it */
+	if (bpf_map_lookup_elem(&watch_tgids, &tgid)) {
+		bpf_map_delete_elem(&watch_tgids, &tgid);
+		watch_emit(WATCH_GONE, NULL, NULL, -1, false);
+	}
+	if (!watch_exec)
+		return 0;
+	file = BPF_CORE_READ(bprm, file);
+	if (!file)
+		return 0;
+	watch_key(&k, file);
+	state = bpf_map_lookup_elem(&watch_files, &k);
+	if (state && *state == WATCH_FILE_PROBED) {
+		watch_uses(&k, file);
+		return 0;
+	}
+	if (state && *state != WATCH_FILE_STOP)
+		return 0;
+	if (!process_allowed(bpf_get_current_pid_tgid(), (__u32)bpf_get_current_uid_gid()))
+		return 0;
+	/* a binary known to carry a target is stopped like a mapped library;
+	 * an unknown one is only reported: inspecting it can take a second */
+	watch_emit(state ? WATCH_MAPPED : WATCH_EXEC, &k, file, -1, state != NULL);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_exit")
+int ecap_watch_exit(void *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	/* the last thread of the process: signal->live dropped to 0 before this */
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	if (follow_children)
+		bpf_map_delete_elem(&allowed_pids, &tgid);
+	if (bpf_map_lookup_elem(&watch_tgids, &tgid)) {
+		bpf_map_delete_elem(&watch_tgids, &tgid);
+		watch_emit(WATCH_GONE, NULL, NULL, -1, false);
+	}
+	return 0;
+}
+
+/* --follow-children: what an allowed process forks is allowed too. */
+SEC("raw_tp/sched_process_fork")
+int BPF_PROG(ecap_follow_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = BPF_CORE_READ(parent, tgid), ctgid = BPF_CORE_READ(child, tgid);
+	__u8 one = 1;
+
+	if (ptgid == ctgid || !bpf_map_lookup_elem(&allowed_pids, &ptgid))
+		return 0;
+	bpf_map_update_elem(&allowed_pids, &ctgid, &one, BPF_ANY);
+	return 0;
 }
 
 #endif

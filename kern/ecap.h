@@ -23,6 +23,7 @@ enum ecap_kind {
 	ECAP_KIND_TLS_SECRET = 9,	/* struct tls_secret */
 	ECAP_KIND_TLS_PACKET = 10,	/* struct tls_packet */
 	ECAP_KIND_ZSH_STATUS = 16,	/* struct zsh_status */
+	ECAP_KIND_WATCH = 32,		/* struct ecap_watch: read by lib/capture.ts itself */
 };
 
 /* Slots of the per-CPU "ecap_stats" array every object carries. */
@@ -41,6 +42,7 @@ struct ecap_hdr {
 	__u32 uid;
 	__u64 ts_ns;	/* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	char comm[ECAP_COMM_LEN];
+	__u64 cgroup_id;	/* cgroup v2 id: the inode number of its directory */
 };
 
 /*
@@ -212,6 +214,44 @@ struct tls_packet {
 	/* __u8 data[caplen]; */
 };
 
+/*
+ * Following the machine (kern/common.bpf.h): files and processes the
+ * capture learns about while it runs, so user space can probe a library
+ * mapped after start and release it when its last user is gone.
+ */
+enum watch_what {
+	WATCH_MAPPED = 1,	/* a process maps a file named like a target, not known yet */
+	WATCH_USES = 2,		/* a process maps (or execs) a file probed on demand */
+	WATCH_EXEC = 3,		/* a process execs a binary not known yet */
+	WATCH_GONE = 4,		/* a process that used such a file exited or exec'd */
+};
+
+/* What user space decided about a file (watch_files values). */
+enum watch_state {
+	WATCH_FILE_IGNORE = 1,	/* not a target: say nothing */
+	WATCH_FILE_PINNED = 2,	/* probed for the whole capture: say nothing */
+	WATCH_FILE_PROBED = 3,	/* probed while used: report its users */
+	WATCH_FILE_STOP = 4,	/* a target, not probed now: stop who execs it */
+};
+
+#define WATCH_NAME_LEN 32
+
+struct watch_file_key {
+	__u64 ino;
+	__u32 dev;		/* the kernel's dev_t: major << 20 | minor */
+	__u32 pad;
+};
+
+struct ecap_watch {
+	struct ecap_hdr hdr;
+	__u64 ino;
+	__u32 dev;
+	__s32 fd;		/* WATCH_MAPPED: the fd being mapped, -1 otherwise */
+	__u32 what;		/* enum watch_what */
+	__u32 stopped;		/* 1: the process was sent SIGSTOP; user space sends SIGCONT */
+	char name[WATCH_NAME_LEN];	/* the file's name (its dentry), NUL-terminated */
+};
+
 /* Anchors the types above in each object's BTF (types only referenced by
  * constants would otherwise be dropped by the compiler). */
 struct ecap_types {
@@ -233,6 +273,10 @@ struct ecap_types {
 	struct tls_packet tls_packet;
 	enum zsh_end zsh_end;
 	struct zsh_status zsh_status;
+	enum watch_what watch_what;
+	enum watch_state watch_state;
+	struct watch_file_key watch_file_key;
+	struct ecap_watch ecap_watch;
 };
 
 #endif

@@ -11,12 +11,17 @@ import { BpfHandle, monotonicNs } from "./ffi.ts";
 import type {
   CommonOptions,
   EventBase,
+  FileTarget,
+  FollowSpec,
   ModuleSpec,
   ProbeSpec,
   RecordDecoder,
+  TargetSet,
 } from "./module_spec.ts";
 import { bool, u32 } from "./module_spec.ts";
-import { RecordError } from "./record_header.ts";
+import { resolveCgroup } from "./cgroup.ts";
+import { hostPath } from "./proc_maps.ts";
+import { headerReader, readCString, RecordError, type RecordHeader } from "./record_header.ts";
 import { locateSymbol } from "./targets.ts";
 
 /** Bytes copied out of the ring per FFI call. */
@@ -49,6 +54,131 @@ export interface AttachedProbe {
   where: string;
 }
 
+/** What a capture tells its caller while it runs. */
+export interface CaptureHooks {
+  /** One line per file probed or released on demand (--debug). */
+  log?: (line: string) => void;
+}
+
+/** Values of watch_files (enum watch_state in kern/ecap.h). */
+const IGNORE = 1, PINNED = 2, PROBED = 3, STOP = 4;
+/** enum watch_what. */
+const WATCH_USES = 2, WATCH_GONE = 4;
+const WATCH_NAME_LEN = 32;
+
+/** A file probed for the follow role, and who maps it. */
+interface ProbedFile {
+  /** "kdev:ino", the kernel's view. */
+  key: string;
+  keyBytes: Uint8Array;
+  path: string;
+  /** Its probes' BPF cookie. */
+  index: number;
+  links: number[];
+  pids: Set<number>;
+  /** Probed for the whole capture (installed on the host, or named by the user). */
+  pinned: boolean;
+  /** A binary (exec'd), not a library (mapped). */
+  fromExec: boolean;
+  /** Pending release (see #releaseLater). */
+  releaseTimer?: ReturnType<typeof setTimeout>;
+}
+
+/** How long a file with no process left stays probed (see #releaseLater). */
+const RELEASE_GRACE_MS = 200;
+
+/** A struct ecap_watch record. */
+interface WatchRecord extends RecordHeader {
+  what: number;
+  ino: number;
+  dev: number;
+  fd: number;
+  stopped: boolean;
+  name: string;
+}
+
+/** Reads watch records of an object; undefined for every other record. */
+function watchReader(btf: Btf) {
+  const hdr = headerReader(btf, (m) => m);
+  const kind = btf.enumValues("ecap_kind").get("ECAP_KIND_WATCH")!;
+  const s = btf.struct("ecap_watch");
+  const at = (m: string) => s.members.get(m)!.offset;
+  const o = {
+    ino: at("ino"),
+    dev: at("dev"),
+    fd: at("fd"),
+    what: at("what"),
+    stopped: at("stopped"),
+    name: at("name"),
+  };
+  const nameLen = s.members.get("name")!.size;
+  const kindAt = btf.struct("ecap_hdr").members.get("kind")!.offset;
+  return (view: DataView, offset: number, length: number): WatchRecord | undefined => {
+    if (length < 4 || view.getUint32(offset + kindAt, true) !== kind) return undefined;
+    if (length < s.size) throw new RecordError("watch record too short");
+    return {
+      ...hdr.read(view, offset, length),
+      what: view.getUint32(offset + o.what, true),
+      ino: Number(view.getBigUint64(offset + o.ino, true)),
+      dev: view.getUint32(offset + o.dev, true),
+      fd: view.getInt32(offset + o.fd, true),
+      stopped: view.getUint32(offset + o.stopped, true) !== 0,
+      name: readCString(view, offset + o.name, nameLen),
+    };
+  };
+}
+
+/** A stat dev_t (glibc's encoding) as the kernel's: major << 20 | minor. */
+export function kernelDev(dev: number): number {
+  const d = BigInt(dev);
+  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn);
+  const minor = (d & 0xffn) | ((d >> 12n) & ~0xffn);
+  return Number((major << 20n) | minor);
+}
+
+/** struct watch_file_key of (dev, ino). */
+function fileKeyBytes(kdev: number, ino: number): Uint8Array {
+  const b = new Uint8Array(16);
+  const v = new DataView(b.buffer);
+  v.setBigUint64(0, BigInt(ino), true);
+  v.setUint32(8, kdev, true);
+  return b;
+}
+
+/** The kernel's key of the file at path, or undefined when it cannot be stat'ed. */
+function fileKeyOf(path: string): { text: string; bytes: Uint8Array } | undefined {
+  try {
+    const st = Deno.statSync(path);
+    const kdev = kernelDev(st.dev!);
+    return { text: `${kdev}:${st.ino}`, bytes: fileKeyBytes(kdev, st.ino!) };
+  } catch {
+    return undefined;
+  }
+}
+
+function pidExists(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A comm filter as the kernel compares it: at most 15 bytes and a NUL. */
+function commBytes(comm: string): Uint8Array {
+  const b = new Uint8Array(16);
+  b.set(new TextEncoder().encode(comm).subarray(0, 15));
+  return b;
+}
+
+/** Encodes a u64 global. */
+function u64(n: number): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, BigInt(n), true);
+  return b;
+}
+
 /** The ring buffer's size must be a power of two of at least a page. */
 function ringBytes(requested?: number): number {
   if (requested === undefined) return DEFAULT_RING_BYTES;
@@ -77,8 +207,6 @@ function ringBytes(requested?: number): number {
  */
 export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisposable {
   readonly module: string;
-  /** What was attached, in order. */
-  readonly probes: readonly AttachedProbe[];
   /** What the module found out about its targets (e.g. library versions). */
   readonly notes: readonly string[];
   #handle: BpfHandle;
@@ -90,6 +218,19 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
   #malformed = 0;
   #events = 0;
   #final?: CaptureStats;
+  #probes: AttachedProbe[];
+  #log?: (line: string) => void;
+  #attachPid?: number;
+  #pidFilter = false;
+  #follow?: FollowSpec;
+  #followProbes: ProbeSpec[] = [];
+  #files = new Map<string, ProbedFile>();
+  #inspected = new Map<string, FileTarget | null>();
+  #nextIndex = 0;
+  #freeIndices: number[] = [];
+  #watchRecord?: (view: DataView, offset: number, length: number) => WatchRecord | undefined;
+  #handlers = new Set<Promise<void>>();
+  #probing = new Map<string, Promise<ProbedFile | undefined>>();
 
   private constructor(
     module: string,
@@ -102,27 +243,59 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     this.notes = notes;
     this.#handle = handle;
     this.#decoder = decoder;
-    this.probes = probes;
+    this.#probes = probes;
+  }
+
+  /** What is attached now, in order (files probed on demand included). */
+  get probes(): readonly AttachedProbe[] {
+    return this.#probes;
   }
 
   /** Loads and attaches `spec` with `opts`; throws EcapError on failure. */
   static async start<O extends CommonOptions, E extends EventBase>(
     spec: ModuleSpec<O, E>,
     opts: O,
+    hooks: CaptureHooks = {},
   ): Promise<Capture<E>> {
     const targets = await spec.targets(opts);
     const model = opts.model ?? "text";
     const probes = spec.probes.filter((p) => !p.models || p.models.includes(model));
-    const plan = await planProbes(spec.name, probes, targets.files);
+    const follow = opts.follow ? spec.follow?.(opts) : undefined;
+    // The follow role may start with no file: they come as processes map them.
+    const files = follow && !targets.files[follow.role]?.length
+      ? { ...targets.files, [follow.role]: [] }
+      : targets.files;
+    const plan = await planProbes(spec.name, probes, files, 0, follow?.role);
     const btf = Btf.fromElf(ElfFile.parse(spec.object));
     const offsetNs = BigInt(Date.now()) * 1_000_000n - monotonicNs();
     const decoder = spec.decoder({ btf, wallClock: (mono) => mono + offsetNs }, opts);
+    const pids = [...new Set([...(opts.pids ?? []), ...(opts.pid ? [opts.pid] : [])])];
+    const cgroup = opts.cgroup === undefined ? undefined : resolveCgroup(opts.cgroup);
+    // One process, not its children: the kernel puts the probes in it alone.
+    const attachPid = pids.length === 1 && !opts.followChildren ? pids[0] : undefined;
 
     const handle = BpfHandle.open(spec.object, spec.name);
     try {
-      handle.setGlobal("filter_pid", u32(opts.pid ?? 0));
+      handle.setGlobal("filter_pids_on", bool(pids.length > 0));
+      handle.setGlobal("follow_children", bool(opts.followChildren === true));
       handle.setGlobal("filter_uid", u32(opts.uid ?? 0));
       handle.setGlobal("filter_uid_set", bool(opts.uid !== undefined));
+      if (opts.comm !== undefined) {
+        handle.setGlobal("filter_comm", commBytes(opts.comm));
+        handle.setGlobal("filter_comm_set", bool(true));
+      }
+      if (cgroup) {
+        handle.setGlobal("filter_cgroup_id", u64(cgroup.id));
+        handle.setGlobal("filter_cgroup_level", u32(cgroup.level));
+      }
+      if (follow) {
+        const prefix = new TextEncoder().encode(follow.mappedPrefix ?? "");
+        const field = new Uint8Array(WATCH_NAME_LEN);
+        field.set(prefix.subarray(0, WATCH_NAME_LEN - 1));
+        handle.setGlobal("watch_prefix", field);
+        handle.setGlobal("watch_prefix_len", u32(Math.min(prefix.length, WATCH_NAME_LEN - 1)));
+        handle.setGlobal("watch_exec", bool(follow.exec === true));
+      }
       for (const [name, value] of Object.entries(spec.globals(opts))) {
         handle.setGlobal(name, value);
       }
@@ -131,46 +304,277 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
         handle.setMapSize(map, entries);
       }
       handle.load();
+      for (const pid of pids) handle.updateMap("allowed_pids", u32(pid), new Uint8Array([1]));
       for (const e of targets.mapEntries ?? []) handle.updateMap(e.map, e.key, e.value);
-      const attached: AttachedProbe[] = [];
-      for (const p of groupMulti(plan, (prog) => handle.isMultiUprobe(prog))) {
-        if (p.kind === "raw_tp") {
-          handle.attachRawTracepoint(p.program, p.tracepoint);
-          attached.push({ program: p.program, kind: p.kind, where: p.tracepoint });
-        } else if (p.kind === "tcx") {
-          for (const iface of targets.interfaces ?? []) {
-            if (iface.loopback && p.direction === "ingress") continue;
-            handle.attachTcx(p.program, iface.index);
-            attached.push({
-              program: p.program,
-              kind: p.kind,
-              where: `${iface.name}/${p.direction}`,
-            });
-          }
-        } else if ("offsets" in p) {
-          handle.attachUprobeMulti(p.program, p.path, p.offsets, {
-            retprobe: p.kind === "uretprobe",
-            pid: opts.pid,
-            funcs: p.symbols,
-            cookies: p.cookies,
-          });
-          for (const sym of p.symbols) {
-            attached.push({ program: p.program, kind: p.kind, where: `${p.path}:${sym}` });
-          }
-        } else {
-          handle.attachUprobe(p.program, p.path, p.offset, {
-            retprobe: p.kind === "uretprobe",
-            pid: opts.pid,
-            func: p.symbol,
-          });
-          attached.push({ program: p.program, kind: p.kind, where: `${p.path}:${p.symbol}` });
-        }
+      const cap = new Capture(spec.name, handle, decoder, [], targets.notes);
+      cap.#log = hooks.log;
+      cap.#attachPid = attachPid;
+      cap.#pidFilter = pids.length > 0;
+      cap.#attachPlan(plan, targets.interfaces ?? [], targets, follow?.role);
+      if (follow) {
+        cap.#follow = follow;
+        cap.#followProbes = probes.filter((p) =>
+          (p.kind === "uprobe" || p.kind === "uretprobe") && p.target === follow.role
+        );
+        cap.#nextIndex = targets.files[follow.role]?.length ?? 0;
+        cap.#watchRecord = watchReader(btf);
+        if (follow.mappedPrefix) cap.#attachRaw("ecap_watch_mmap", "sys_enter");
+        cap.#attachRaw("ecap_watch_exec", "sched_process_exec");
       }
-      return new Capture(spec.name, handle, decoder, attached, targets.notes);
+      if (follow || opts.followChildren) cap.#attachRaw("ecap_watch_exit", "sched_process_exit");
+      if (opts.followChildren) cap.#attachRaw("ecap_follow_fork", "sched_process_fork");
+      return cap;
     } catch (e) {
       handle.close();
       throw e;
     }
+  }
+
+  #attachRaw(program: string, tracepoint: string) {
+    this.#handle.attachRawTracepoint(program, tracepoint);
+    this.#probes.push({ program, kind: "raw_tp", where: tracepoint });
+  }
+
+  /** Attaches what start() planned, and remembers which links belong to which file. */
+  #attachPlan(
+    plan: PlannedProbe[],
+    interfaces: readonly { name: string; index: number; loopback: boolean }[],
+    targets: TargetSet,
+    followRole: string | undefined,
+  ) {
+    const handle = this.#handle;
+    const files = new Map<string, number[]>();
+    for (const p of groupMulti(plan, (prog) => handle.isMultiUprobe(prog))) {
+      if (p.kind === "raw_tp") {
+        this.#attachRaw(p.program, p.tracepoint);
+      } else if (p.kind === "tcx") {
+        for (const iface of interfaces) {
+          if (iface.loopback && p.direction === "ingress") continue;
+          handle.attachTcx(p.program, iface.index);
+          this.#probes.push({
+            program: p.program,
+            kind: p.kind,
+            where: `${iface.name}/${p.direction}`,
+          });
+        }
+      } else {
+        const links = files.get(p.path) ?? [];
+        files.set(p.path, links);
+        links.push(...this.#attachUprobes([p]));
+      }
+    }
+    if (followRole === undefined) return;
+    // The follow role's files: a probed file is never asked about again;
+    // one found only in processes' maps is released with its last user.
+    for (const [index, path] of (targets.files[followRole] ?? []).entries()) {
+      const key = fileKeyOf(path);
+      if (!key) continue;
+      const users = targets.users?.[path];
+      const f: ProbedFile = {
+        key: key.text,
+        keyBytes: key.bytes,
+        path,
+        index,
+        links: files.get(path) ?? [],
+        pids: new Set(users ?? []),
+        pinned: users === undefined,
+        fromExec: false,
+      };
+      this.#files.set(f.key, f);
+      handle.updateMap("watch_files", f.keyBytes, new Uint8Array([f.pinned ? PINNED : PROBED]));
+      for (const pid of f.pids) handle.updateMap("watch_tgids", u32(pid), new Uint8Array([1]));
+    }
+  }
+
+  /** Attaches uprobes (grouped as groupMulti does); returns their link ids. */
+  #attachUprobes(planned: (PlannedProbe | MultiProbe)[]): number[] {
+    const links: number[] = [];
+    const pid = this.#attachPid;
+    for (const p of planned) {
+      if (p.kind !== "uprobe" && p.kind !== "uretprobe") continue;
+      if ("offsets" in p) {
+        links.push(this.#handle.attachUprobeMulti(p.program, p.path, p.offsets, {
+          retprobe: p.kind === "uretprobe",
+          pid,
+          funcs: p.symbols,
+          cookies: p.cookies,
+        }));
+        for (const sym of p.symbols) {
+          this.#probes.push({ program: p.program, kind: p.kind, where: `${p.path}:${sym}` });
+        }
+      } else {
+        links.push(this.#handle.attachUprobe(p.program, p.path, p.offset, {
+          retprobe: p.kind === "uretprobe",
+          pid,
+          func: p.symbol,
+        }));
+        this.#probes.push({ program: p.program, kind: p.kind, where: `${p.path}:${p.symbol}` });
+      }
+    }
+    return links;
+  }
+
+  /** Files probed now (for --debug and tests): path, pids using it, pinned. */
+  probedFiles(): { path: string; inode: number; pids: number[]; pinned: boolean }[] {
+    return [...this.#files.values()].filter((f) => f.links.length > 0).map((f) => ({
+      path: f.path,
+      inode: Number(f.key.split(":")[1]),
+      pids: [...f.pids].sort((a, b) => a - b),
+      pinned: f.pinned,
+    }));
+  }
+
+  /** Processes the -p filter allows now (with --follow-children, their descendants too). */
+  allowedPids(): number[] {
+    if (!this.#pidFilter || this.#closed) return [];
+    return this.#handle.mapKeys("allowed_pids", 4, 65536).map((k) =>
+      new DataView(k.buffer).getUint32(0, true)
+    );
+  }
+
+  /** Waits until every watch record read so far is handled (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.#handlers.size > 0) await Promise.all(this.#handlers);
+  }
+
+  #queueWatch(rec: WatchRecord) {
+    const p: Promise<void> = this.#onWatch(rec).catch((e) => {
+      if (!this.#closed) this.#log?.(`follow: ${(e as Error).message}`);
+    }).finally(() => this.#handlers.delete(p));
+    this.#handlers.add(p);
+  }
+
+  async #onWatch(rec: WatchRecord) {
+    try {
+      if (rec.what === WATCH_GONE) {
+        for (const f of [...this.#files.values()]) {
+          if (f.pinned || !f.pids.delete(rec.pid) || f.pids.size > 0) continue;
+          this.#releaseLater(f, `no process maps it (last: ${rec.comm}[${rec.pid}])`);
+        }
+        return;
+      }
+      const key = `${rec.dev}:${rec.ino}`;
+      let f = this.#files.get(key);
+      if (rec.what === WATCH_USES && f) {
+        f.pids.add(rec.pid);
+        clearTimeout(f.releaseTimer);
+        return;
+      }
+      // (a USES of a file released meanwhile is probed again below)
+      // ending: a held process is let go at once (finally)
+      if (this.#closed || this.#stopping) return;
+      if (!f) {
+        // processes mapping one file at once wait for one inspection
+        let probing = this.#probing.get(key);
+        if (!probing) {
+          probing = this.#probeNew(rec, key).finally(() => this.#probing.delete(key));
+          this.#probing.set(key, probing);
+        }
+        f = await probing;
+      }
+      if (!f || this.#closed || this.#files.get(key) !== f) return;
+      f.pids.add(rec.pid);
+      clearTimeout(f.releaseTimer);
+      this.#handle.updateMap("watch_tgids", u32(rec.pid), new Uint8Array([1]));
+      // a process not held may have ended while its file was read: its
+      // exit was reported before it was counted
+      if (!rec.stopped && !pidExists(rec.pid)) {
+        f.pids.delete(rec.pid);
+        if (f.pids.size === 0 && !f.pinned) this.#releaseLater(f, "its process already exited");
+      }
+    } finally {
+      if (rec.stopped) {
+        try {
+          Deno.kill(rec.pid, "SIGCONT");
+        } catch { /* it is gone */ }
+      }
+    }
+  }
+
+  /** Inspects a file a process just mapped or exec'd; probes it if it is a target. */
+  async #probeNew(rec: WatchRecord, key: string): Promise<ProbedFile | undefined> {
+    const follow = this.#follow!;
+    const fdPath = rec.fd >= 0 ? `/proc/${rec.pid}/fd/${rec.fd}` : `/proc/${rec.pid}/exe`;
+    // A name for people, resolved in the process's own root (its container);
+    // the fd path opens the very file while the process is held.
+    const seen = await Deno.readLink(fdPath).catch(() => undefined);
+    const host = seen && await hostPath(rec.pid, seen).catch(() => undefined);
+    const path = host && fileKeyOf(host)?.text === key ? host : undefined;
+    const opener = path ?? fdPath;
+    let target = this.#inspected.get(key);
+    if (target === undefined) {
+      if (fileKeyOf(opener)?.text !== key) return undefined; // gone meanwhile
+      target = await follow.inspect(opener).catch(() => null) ?? null;
+      this.#inspected.set(key, target);
+    }
+    const keyBytes = fileKeyBytes(rec.dev, rec.ino);
+    if (this.#closed) return undefined;
+    if (target === null) {
+      this.#handle.updateMap("watch_files", keyBytes, new Uint8Array([IGNORE]));
+      this.#log?.(
+        `follow: ${path ?? rec.name} (inode ${rec.ino}) of ${rec.comm}[${rec.pid}] ` +
+          `is not a ${follow.role} target`,
+      );
+      return undefined;
+    }
+    if (this.#stopping) return undefined;
+    const index = this.#freeIndices.shift() ?? this.#nextIndex++;
+    const t0 = performance.now();
+    const plan = await planProbes(
+      this.module,
+      this.#followProbes,
+      { [follow.role]: [opener] },
+      index,
+    );
+    if (this.#closed) return undefined;
+    for (const e of target.mapEntries?.(index) ?? []) this.#handle.updateMap(e.map, e.key, e.value);
+    const links = this.#attachUprobes(groupMulti(plan, (p) => this.#handle.isMultiUprobe(p)));
+    const f: ProbedFile = {
+      key,
+      keyBytes,
+      path: path ?? rec.name,
+      index,
+      links,
+      pids: new Set(),
+      pinned: false,
+      fromExec: rec.fd < 0,
+    };
+    this.#files.set(key, f);
+    this.#handle.updateMap("watch_files", keyBytes, new Uint8Array([PROBED]));
+    const sinceNs = monotonicNs() - rec.timeNs; // watch records keep the monotonic stamp
+    this.#log?.(
+      `attach ${f.path} (inode ${rec.ino}, ${target.note}) for ${rec.comm}[${rec.pid}]: ` +
+        `${links.length} links in ${Math.round(performance.now() - t0)} ms, ` +
+        `${(Number(sinceNs) / 1e6).toFixed(1)} ms after it ${
+          rec.fd >= 0 ? "mapped" : "exec'd"
+        } it` +
+        (rec.stopped ? " (held until then)" : ""),
+    );
+    return f;
+  }
+
+  /**
+   * Releases a file a little later: a process that maps it meanwhile was
+   * reported as a user (not held) and keeps it.
+   */
+  #releaseLater(f: ProbedFile, why: string) {
+    clearTimeout(f.releaseTimer);
+    f.releaseTimer = setTimeout(() => {
+      if (f.pids.size === 0 && this.#files.get(f.key) === f) this.#release(f, why);
+    }, RELEASE_GRACE_MS);
+  }
+
+  /** Detaches a file's probes once no process maps it. */
+  #release(f: ProbedFile, why: string) {
+    if (this.#closed) return;
+    for (const l of f.links) this.#handle.detach(l);
+    this.#log?.(`detach ${f.path} (inode ${f.key.split(":")[1]}): ${why}`);
+    f.links = [];
+    this.#freeIndices.push(f.index);
+    // A library is asked about again when mapped; a binary is held at exec.
+    if (f.fromExec) this.#handle.updateMap("watch_files", f.keyBytes, new Uint8Array([STOP]));
+    else this.#handle.deleteMapEntry("watch_files", f.keyBytes);
+    this.#files.delete(f.key);
   }
 
   /** Number of kernel links this capture holds (0 once closed). */
@@ -247,6 +651,11 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
       off = body + ((size + 7) & ~7);
       if (off > length) break;
       try {
+        const watch = this.#watchRecord?.(view, body, size);
+        if (watch) {
+          this.#queueWatch(watch);
+          continue;
+        }
         for (const ev of this.#decoder.decode(view, body, size)) out.push(ev);
       } catch (e) {
         if (!(e instanceof RecordError) && !(e instanceof RangeError)) throw e;
@@ -258,6 +667,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
 
   #close() {
     if (this.#closed) return;
+    for (const f of this.#files.values()) clearTimeout(f.releaseTimer);
     try {
       this.#final = this.stats();
     } finally {
@@ -271,6 +681,8 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     this.stop();
     // The loop may start one more (draining) poll after each one ends.
     while (this.#inflight) await this.#inflight.catch(() => 0);
+    // Processes held for a probe are let go by their handlers.
+    await this.settled();
     this.#close();
   }
 }
@@ -328,6 +740,8 @@ async function planProbes(
   module: string,
   probes: readonly ProbeSpec[],
   files: Record<string, readonly string[]>,
+  firstCookie = 0,
+  emptyRole?: string,
 ): Promise<PlannedProbe[]> {
   const plan: PlannedProbe[] = [];
   for (const p of probes) {
@@ -336,6 +750,7 @@ async function planProbes(
       continue;
     }
     const paths = files[p.target];
+    if (p.target === emptyRole && paths?.length === 0) continue;
     if (!paths || paths.length === 0) {
       throw new EcapError(`Module ${module} has no target "${p.target}"`);
     }
@@ -348,7 +763,7 @@ async function planProbes(
           { kind: "unsupported", hint: `pass --${p.target} with another ${p.target} binary` },
         );
       }
-      plan.push({ kind: p.kind, program: p.program, ...loc, cookie });
+      plan.push({ kind: p.kind, program: p.program, ...loc, cookie: cookie + firstCookie });
     }
   }
   return plan;

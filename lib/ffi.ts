@@ -26,6 +26,8 @@ const SYMBOLS = {
     parameters: ["pointer", "buffer", "buffer", "u32", "buffer", "u32"],
     result: "i32",
   },
+  ecap_map_delete: { parameters: ["pointer", "buffer", "buffer", "u32"], result: "i32" },
+  ecap_map_keys: { parameters: ["pointer", "buffer", "buffer", "u32", "u32"], result: "i32" },
   ecap_attach_raw_tp: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
   ecap_detach: { parameters: ["pointer", "i32"], result: "i32" },
   ecap_link_count: { parameters: ["pointer"], result: "i32" },
@@ -265,6 +267,25 @@ export class BpfHandle {
         value.length,
       ),
     );
+  }
+
+  /** Deletes one entry of a map after load; a missing entry is fine. */
+  deleteMapEntry(map: string, key: Uint8Array) {
+    this.#check(
+      this.#lib.ecap_map_delete(
+        this.#live(),
+        cstr(map),
+        key as Uint8Array<ArrayBuffer>,
+        key.length,
+      ),
+    );
+  }
+
+  /** Up to `max` keys of a hash map, each `keySize` bytes. */
+  mapKeys(map: string, keySize: number, max = 4096): Uint8Array[] {
+    const out = new Uint8Array(keySize * max);
+    const n = this.#check(this.#lib.ecap_map_keys(this.#live(), cstr(map), out, keySize, max));
+    return Array.from({ length: n }, (_, i) => out.slice(i * keySize, (i + 1) * keySize));
   }
 
   attachRawTracepoint(program: string, tracepoint: string): number {

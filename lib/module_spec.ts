@@ -73,10 +73,25 @@ export function tcx(
 
 /** Options every module takes: process filters applied in the kernel. */
 export interface CommonOptions {
-  /** Only this process (tgid). */
+  /** Only this process (tgid); the first of `pids` when both are given. */
   pid?: number;
+  /** Only these processes (-p, repeatable). */
+  pids?: number[];
+  /** With pids: also the processes they fork (and what those exec) later. */
+  followChildren?: boolean;
   /** Only processes of this user id. */
   uid?: number;
+  /** Only tasks of this name (comm, at most 15 bytes). */
+  comm?: string;
+  /** Only processes in this cgroup v2 (a path below /sys/fs/cgroup) or below it. */
+  cgroup?: string;
+  /**
+   * Probe what processes started later map (modules with follow()): the CLI's
+   * default. Off by default for library callers: a process that maps a new
+   * library is held until the capture's consumer reads the record about it,
+   * so the capture must be iterated promptly.
+   */
+  follow?: boolean;
   /** Ring buffer size in bytes (a power of two, at least one page). */
   mapSize?: number;
   /** Output model (`-m`) for modules that have several; "text" by default. */
@@ -96,6 +111,8 @@ export interface EventBase {
   uid: number;
   /** The task's name, at most 15 bytes. */
   comm: string;
+  /** cgroup v2 id of the task (0 or absent when not known). */
+  cgroupId?: number;
 }
 
 /** A CLI option of a module, described for parseArgs and for help. */
@@ -103,6 +120,8 @@ export interface OptionSpec {
   name: string;
   short?: string;
   type: "string" | "boolean";
+  /** May be given several times (values come as an array). */
+  multiple?: boolean;
   /** Placeholder in help, e.g. "PATH". */
   arg?: string;
   help: string;
@@ -159,6 +178,46 @@ export interface ModuleSpec<
   positionals?: string;
   /** The --json object for an event: stable field names (see README). */
   toJSON(event: E): Record<string, unknown>;
+  /** How the capture keeps up with processes started after it; absent: it does not. */
+  follow?(opts: O): FollowSpec | undefined;
+  /** What --list-targets prints: the files the capture would probe. */
+  listTargets?(opts: O): Promise<ListedTarget[]>;
+}
+
+/** What a module probes in a file found while capturing, or undefined: not a target. */
+export interface FileTarget {
+  /** One line for the user, e.g. "OpenSSL 3.0.17". */
+  note: string;
+  /** Map entries for this file, given the probes' BPF cookie (its index). */
+  mapEntries?: (index: number) => { map: string; key: Uint8Array; value: Uint8Array }[];
+}
+
+/**
+ * How a module follows new processes: files they map executable whose name
+ * starts with `mappedPrefix` (the process is held until they are probed), and,
+ * with `exec`, binaries they run (a target linked statically).
+ */
+export interface FollowSpec {
+  /** The targets() role whose probes new files get. */
+  role: string;
+  /** Name prefix of libraries to probe when mapped, e.g. "libssl.so". */
+  mappedPrefix?: string;
+  /** Inspect binaries exec'd too. */
+  exec?: boolean;
+  /** Decides about a file (a host path that opens it). */
+  inspect(path: string): Promise<FileTarget | undefined>;
+}
+
+/** A file --list-targets names. */
+export interface ListedTarget {
+  path: string;
+  inode: number;
+  /** "major:minor" in hex, as /proc/PID/maps prints it. */
+  dev: string;
+  /** What it is, e.g. "OpenSSL 3.0.17" or "bash". */
+  kind: string;
+  /** Processes mapping it. */
+  processes: { pid: number; comm: string }[];
 }
 
 /** Files to probe, by role (e.g. { bash: ["/usr/bin/bash"] }), and notes on them. */
@@ -170,6 +229,11 @@ export interface TargetSet {
   interfaces?: readonly { name: string; index: number; loopback: boolean }[];
   /** Map entries to write after load (e.g. struct offsets per probed file). */
   mapEntries?: readonly { map: string; key: Uint8Array; value: Uint8Array }[];
+  /**
+   * Files probed only while processes map them (found in those processes'
+   * maps, not installed on the host): released once these pids are gone.
+   */
+  users?: Record<string, readonly number[]>;
 }
 
 /** A consumer of events that owns files, e.g. a pcapng writer. */

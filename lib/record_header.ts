@@ -39,6 +39,7 @@ export function headerReader(btf: Btf, wallClock: (mono: bigint) => bigint) {
   const kind = at("kind"), pid = at("pid"), tid = at("tid"), uid = at("uid");
   const ts = at("ts_ns"), comm = at("comm");
   const commLen = s.members.get("comm")!.size;
+  const cgroup = s.members.get("cgroup_id")?.offset;
   return {
     /** Size of the header: a record's body starts here. */
     size: s.size,
@@ -55,6 +56,7 @@ export function headerReader(btf: Btf, wallClock: (mono: bigint) => bigint) {
         uid: view.getUint32(offset + uid, true),
         timeNs: wallClock(view.getBigUint64(offset + ts, true)),
         comm: readCString(view, offset + comm, commLen),
+        cgroupId: cgroup === undefined ? 0 : Number(view.getBigUint64(offset + cgroup, true)),
       };
     },
   };

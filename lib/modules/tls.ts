@@ -20,6 +20,8 @@ import {
   type DecodeContext,
   type EventBase,
   type EventSink,
+  type FileTarget,
+  type ListedTarget,
   type ModuleSpec,
   rawTracepoint,
   type RecordDecoder,
@@ -34,6 +36,8 @@ import { type CaptureInterface, PcapSink } from "../pcap_sink.ts";
 import { encodeSslLayout, KNOWN_FAMILIES, layoutFor } from "../ssl_layout.ts";
 import { headerReader, RecordError, type RecordHeader } from "../record_header.ts";
 import { discoverTlsLibraries, inspectTlsLibrary } from "../tls_library.ts";
+import { mayDefineSymbol } from "../elf_peek.ts";
+import { findProcessesMapping, formatDev, type MappingProcesses } from "../proc_maps.ts";
 
 /** Options of the tls module. */
 export interface TlsOptions extends CommonOptions {
@@ -389,6 +393,52 @@ function findInterfaces(names: readonly string[]): CaptureInterface[] {
   });
 }
 
+const LIBSSL_PREFIX = "libssl.so";
+
+/** What the tls module probes in one file: a line for the user, and its struct offsets. */
+async function fileTarget(path: string, opts: TlsOptions): Promise<FileTarget> {
+  const info = await inspectTlsLibrary(path);
+  const what = info.flavor === "boringssl"
+    ? "BoringSSL"
+    : info.version
+    ? `OpenSSL ${info.version}`
+    : "an unrecognised OpenSSL version (plaintext is still captured)";
+  let keys = "";
+  let mapEntries: FileTarget["mapEntries"];
+  if (opts.model === "keylog" || opts.model === "pcap") {
+    const layout = info.flavor === "openssl" ? layoutFor(info.version) : undefined;
+    if (layout) {
+      const value = encodeSslLayout(tlsBtf(), layout.entry, info.version);
+      mapEntries = (index) => [{ map: "ssl_layouts", key: u32(index), value }];
+      keys = `; keys from the ${layout.family} layout`;
+    } else {
+      keys = `; no keys: struct offsets known for OpenSSL ${KNOWN_FAMILIES.join(", ")}`;
+    }
+  }
+  return { note: `${what}${info.statically ? ", linked statically" : ""}${keys}`, mapEntries };
+}
+
+/** A file named with --libssl, as discovery would describe it. */
+async function describeFile(
+  path: string,
+): Promise<{ path: string; inode: number; dev: string; pids: number[] }> {
+  const st = await Deno.stat(path).catch(() => undefined);
+  const mapping = st === undefined
+    ? undefined
+    : (await findProcessesMapping(() => true).catch(() => new Map<string, MappingProcesses>()))
+      .values().find((m) => m.inode === st.ino && m.dev === formatDev(st.dev!));
+  return {
+    path,
+    inode: st?.ino ?? 0,
+    dev: st ? formatDev(st.dev!) : "?",
+    pids: mapping?.pids ?? [],
+  };
+}
+
+async function commOf(pid: number): Promise<string> {
+  return (await Deno.readTextFile(`/proc/${pid}/comm`).catch(() => "?")).trim();
+}
+
 /** The tls module, described once. */
 export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
   name: "tls",
@@ -491,46 +541,84 @@ export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
   },
   async targets(opts) {
     const paths: string[] = [];
+    const users: Record<string, number[]> = {};
+    const pids = [...new Set([...(opts.pids ?? []), ...(opts.pid ? [opts.pid] : [])])];
     if (opts.libssl) {
       paths.push(opts.libssl);
     } else {
-      for (const lib of await discoverTlsLibraries({ pid: opts.pid })) paths.push(lib.path);
-      if (paths.length === 0) {
+      const found = pids.length > 0
+        ? (await Promise.all(pids.map((pid) => discoverTlsLibraries({ pid })))).flat()
+        : await discoverTlsLibraries();
+      const seen = new Set<string>();
+      for (const lib of found) {
+        if (seen.has(`${lib.dev}:${lib.inode}`)) continue;
+        seen.add(`${lib.dev}:${lib.inode}`);
+        paths.push(lib.path);
+        // a library only processes map (a container's) goes when they do
+        if (lib.source === "maps" && pids.length === 0) users[lib.path] = lib.pids;
+      }
+      if (paths.length === 0 && !opts.followChildren) {
         throw new EcapError(
-          opts.pid ? `Process ${opts.pid} maps no OpenSSL library` : "No libssl found",
+          pids.length ? `Process ${pids.join(", ")} maps no OpenSSL library` : "No libssl found",
           { kind: "not-found", hint: "pass --libssl PATH" },
         );
       }
     }
-    const wantSecrets = opts.model === "keylog" || opts.model === "pcap";
     const notes: string[] = [];
     const mapEntries: { map: string; key: Uint8Array; value: Uint8Array }[] = [];
     for (const [index, path] of paths.entries()) {
-      const info = await inspectTlsLibrary(path);
-      const what = info.flavor === "boringssl"
-        ? "BoringSSL"
-        : info.version
-        ? `OpenSSL ${info.version}`
-        : "an unrecognised OpenSSL version (plaintext is still captured)";
-      let keys = "";
-      if (wantSecrets) {
-        const layout = info.flavor === "openssl" ? layoutFor(info.version) : undefined;
-        if (layout) {
-          mapEntries.push({
-            map: "ssl_layouts",
-            key: u32(index),
-            value: encodeSslLayout(tlsBtf(), layout.entry, info.version),
-          });
-          keys = `; keys from the ${layout.family} layout`;
-        } else {
-          keys = `; no keys: struct offsets known for OpenSSL ${KNOWN_FAMILIES.join(", ")}`;
-        }
-      }
-      notes.push(`${path}: ${what}${info.statically ? ", linked statically" : ""}${keys}`);
+      const t = await fileTarget(path, opts);
+      notes.push(`${path}: ${t.note}`);
+      mapEntries.push(...t.mapEntries?.(index) ?? []);
     }
     const interfaces = opts.model === "pcap" ? findInterfaces(opts.interfaces ?? []) : undefined;
     if (interfaces) notes.push(`packets of ${interfaces.map((i) => i.name).join(", ")}`);
-    return { files: { [LIB]: paths }, notes, mapEntries, interfaces };
+    return { files: { [LIB]: paths }, notes, mapEntries, interfaces, users };
+  },
+  follow(opts) {
+    // a library named by the user is all it asked for
+    if (opts.libssl) return undefined;
+    const pids = opts.pids?.length ?? (opts.pid ? 1 : 0);
+    if (pids > 0 && !opts.followChildren) return undefined;
+    return {
+      role: LIB,
+      mappedPrefix: LIBSSL_PREFIX,
+      exec: true,
+      async inspect(path) {
+        try {
+          // most binaries run while capturing are not TLS libraries: say so
+          // from their string tables, not a parse of the whole file
+          if (!await mayDefineSymbol(path, "SSL_write")) return undefined;
+          return await fileTarget(path, opts);
+        } catch (e) {
+          if (e instanceof EcapError) return undefined; // not a TLS library
+          throw e;
+        }
+      },
+    };
+  },
+  async listTargets(opts) {
+    const pids = [...new Set([...(opts.pids ?? []), ...(opts.pid ? [opts.pid] : [])])];
+    const found = opts.libssl
+      ? [await describeFile(opts.libssl)]
+      : pids.length > 0
+      ? (await Promise.all(pids.map((pid) => discoverTlsLibraries({ pid })))).flat()
+      : await discoverTlsLibraries();
+    const out: ListedTarget[] = [];
+    for (const lib of found) {
+      const kind = await fileTarget(lib.path, { ...opts, model: "text" })
+        .then((t) => t.note, (e) => `not usable: ${(e as Error).message}`);
+      out.push({
+        path: lib.path,
+        inode: lib.inode,
+        dev: lib.dev,
+        kind,
+        processes: await Promise.all(
+          lib.pids.map(async (pid) => ({ pid, comm: await commOf(pid) })),
+        ),
+      });
+    }
+    return out;
   },
   mapSizes: () => ({ packet_scratch: Math.max(1, numCpus()) }),
   globals(opts) {

@@ -1,0 +1,61 @@
+/**
+ * A cheap look into an ELF file without reading it whole: whether one of its
+ * string tables holds a name. Used to skip binaries that cannot define a
+ * symbol before the full parse (which takes a second on a 100 MB binary).
+ * @module
+ */
+
+const SHT_STRTAB = 3;
+/** String tables larger than this are not scanned: the full parse decides. */
+const MAX_TABLE = 64 << 20;
+
+async function readAt(file: Deno.FsFile, offset: number, length: number): Promise<Uint8Array> {
+  const buf = new Uint8Array(length);
+  await file.seek(offset, Deno.SeekMode.Start);
+  let got = 0;
+  while (got < length) {
+    const n = await file.read(buf.subarray(got));
+    if (n === null) break;
+    got += n;
+  }
+  return buf.subarray(0, got);
+}
+
+function includesName(table: Uint8Array, name: Uint8Array): boolean {
+  for (let i = table.indexOf(name[0]); i >= 0; i = table.indexOf(name[0], i + 1)) {
+    if ((i === 0 || table[i - 1] === 0) && name.every((b, k) => table[i + k] === b)) return true;
+  }
+  return false;
+}
+
+/**
+ * False only when `path` is a 64-bit little-endian ELF file whose string
+ * tables (.dynstr, .strtab) all lack `symbol` as a whole string: then it
+ * cannot define it. True when it may (or when the file is something else:
+ * the caller's full check decides). Throws Deno errors when it cannot be read.
+ */
+export async function mayDefineSymbol(path: string, symbol: string): Promise<boolean> {
+  using file = await Deno.open(path);
+  const ehdr = await readAt(file, 0, 64);
+  if (ehdr.length < 64 || ehdr[0] !== 0x7f || ehdr[4] !== 2 || ehdr[5] !== 1) return true;
+  const v = new DataView(ehdr.buffer, ehdr.byteOffset, ehdr.byteLength);
+  const shoff = Number(v.getBigUint64(0x28, true));
+  const shentsize = v.getUint16(0x3a, true);
+  const shnum = v.getUint16(0x3c, true);
+  if (shoff === 0 || shnum === 0 || shentsize < 64) return true;
+  const shdrs = await readAt(file, shoff, shnum * shentsize);
+  if (shdrs.length < shnum * shentsize) return true;
+  const s = new DataView(shdrs.buffer, shdrs.byteOffset, shdrs.byteLength);
+  const name = new TextEncoder().encode(`${symbol}\0`);
+  let tables = 0;
+  for (let i = 0; i < shnum; i++) {
+    const at = i * shentsize;
+    if (s.getUint32(at + 4, true) !== SHT_STRTAB) continue;
+    const offset = Number(s.getBigUint64(at + 0x18, true));
+    const size = Number(s.getBigUint64(at + 0x20, true));
+    if (size > MAX_TABLE) return true;
+    tables++;
+    if (includesName(await readAt(file, offset, size), name)) return true;
+  }
+  return tables === 0;
+}

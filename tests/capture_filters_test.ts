@@ -1,0 +1,162 @@
+/**
+ * Process filters, applied in the kernel: each takes the process it names
+ * and leaves out a second one. Driven through the tls module and curl.
+ * @module
+ */
+import assert from "node:assert/strict";
+import { bpfTest, EcapRun, waitFor } from "./_helpers.ts";
+import { Nginx } from "./_nginx.ts";
+import { cgroupRoot } from "../lib/cgroup.ts";
+
+type Json = Record<string, unknown> & { pid: number; comm: string; data: string };
+
+function sent(run: EcapRun): string {
+  return (run.json() as Json[]).filter((e) => e.direction === "write").map((e) => atob(e.data))
+    .join("");
+}
+
+/** Runs argv to completion; its stdout. */
+async function output(argv: string[]): Promise<string> {
+  const r = await new Deno.Command(argv[0], { args: argv.slice(1), stdout: "piped" }).output();
+  return new TextDecoder().decode(r.stdout);
+}
+
+const curlArgs = (url: string) => ["curl", "-sk", "--http1.1", "--max-time", "20", url];
+
+/** A shell that runs `curl URL` for each line it reads: a parent whose children come later. */
+function curlLoop() {
+  const child = new Deno.Command("sh", {
+    args: ["-c", 'while read u; do curl -sk --http1.1 --max-time 20 "$u" >/dev/null; done'],
+    stdin: "piped",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  return {
+    pid: child.pid,
+    fetch: (url: string) => w.write(new TextEncoder().encode(`${url}\n`)),
+    async [Symbol.asyncDispose]() {
+      await w.close().catch(() => {});
+      await child.status;
+    },
+  };
+}
+
+bpfTest("-p twice takes both processes' children with --follow-children, not a third", async () => {
+  await using nginx = await Nginx.start({ "f.txt": "filtered\n" });
+  await using a = curlLoop();
+  await using b = curlLoop();
+  await using c = curlLoop();
+  await using run = await EcapRun.start([
+    "tls",
+    "--json",
+    "-p",
+    String(a.pid),
+    "-p",
+    String(b.pid),
+    "--follow-children",
+  ]);
+  await a.fetch(nginx.url("/f.txt?from=a"));
+  await b.fetch(nginx.url("/f.txt?from=b"));
+  await c.fetch(nginx.url("/f.txt?from=c"));
+  await waitFor(() => sent(run).includes("from=a") && sent(run).includes("from=b"), "a and b");
+  await new Promise((r) => setTimeout(r, 500));
+  await run.stop();
+  assert.ok(!sent(run).includes("from=c"), "c's curl is not followed");
+});
+
+bpfTest("-p without --follow-children leaves the process's children out", async () => {
+  await using a = curlLoop();
+  await using run = await EcapRun.start(["tls", "--json", "-p", String(a.pid)], { wait: false });
+  // the shell maps no libssl itself
+  assert.equal(await run.wait(), 4);
+  assert.match(run.stderr, /maps no OpenSSL library/);
+});
+
+bpfTest("-u takes a user's curl and leaves root's out", async () => {
+  await using nginx = await Nginx.start({ "u.txt": "by uid\n" });
+  await using run = await EcapRun.start(["tls", "--json", "-u", "65534"]);
+  const asNobody = [
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    ...curlArgs(nginx.url("/u.txt?who=nobody")),
+  ];
+  assert.equal(await output(asNobody), "by uid\n");
+  assert.equal(await output(curlArgs(nginx.url("/u.txt?who=root"))), "by uid\n");
+  await waitFor(() => sent(run).includes("who=nobody"), "nobody's request");
+  await new Promise((r) => setTimeout(r, 300));
+  await run.stop();
+  assert.ok(!sent(run).includes("who=root"));
+  assert.ok((run.json() as Json[]).every((e) => e.uid === 65534));
+});
+
+bpfTest("-c takes tasks of that name and leaves others out", async () => {
+  await using nginx = await Nginx.start({ "c.txt": "by comm\n" });
+  await using run = await EcapRun.start(["tls", "--json", "-c", "curl"]);
+  const py = `import ssl, urllib.request
+urllib.request.urlopen("${
+    nginx.url("/c.txt?who=python")
+  }", context=ssl._create_unverified_context()).read()`;
+  await output(["python3", "-c", py]);
+  assert.equal(await output(curlArgs(nginx.url("/c.txt?who=curl"))), "by comm\n");
+  await waitFor(() => sent(run).includes("who=curl"), "curl's request");
+  await run.stop();
+  assert.ok(!sent(run).includes("who=python"));
+  assert.ok((run.json() as Json[]).every((e) => e.comm === "curl"));
+});
+
+bpfTest("--cgroup takes processes in that cgroup (and below) and names the container", async () => {
+  const root = cgroupRoot();
+  const slice = `/ecap-test-${Deno.pid}.slice`;
+  const scope = `${slice}/docker-${crypto.randomUUID().replaceAll("-", "")}.scope`;
+  await Deno.mkdir(`${root}${scope}`, { recursive: true });
+  try {
+    await using nginx = await Nginx.start({ "g.txt": "by cgroup\n" });
+    await using run = await EcapRun.start(["tls", "--json", "--cgroup", slice]);
+    const inside = [
+      "sh",
+      "-c",
+      `echo $$ > ${root}${scope}/cgroup.procs && exec "$@"`,
+      "sh",
+      ...curlArgs(nginx.url("/g.txt?where=inside")),
+    ];
+    assert.equal(await output(inside), "by cgroup\n");
+    assert.equal(await output(curlArgs(nginx.url("/g.txt?where=outside"))), "by cgroup\n");
+    await waitFor(() => sent(run).includes("where=inside"), "the request from inside");
+    await new Promise((r) => setTimeout(r, 300));
+    await run.stop();
+    assert.ok(!sent(run).includes("where=outside"));
+    const ev = (run.json() as Json[])[0];
+    assert.equal(ev.cgroup_id, (await Deno.stat(`${root}${scope}`)).ino);
+    assert.equal(ev.container, scope);
+  } finally {
+    await Deno.remove(`${root}${scope}`).catch(() => {});
+    await Deno.remove(`${root}${slice}`).catch(() => {});
+  }
+});
+
+bpfTest("--json events carry cgroup_id, and container null outside one", async () => {
+  await using nginx = await Nginx.start({ "j.txt": "json\n" });
+  await using run = await EcapRun.start(["tls", "--json", "-c", "curl"]);
+  await output(curlArgs(nginx.url("/j.txt")));
+  await waitFor(() => (run.json() as Json[]).length > 0, "an event");
+  await run.stop();
+  const ev = (run.json() as Json[])[0];
+  assert.equal(typeof ev.cgroup_id, "number");
+  assert.ok(Object.hasOwn(ev, "container"));
+});
+
+bpfTest("bad filters fail in one line", async () => {
+  for (
+    const [args, re] of [
+      [["--cgroup", "/no/such/cgroup"], /No cgroup v2 "\/no\/such\/cgroup"/],
+      [["-c", "a-name-longer-than-15"], /at most 15 bytes/],
+      [["--follow-children"], /--follow-children needs -p PID/],
+    ] as [string[], RegExp][]
+  ) {
+    await using run = await EcapRun.start(["tls", ...args], { wait: false });
+    assert.notEqual(await run.wait(), 0);
+    assert.match(run.stderr, re);
+    assert.equal(run.stderr.trim().split("\n").length, 1, run.stderr);
+  }
+});
