@@ -104,9 +104,24 @@ static __always_inline void fill_hdr(struct ecap_hdr *h, __u32 kind, __u64 pid_t
 }
 
 /* Writes a record, counting it as sent or lost. */
+/*
+ * Bytes waiting in the ring before a record wakes the reader; 0 wakes it for
+ * every record. A wakeup is an interrupt, costly under virtualization, and
+ * user space polls every 50 ms anyway: below this a record waits that long.
+ */
+const volatile __u32 wakeup_bytes = 0;
+
+static __always_inline __u64 wakeup_flag(void)
+{
+	if (!wakeup_bytes)
+		return 0;
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									      : BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void emit(void *rec, __u64 size)
 {
-	if (bpf_ringbuf_output(&events, rec, size, 0) == 0)
+	if (bpf_ringbuf_output(&events, rec, size, wakeup_flag()) == 0)
 		stat_add(ECAP_STAT_EVENTS, 1);
 	else
 		stat_add(ECAP_STAT_LOST, 1);

@@ -27,7 +27,9 @@ import { locateSymbol } from "./targets.ts";
 /** Bytes copied out of the ring per FFI call. */
 const BATCH_BYTES = 4 << 20;
 /** How long one poll waits before checking the deadline again. */
-const POLL_MS = 200;
+const POLL_MS = 50;
+/** Part of the ring that must fill before the kernel wakes the reader. */
+const WAKEUP_FRACTION = 16;
 const DEFAULT_RING_BYTES = 8 << 20;
 
 /** Counters of a capture: what was delivered, and what was not. */
@@ -278,6 +280,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     try {
       handle.setGlobal("filter_pids_on", bool(pids.length > 0));
       handle.setGlobal("follow_children", bool(opts.followChildren === true));
+      handle.setGlobal("wakeup_bytes", u32(ringBytes(opts.mapSize) / WAKEUP_FRACTION));
       handle.setGlobal("filter_uid", u32(opts.uid ?? 0));
       handle.setGlobal("filter_uid_set", bool(opts.uid !== undefined));
       if (opts.comm !== undefined) {

@@ -23,6 +23,19 @@ const utf8 = new TextDecoder();
 
 /** Reads a NUL-terminated string of at most `max` bytes. */
 export function readCString(view: DataView, offset: number, max: number): string {
+  // Task names are short ASCII almost always: build them without a
+  // TextDecoder call (a hot path: one per record).
+  let text = "";
+  for (let i = 0; i < max; i++) {
+    const c = view.getUint8(offset + i);
+    if (c === 0) return text;
+    if (c >= 0x80) return decodeUtf8(view, offset, max);
+    text += String.fromCharCode(c);
+  }
+  return text;
+}
+
+function decodeUtf8(view: DataView, offset: number, max: number): string {
   const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, max);
   const end = bytes.indexOf(0);
   return utf8.decode(end < 0 ? bytes : bytes.subarray(0, end));
