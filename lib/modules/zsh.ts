@@ -12,7 +12,6 @@ import { formatTime } from "../format.ts";
 import {
   type CommonOptions,
   type DecodeContext,
-  type EventBase,
   type ModuleSpec,
   rawTracepoint,
   type RecordDecoder,
@@ -20,8 +19,7 @@ import {
   uretprobe,
 } from "../module_spec.ts";
 import { listPids, mappedFiles } from "../proc_maps.ts";
-import { RecordError, type RecordHeader } from "../record_header.ts";
-import { textChunkReader, TextJoiner } from "../text_chunks.ts";
+import { shellDecoder, type ShellEnd, type ShellEvent } from "../shell_decoder.ts";
 import { findShell, openElf } from "../targets.ts";
 
 /** Options of the zsh module. */
@@ -31,24 +29,15 @@ export interface ZshOptions extends CommonOptions {
 }
 
 /** How a command ended. */
-export type ZshEnd = "return" | "exit" | "exec" | "syntax" | "none";
+/**
+ * How a command ended: "return" (it ran), "exit" (the shell exited: status
+ * is its exit status, 128 + N when killed by signal N), "exec" (the shell
+ * replaced itself), "syntax" (it did not parse), "none" (nothing ran).
+ */
+export type ZshEnd = ShellEnd;
 
-/** A command line typed into zsh, and how it ended. */
-export interface ZshEvent extends EventBase {
-  module: "zsh";
-  /** The line as typed; lines of a multi-line command joined by "\n". */
-  line: string;
-  /** $? after it; null when the shell exec'd another program. */
-  status: number | null;
-  /**
-   * "return" (it ran), "exit" (the shell exited: status is its exit status,
-   * 128 + N when killed by signal N), "exec" (the shell replaced itself),
-   * "syntax" (it did not parse), "none" (nothing ran, e.g. a comment).
-   */
-  end: ZshEnd;
-  /** The line was longer than the 1 MiB cap and was cut there. */
-  truncated: boolean;
-}
+/** A command line typed into zsh, and how it ended ($? as status). */
+export type ZshEvent = ShellEvent<"zsh">;
 
 /** zle functions zleread() calls last, in this order, and nowhere else. */
 const ZLE_SYMBOLS = ["zleread", "freeundo", "zlegetline", "forget_edits"];
@@ -69,61 +58,24 @@ export function unmetafy(bytes: Uint8Array): Uint8Array {
   return out.subarray(0, n);
 }
 
+const utf8 = new TextDecoder();
+
 /** Joins line chunks and status records into events. */
 function zshDecoder(ctx: DecodeContext): RecordDecoder<ZshEvent> {
-  const chunks = textChunkReader(ctx.btf, ctx.wallClock);
-  const kinds = ctx.btf.enumValues("ecap_kind");
-  const lineKind = kinds.get("ECAP_KIND_ZSH_LINE")!;
-  const statusKind = kinds.get("ECAP_KIND_ZSH_STATUS")!;
-  const ends = new Map<number, ZshEnd>();
-  for (const [name, value] of ctx.btf.enumValues("zsh_end")) {
-    ends.set(value, name.replace("ZSH_END_", "").toLowerCase() as ZshEnd);
-  }
-  const status = ctx.btf.struct("zsh_status");
-  const statusStatus = status.members.get("status")!.offset;
-  const statusEnd = status.members.get("end")!.offset;
-  const utf8 = new TextDecoder();
-  const lines = new TextJoiner<number>();
-
-  /** Per shell: the lines read since its last command ended. */
-  const pending = new Map<number, { header: RecordHeader; lines: string[]; cut: boolean }>();
-
-  return {
-    decode(view, offset, length) {
-      const h = chunks.header.read(view, offset, length);
-      if (h.kind === lineKind) {
-        const line = lines.add(h.pid, chunks.read(view, offset, length, h));
-        if (!line) return [];
-        // zle ends each line it hands over with the Enter that ended it
-        let text = utf8.decode(unmetafy(line.bytes));
-        if (!line.cut && text.endsWith("\n")) text = text.slice(0, -1);
-        const p = pending.get(h.pid);
-        // another line before the command ended: a multi-line command
-        if (p) p.lines.push(text), p.cut ||= line.cut;
-        else pending.set(h.pid, { header: line.header, lines: [text], cut: line.cut });
-        return [];
-      }
-      if (h.kind === statusKind) {
-        if (length < status.size) throw new RecordError("zsh status record too short");
-        const p = pending.get(h.pid);
-        if (!p) return []; // a line from before ecap started, or lost
-        pending.delete(h.pid);
-        const end = ends.get(view.getUint32(offset + statusEnd, true)) ?? "return";
-        const code = end === "exec" ? null : view.getInt32(offset + statusStatus, true);
-        const text = p.lines.join("\n");
-        if (end === "none" && text.trim() === "") return []; // just Enter
-        // when and by whom it was typed: after exec the comm is another's
-        const { kind: _, ...base } = p.header;
-        return [{ module: "zsh", ...base, line: text, status: code, end, truncated: p.cut }];
-      }
-      throw new RecordError(`unknown record kind ${h.kind} in zsh capture`);
+  return shellDecoder(ctx, {
+    module: "zsh",
+    lineKind: "ECAP_KIND_ZSH_LINE",
+    statusKind: "ECAP_KIND_ZSH_STATUS",
+    statusStruct: "zsh_status",
+    endEnum: "zsh_end",
+    endPrefix: "ZSH_END_",
+    text(bytes, cut) {
+      // zle ends each line it hands over with the Enter that ended it
+      const text = utf8.decode(unmetafy(bytes));
+      return !cut && text.endsWith("\n") ? text.slice(0, -1) : text;
     },
-    flush() {
-      pending.clear();
-      lines.clear();
-      return [];
-    },
-  };
+    noStatus: ["exec"],
+  });
 }
 
 /** The files to probe and the addresses the BPF side needs, per zsh binary. */
