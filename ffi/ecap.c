@@ -236,7 +236,8 @@ static struct bpf_program *find_prog(struct ecap *h, const char *prog)
 	return h->obj ? bpf_object__find_program_by_name(h->obj, prog) : NULL;
 }
 
-static int keep_link(struct ecap *h, struct bpf_link *link)
+/* Keeps a new link on the handle; returns its id, or fails naming prog. */
+static int keep_link(struct ecap *h, struct bpf_link *link, const char *prog)
 {
 	for (int i = 0; i < MAX_LINKS; i++) {
 		if (!h->links[i]) {
@@ -246,7 +247,7 @@ static int keep_link(struct ecap *h, struct bpf_link *link)
 		}
 	}
 	bpf_link__destroy(link);
-	return -ENOSPC;
+	return fail(h, -ENOSPC, "attach %s: too many links", prog);
 }
 
 ECAP_API int ecap_attach_uprobe(struct ecap *h, const char *prog, const char *path, uint64_t offset,
@@ -255,7 +256,6 @@ ECAP_API int ecap_attach_uprobe(struct ecap *h, const char *prog, const char *pa
 	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = retprobe != 0);
 	struct bpf_program *p = find_prog(h, prog);
 	struct bpf_link *link;
-	int id;
 
 	if (!p)
 		return fail(h, -ENOENT, "attach %s: no such program", prog);
@@ -265,10 +265,7 @@ ECAP_API int ecap_attach_uprobe(struct ecap *h, const char *prog, const char *pa
 	if (!link)
 		return fail(h, -errno, "attach %s to %s in \"%s\"", retprobe ? "uretprobe" : "uprobe",
 			    func && *func ? func : "offset", path);
-	id = keep_link(h, link);
-	if (id < 0)
-		return fail(h, id, "attach %s: too many links", prog);
-	return id;
+	return keep_link(h, link, prog);
 }
 
 ECAP_API int ecap_program_is_multi(struct ecap *h, const char *prog)
@@ -288,7 +285,6 @@ ECAP_API int ecap_attach_uprobe_multi(struct ecap *h, const char *prog, const ch
 		    .cookies = (const __u64 *)cookies, .cnt = n, .retprobe = retprobe != 0);
 	struct bpf_program *p = find_prog(h, prog);
 	struct bpf_link *link;
-	int id;
 
 	if (!p)
 		return fail(h, -ENOENT, "attach %s: no such program", prog);
@@ -298,17 +294,13 @@ ECAP_API int ecap_attach_uprobe_multi(struct ecap *h, const char *prog, const ch
 	if (!link)
 		return fail(h, -errno, "attach %s to %s in \"%s\"", retprobe ? "uretprobes" : "uprobes",
 			    funcs && *funcs ? funcs : "offsets", path);
-	id = keep_link(h, link);
-	if (id < 0)
-		return fail(h, id, "attach %s: too many links", prog);
-	return id;
+	return keep_link(h, link, prog);
 }
 
 ECAP_API int ecap_attach_raw_tp(struct ecap *h, const char *prog, const char *tp)
 {
 	struct bpf_program *p = find_prog(h, prog);
 	struct bpf_link *link;
-	int id;
 
 	if (!p)
 		return fail(h, -ENOENT, "attach %s: no such program", prog);
@@ -317,17 +309,13 @@ ECAP_API int ecap_attach_raw_tp(struct ecap *h, const char *prog, const char *tp
 	log_target = NULL;
 	if (!link)
 		return fail(h, -errno, "attach raw tracepoint %s", tp);
-	id = keep_link(h, link);
-	if (id < 0)
-		return fail(h, id, "attach %s: too many links", prog);
-	return id;
+	return keep_link(h, link, prog);
 }
 
 ECAP_API int ecap_attach_tcx(struct ecap *h, const char *prog, int ifindex)
 {
 	struct bpf_program *p = find_prog(h, prog);
 	struct bpf_link *link;
-	int id;
 
 	if (!p)
 		return fail(h, -ENOENT, "attach %s: no such program", prog);
@@ -336,10 +324,7 @@ ECAP_API int ecap_attach_tcx(struct ecap *h, const char *prog, int ifindex)
 	log_target = NULL;
 	if (!link)
 		return fail(h, -errno, "attach %s to interface %d", prog, ifindex);
-	id = keep_link(h, link);
-	if (id < 0)
-		return fail(h, id, "attach %s: too many links", prog);
-	return id;
+	return keep_link(h, link, prog);
 }
 
 ECAP_API int ecap_map_update(struct ecap *h, const char *name, const void *key, uint32_t key_size,
