@@ -148,9 +148,16 @@ with psycopg.connect(os.environ["CONNINFO"], autocommit=True) as c:
     await victim;
   }
   await mark(run, pg, "ecap-marker-3");
+  // the killed backend's exit may be seen after the marker: wait for it too
+  await waitFor(
+    () => eventsOf(run, pg).some((e) => String(e.query).includes("/* victim */")),
+    "the victim's event",
+  );
   await run.stop();
 
-  const ev = eventsOf(run, pg).filter((e) => !String(e.query).includes("pg_terminate_backend"));
+  const ev = eventsOf(run, pg)
+    .filter((e) => !String(e.query).includes("pg_terminate_backend"))
+    .sort((a, b) => String(a.time).localeCompare(String(b.time)));
   assert.equal(ev.length, 3);
   const long = String(ev[0].query);
   assert.equal(long.length, TEXT_CAP);
