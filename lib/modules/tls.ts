@@ -454,9 +454,11 @@ export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
     uretprobe("uretprobe_ssl_call_ex", LIB, "SSL_write_ex", { optional: true, models: TEXT }),
     uprobe("uprobe_ssl_read_ex", LIB, "SSL_read_ex", { optional: true, models: TEXT }),
     uretprobe("uretprobe_ssl_call_ex", LIB, "SSL_read_ex", { optional: true, models: TEXT }),
+    // handshakes: their secrets; in text mode, the socket their syscalls show,
+    // for a first SSL_read served from what the handshake already read
     ...HANDSHAKES.flatMap((f) => [
-      uprobe("uprobe_ssl_handshake", LIB, f, { optional: true, models: SECRETS }),
-      uretprobe("uretprobe_ssl_call", LIB, f, { optional: true, models: SECRETS }),
+      uprobe("uprobe_ssl_handshake", LIB, f, { optional: true }),
+      uretprobe("uretprobe_ssl_call", LIB, f, { optional: true }),
     ]),
     // handshakes done inside SSL_read/SSL_write: their secrets at the next call
     uprobe("uprobe_ssl_data_secrets", LIB, "SSL_write", { models: SECRETS }),
