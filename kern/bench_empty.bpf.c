@@ -37,6 +37,12 @@ int uprobe_ssl_read_ex(struct pt_regs *ctx)
 	return 0;
 }
 
+SEC("uprobe.multi")
+int uprobe_ssl_handshake(struct pt_regs *ctx)
+{
+	return 0;
+}
+
 SEC("uretprobe.multi")
 int uretprobe_ssl_call(struct pt_regs *ctx)
 {
