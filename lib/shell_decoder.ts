@@ -4,6 +4,7 @@
  * read before that status belong to one (multi-line) command.
  * @module
  */
+import { formatTime } from "./format.ts";
 import type { DecodeContext, EventBase, RecordDecoder } from "./module_spec.ts";
 import { RecordError, type RecordHeader } from "./record_header.ts";
 import { textChunkReader, TextJoiner } from "./text_chunks.ts";
@@ -96,5 +97,33 @@ export function shellDecoder<M extends string>(
       lines.clear();
       return [];
     },
+  };
+}
+
+/** A shell event as text: a header line, then the command indented. */
+export function formatShellEvent<M extends string>(ev: ShellEvent<M>): string {
+  const status = ev.status === null
+    ? ev.end
+    : `${ev.status}${ev.end === "return" ? "" : ` ${ev.end}`}`;
+  const cut = ev.truncated ? " [cut at 1 MiB]" : "";
+  const line = ev.line.replaceAll("\n", "\n    ");
+  return `${
+    formatTime(ev.timeNs)
+  } pid=${ev.pid} uid=${ev.uid} comm=${ev.comm} status=${status}${cut}\n    ${line}`;
+}
+
+/** A shell event's --json object (field names in the README). */
+export function shellEventJSON<M extends string>(ev: ShellEvent<M>): Record<string, unknown> {
+  return {
+    module: ev.module,
+    time: formatTime(ev.timeNs, true),
+    pid: ev.pid,
+    tid: ev.tid,
+    uid: ev.uid,
+    comm: ev.comm,
+    line: ev.line,
+    status: ev.status,
+    end: ev.end,
+    truncated: ev.truncated,
   };
 }

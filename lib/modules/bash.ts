@@ -6,7 +6,6 @@
  */
 import bashObject from "../../build/bash.bpf.o" with { type: "bytes" };
 import { EcapError } from "../errors.ts";
-import { formatTime } from "../format.ts";
 import {
   type CommonOptions,
   type DecodeContext,
@@ -16,7 +15,13 @@ import {
   uprobe,
   uretprobe,
 } from "../module_spec.ts";
-import { shellDecoder, type ShellEnd, type ShellEvent } from "../shell_decoder.ts";
+import {
+  formatShellEvent,
+  shellDecoder,
+  type ShellEnd,
+  type ShellEvent,
+  shellEventJSON,
+} from "../shell_decoder.ts";
 import { findShell } from "../targets.ts";
 
 /** Options of the bash module. */
@@ -104,26 +109,6 @@ export const bash: ModuleSpec<BashOptions, BashEvent> = {
   targets: async (opts) => ({ files: { bash: [await findShell("bash", opts.bash)] }, notes: [] }),
   globals: () => ({}),
   decoder: bashDecoder,
-  format(ev) {
-    const status = ev.status === null
-      ? ev.end
-      : `${ev.status}${ev.end === "return" ? "" : ` ${ev.end}`}`;
-    const cut = ev.truncated ? " [cut at 1 MiB]" : "";
-    const line = ev.line.replaceAll("\n", "\n    ");
-    return `${
-      formatTime(ev.timeNs)
-    } pid=${ev.pid} uid=${ev.uid} comm=${ev.comm} status=${status}${cut}\n    ${line}`;
-  },
-  toJSON: (ev) => ({
-    module: ev.module,
-    time: formatTime(ev.timeNs, true),
-    pid: ev.pid,
-    tid: ev.tid,
-    uid: ev.uid,
-    comm: ev.comm,
-    line: ev.line,
-    status: ev.status,
-    end: ev.end,
-    truncated: ev.truncated,
-  }),
+  format: formatShellEvent,
+  toJSON: shellEventJSON,
 };

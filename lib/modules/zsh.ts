@@ -8,7 +8,6 @@
 import zshObject from "../../build/zsh.bpf.o" with { type: "bytes" };
 import type { ElfFile } from "../elf.ts";
 import { EcapError } from "../errors.ts";
-import { formatTime } from "../format.ts";
 import {
   type CommonOptions,
   type DecodeContext,
@@ -19,7 +18,13 @@ import {
   uretprobe,
 } from "../module_spec.ts";
 import { listPids, mappedFiles } from "../proc_maps.ts";
-import { shellDecoder, type ShellEnd, type ShellEvent } from "../shell_decoder.ts";
+import {
+  formatShellEvent,
+  shellDecoder,
+  type ShellEnd,
+  type ShellEvent,
+  shellEventJSON,
+} from "../shell_decoder.ts";
 import { findShell, openElf } from "../targets.ts";
 
 /** Options of the zsh module. */
@@ -211,26 +216,6 @@ export const zsh: ModuleSpec<ZshOptions, ZshEvent> = {
     };
   },
   decoder: zshDecoder,
-  format(ev) {
-    const status = ev.status === null
-      ? ev.end
-      : `${ev.status}${ev.end === "return" ? "" : ` ${ev.end}`}`;
-    const cut = ev.truncated ? " [cut at 1 MiB]" : "";
-    const line = ev.line.replaceAll("\n", "\n    ");
-    return `${
-      formatTime(ev.timeNs)
-    } pid=${ev.pid} uid=${ev.uid} comm=${ev.comm} status=${status}${cut}\n    ${line}`;
-  },
-  toJSON: (ev) => ({
-    module: ev.module,
-    time: formatTime(ev.timeNs, true),
-    pid: ev.pid,
-    tid: ev.tid,
-    uid: ev.uid,
-    comm: ev.comm,
-    line: ev.line,
-    status: ev.status,
-    end: ev.end,
-    truncated: ev.truncated,
-  }),
+  format: formatShellEvent,
+  toJSON: shellEventJSON,
 };
