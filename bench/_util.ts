@@ -251,3 +251,24 @@ export class Ecap extends Proc {
     return m ? { events: Number(m[1]), lost: Number(m[2]) } : undefined;
   }
 }
+
+/** A self-signed EC certificate and key for a TLS server on loopback. */
+export async function selfSignedCert(cn: string, key: string, cert: string) {
+  await sh("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${cn}`,
+    "-keyout",
+    key,
+    "-out",
+    cert,
+  ]);
+}

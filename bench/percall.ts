@@ -17,6 +17,7 @@ import {
   median,
   ratioText,
   type Row,
+  selfSignedCert,
   sh,
 } from "./_util.ts";
 
@@ -80,23 +81,7 @@ class Loop implements AsyncDisposable {
 export async function runPerCall(o: BenchOptions): Promise<Row[]> {
   const bin = await compileHelper("ssl_loop", ["-lssl", "-lcrypto"]);
   const cert = `${o.tmp}/loop-cert.pem`, key = `${o.tmp}/loop-key.pem`;
-  await sh("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=localhost",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-  ]);
+  await selfSignedCert("localhost", key, cert);
   const ldd = await sh("ldd", [bin]);
   const libssl = await Deno.realPath(/libssl\.so\.3 => (\S+)/.exec(ldd.stdout)?.[1] ?? "");
   const loc = await locateSymbol(libssl, ["SSL_write"], "libssl");

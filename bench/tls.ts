@@ -22,6 +22,7 @@ import {
   Proc,
   ratioText,
   type Row,
+  selfSignedCert,
   sh,
   sleep,
   which,
@@ -79,23 +80,7 @@ class Nginx implements AsyncDisposable {
       for (let i = 0; i < n; i += 65536) crypto.getRandomValues(body.subarray(i, i + 65536));
       await Deno.writeFile(`${www}/${name}`, body, { mode: 0o644 });
     }
-    await sh("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=127.0.0.1",
-      "-keyout",
-      `${dir}/key.pem`,
-      "-out",
-      `${dir}/cert.pem`,
-    ]);
+    await selfSignedCert("127.0.0.1", `${dir}/key.pem`, `${dir}/cert.pem`);
     const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = (l.addr as Deno.NetAddr).port;
     l.close();
