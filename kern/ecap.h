@@ -22,6 +22,7 @@ enum ecap_kind {
 	ECAP_KIND_PG_BACKEND = 18,	/* struct text_chunk: a backend's process title */
 	ECAP_KIND_TLS_SECRET = 9,	/* struct tls_secret */
 	ECAP_KIND_TLS_PACKET = 10,	/* struct tls_packet */
+	ECAP_KIND_TLS_KEYLOG = 11,	/* struct tls_keylog */
 	ECAP_KIND_ZSH_STATUS = 16,	/* struct zsh_status */
 	ECAP_KIND_WATCH = 32,		/* struct ecap_watch: read by lib/capture.ts itself */
 };
@@ -177,6 +178,29 @@ struct tls_secret {
 	__u8 exporter_master_secret[TLS_SECRET_MAX];
 };
 
+/*
+ * One key log line's parts, for libraries that hand out their secrets one
+ * label at a time (GnuTLS's keylog hook, Go's writeKeyLog): user space
+ * prints "LABEL CLIENT_RANDOM SECRET".
+ */
+#define TLS_LABEL_MAX 48
+
+struct tls_keylog {
+	struct ecap_hdr hdr;
+	__u64 conn;		/* the library's connection object's address */
+	__s32 fd;		/* socket fd, -1 if unknown */
+	__u16 family;		/* AF_INET or AF_INET6; 0 if unknown */
+	__u16 lport;
+	__u16 rport;
+	__u16 pad;
+	__u32 secret_len;	/* bytes of secret used */
+	__u8 laddr[16];
+	__u8 raddr[16];
+	char label[TLS_LABEL_MAX];	/* NUL-terminated, e.g. CLIENT_TRAFFIC_SECRET_0 */
+	__u8 client_random[32];
+	__u8 secret[TLS_SECRET_MAX];
+};
+
 /* Where one library release keeps what tls_secret needs: byte offsets from
  * the SSL* an API call receives (0 in valid = no secrets for it). */
 struct ssl_layout {
@@ -268,6 +292,7 @@ struct ecap_types {
 	enum tls_data_flags tls_data_flags;
 	struct tls_data tls_data;
 	struct tls_secret tls_secret;
+	struct tls_keylog tls_keylog;
 	struct ssl_layout ssl_layout;
 	enum tls_packet_dir tls_packet_dir;
 	struct tls_packet tls_packet;

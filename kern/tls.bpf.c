@@ -14,26 +14,13 @@
  * come from tcx classifiers.
  */
 #include "common.bpf.h"
-
-#define S_IFMT 0170000
-#define S_IFSOCK 0140000
-#define AF_INET 2
-#define AF_INET6 10
+#include "tls_socket.bpf.h"
+#include "tls_packets.bpf.h"
 
 /* Bytes captured of one call at most; the rest is counted as cut. */
 const volatile __u32 max_call_bytes = 1 << 20;
 /* Send secrets when a data call ends and they were not sent yet. */
 const volatile bool secrets_on_data = false;
-
-/* Packet pre-filter, 0 = any (user space applies the full expression). */
-const volatile __u8 pkt_proto = 0;
-const volatile __u16 pkt_port = 0;
-const volatile bool pkt_host4_set = false;
-const volatile __u8 pkt_host4[4] = {};
-const volatile bool pkt_host6_set = false;
-const volatile __u8 pkt_host6[16] = {};
-/* Bytes of a packet captured at most. */
-const volatile __u32 pkt_snaplen = TLS_PACKET_MAX;
 
 /* Struct offsets of each probed library, by the probes' BPF cookie. */
 struct {
@@ -57,21 +44,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct tls_secret);
 } secret_scratch SEC(".maps");
-
-struct packet_record {
-	struct tls_packet rec;
-	__u8 data[TLS_PACKET_MAX];
-};
-
-/* One slot per CPU, indexed by CPU: per-CPU maps cap values at 32 KiB. A TC
- * program cannot be preempted by another on its CPU (BH are off). User space
- * sizes it to the number of possible CPUs. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct packet_record);
-} packet_scratch SEC(".maps");
 
 /* An SSL_read/SSL_write in progress on a thread. */
 struct tls_call {
@@ -147,62 +119,6 @@ static __always_inline int call_enter(void *ctx, void *ssl, const void *buf, voi
 	bpf_map_update_elem(&active_calls, &id, &call, BPF_ANY);
 	return 0;
 }
-
-/* The endpoints of a socket. */
-struct sock_info {
-	__u16 family; /* 0 if fd is not an IPv4/IPv6 socket */
-	__u16 lport;
-	__u16 rport;
-	__u8 laddr[16];
-	__u8 raddr[16];
-};
-
-/* Fills family, ports and addresses from the socket behind fd, if it is one. */
-static __always_inline void read_socket(struct sock_info *d, int fd)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *file = NULL;
-	struct socket *sock;
-	struct sock *sk;
-	__u16 family;
-
-	d->family = 0;
-	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
-		return;
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
-		return;
-	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
-		return;
-	sock = BPF_CORE_READ(file, private_data);
-	sk = BPF_CORE_READ(sock, sk);
-	if (!sk)
-		return;
-	family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	/* BPF_CORE_READ_INTO would size the read by d->laddr's element: one byte */
-	if (family == AF_INET) {
-		bpf_core_read(d->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(d->raddr, 4, &sk->__sk_common.skc_daddr);
-	} else if (family == AF_INET6) {
-		bpf_core_read(d->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_core_read(d->raddr, 16, &sk->__sk_common.skc_v6_daddr);
-	} else {
-		return;
-	}
-	d->family = family;
-	d->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	d->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-}
-
-#define COPY_SOCK(dst, si)                                              \
-	do {                                                            \
-		(dst)->family = (si)->family;                           \
-		(dst)->lport = (si)->lport;                             \
-		(dst)->rport = (si)->rport;                             \
-		__builtin_memcpy((dst)->laddr, (si)->laddr, 16);        \
-		__builtin_memcpy((dst)->raddr, (si)->raddr, 16);        \
-	} while (0)
 
 #define TLS1_3_VERSION 0x0304
 
@@ -462,95 +378,4 @@ int raw_tp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	c->fd = (__s32)PT_REGS_PARM1_CORE_SYSCALL(regs);
 	c->fd_seen = 1;
 	return 0;
-}
-
-/* Pre-filter of -m pcap; user space applies the whole expression. */
-static __always_inline bool packet_wanted(struct __sk_buff *skb)
-{
-	__u16 proto = skb->protocol;
-	__u32 off = 14; /* Ethernet; lo has one too */
-	__u8 l4 = 0;
-	__u16 ports[2] = {};
-
-	if (!pkt_proto && !pkt_port && !pkt_host4_set && !pkt_host6_set)
-		return true;
-	if (proto == bpf_htons(0x0800)) {
-		struct iphdr ip;
-
-		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)))
-			return false;
-		if (pkt_host6_set)
-			return false;
-		if (pkt_host4_set && __builtin_memcmp(&ip.saddr, (const void *)pkt_host4, 4) &&
-		    __builtin_memcmp(&ip.daddr, (const void *)pkt_host4, 4))
-			return false;
-		l4 = ip.protocol;
-		off += ip.ihl * 4;
-	} else if (proto == bpf_htons(0x86DD)) {
-		struct ipv6hdr ip6;
-
-		if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)))
-			return false;
-		if (pkt_host4_set)
-			return false;
-		if (pkt_host6_set && __builtin_memcmp(&ip6.saddr, (const void *)pkt_host6, 16) &&
-		    __builtin_memcmp(&ip6.daddr, (const void *)pkt_host6, 16))
-			return false;
-		l4 = ip6.nexthdr; /* extension headers: left to user space */
-		off += sizeof(ip6);
-	} else {
-		return false;
-	}
-	if (pkt_proto && l4 != pkt_proto)
-		return false;
-	if (pkt_port) {
-		if (l4 != 6 && l4 != 17)
-			return false;
-		if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)))
-			return false;
-		if (ports[0] != bpf_htons(pkt_port) && ports[1] != bpf_htons(pkt_port))
-			return false;
-	}
-	return true;
-}
-
-static __always_inline int capture_packet(struct __sk_buff *skb, __u32 dir)
-{
-	__u32 cpu = bpf_get_smp_processor_id(), len = skb->len, caplen;
-	struct packet_record *r;
-
-	if (!packet_wanted(skb))
-		return TCX_NEXT;
-	r = bpf_map_lookup_elem(&packet_scratch, &cpu);
-	if (!r)
-		return TCX_NEXT;
-	caplen = len < pkt_snaplen ? len : pkt_snaplen;
-	if (caplen > TLS_PACKET_MAX)
-		caplen = TLS_PACKET_MAX;
-	if (caplen == 0)
-		return TCX_NEXT;
-	/* bpf_skb_load_bytes wants a length the verifier can bound */
-	caplen &= TLS_PACKET_MAX * 2 - 1;
-	if (caplen > TLS_PACKET_MAX || bpf_skb_load_bytes(skb, 0, r->data, caplen))
-		return TCX_NEXT;
-	r->rec.hdr.kind = ECAP_KIND_TLS_PACKET;
-	r->rec.hdr.ts_ns = bpf_ktime_get_ns();
-	r->rec.ifindex = skb->ifindex;
-	r->rec.len = len;
-	r->rec.caplen = caplen;
-	r->rec.dir = dir;
-	emit(r, sizeof(r->rec) + caplen);
-	return TCX_NEXT;
-}
-
-SEC("tcx/ingress")
-int tc_ingress(struct __sk_buff *skb)
-{
-	return capture_packet(skb, TLS_PACKET_INGRESS);
-}
-
-SEC("tcx/egress")
-int tc_egress(struct __sk_buff *skb)
-{
-	return capture_packet(skb, TLS_PACKET_EGRESS);
 }
