@@ -8,8 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <bpf/bpf.h>
@@ -36,6 +41,9 @@ struct ecap {
 	uint8_t *aside;
 	size_t aside_len, aside_cap;
 	bool has_aside;
+	/* ecap_guard: the guardian's pid and our end of its pipe */
+	pid_t guard_pid;
+	int guard_fd;
 	char error[1024];
 	char *log;
 	size_t log_len;
@@ -91,7 +99,7 @@ ECAP_API struct ecap *ecap_new(void)
 
 	if (!h)
 		return NULL;
-	h->epoll_fd = h->wake_fd = -1;
+	h->epoll_fd = h->wake_fd = h->guard_fd = -1;
 	libbpf_set_print(libbpf_log);
 	return h;
 }
@@ -514,11 +522,93 @@ static void destroy_links(struct ecap *h)
 	h->n_links = 0;
 }
 
+/* ffi/guardian.c, built freestanding; scripts/build.ts passes its path. */
+__asm__(".section .rodata\n"
+	".balign 16\n"
+	"guardian_elf:\n"
+	".incbin \"" GUARDIAN_ELF "\"\n"
+	"guardian_elf_end:\n"
+	".previous\n");
+extern const char guardian_elf[], guardian_elf_end[];
+
+ECAP_API int ecap_guard(struct ecap *h, const char *name)
+{
+	struct bpf_map *map = bpf_object__find_map_by_name(h->obj, name);
+	size_t len = guardian_elf_end - guardian_elf;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	char exe[32], pipe_arg[16], map_arg[16];
+	char *argv[] = { "ecap-guardian", pipe_arg, map_arg, NULL };
+	char *envp[] = { NULL };
+	int fds[2], mem, err;
+	sigset_t none;
+
+	if (h->guard_fd >= 0)
+		return 0;
+	if (!map || bpf_map__fd(map) < 0)
+		return fail(h, -ENOENT, "guard: no loaded map \"%s\"", name);
+	mem = memfd_create("ecap-guardian", MFD_CLOEXEC);
+	if (mem < 0)
+		return fail(h, -errno, "guard: memfd_create");
+	if (write(mem, guardian_elf, len) != (ssize_t)len) {
+		err = -errno;
+		close(mem);
+		return fail(h, err ? err : -EIO, "guard: writing the guardian");
+	}
+	if (pipe2(fds, O_CLOEXEC)) {
+		err = -errno;
+		close(mem);
+		return fail(h, err, "guard: pipe");
+	}
+	/* in the child, the map is fd 3 and the pipe fd 4; nothing else stays open */
+	/* the parent's fd: the child closes its own copies before exec */
+	snprintf(exe, sizeof(exe), "/proc/%d/fd/%d", (int)getpid(), mem);
+	snprintf(pipe_arg, sizeof(pipe_arg), "4");
+	snprintf(map_arg, sizeof(map_arg), "3");
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, bpf_map__fd(map), 3);
+	posix_spawn_file_actions_adddup2(&fa, fds[0], 4);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 5);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	posix_spawnattr_setsigmask(&attr, &none);
+	/* its own session: signals to ecap's process group do not reach it */
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+	err = posix_spawn(&h->guard_pid, exe, &fa, &attr, argv, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(mem);
+	close(fds[0]);
+	if (err) {
+		close(fds[1]);
+		return fail(h, -err, "guard: starting the guardian");
+	}
+	h->guard_fd = fds[1];
+	return 0;
+}
+
+static void end_guard(struct ecap *h)
+{
+	if (h->guard_fd < 0)
+		return;
+	/* a clean end: what was held was continued; the guardian checks once more */
+	if (write(h->guard_fd, "q", 1) != 1) {
+		/* it is gone already */
+	}
+	close(h->guard_fd);
+	h->guard_fd = -1;
+	waitpid(h->guard_pid, NULL, 0);
+}
+
 ECAP_API void ecap_close(struct ecap *h)
 {
 	if (!h)
 		return;
 	destroy_links(h);
+	end_guard(h);
 	ring_buffer__free(h->ring);
 	bpf_object__close(h->obj);
 	if (h->epoll_fd >= 0)

@@ -65,6 +65,12 @@ ECAP_API uint64_t ecap_monotonic_ns(void);
 ECAP_API const char *ecap_last_error(struct ecap *h);
 /* libbpf's own log (verifier output included) since the handle was made. */
 ECAP_API const char *ecap_log(struct ecap *h);
+/*
+ * Starts a guardian process that sends SIGCONT to every pid left in the
+ * named map (u32 keys) if this process dies without closing the handle:
+ * processes a BPF program stopped are never left stopped.
+ */
+ECAP_API int ecap_guard(struct ecap *h, const char *map);
 /* Detaches everything and frees the handle. */
 ECAP_API void ecap_close(struct ecap *h);
 

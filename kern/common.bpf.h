@@ -172,6 +172,30 @@ static __always_inline void watch_key(struct watch_file_key *k, struct file *fil
 	k->pad = 0;
 }
 
+/* Processes stopped and not yet continued: if ecap dies before it sends
+ * SIGCONT, its guardian process (ffi/guardian.c) continues them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64); /* bpf_ktime_get_ns() when stopped */
+} held_tgids SEC(".maps");
+
+/* Stops the current process and notes it in held_tgids (first: the
+ * guardian must know of every process stopped). */
+static __always_inline bool hold_process(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 now = bpf_ktime_get_ns();
+
+	if (bpf_map_update_elem(&held_tgids, &tgid, &now, BPF_ANY))
+		return false;
+	if (bpf_send_signal(ECAP_SIGSTOP) == 0)
+		return true;
+	bpf_map_delete_elem(&held_tgids, &tgid);
+	return false;
+}
+
 /* Sends a watch record; with stop, stops the process once it is sent (never
  * a process user space will not hear of). */
 static __always_inline void watch_emit(__u32 what, struct watch_file_key *k, struct file *file,
@@ -195,7 +219,7 @@ static __always_inline void watch_emit(__u32 what, struct watch_file_key *k, str
 		name = BPF_CORE_READ(file, f_path.dentry, d_name.name);
 		bpf_probe_read_kernel_str(w->name, sizeof(w->name), name);
 	}
-	w->stopped = stop && bpf_send_signal(ECAP_SIGSTOP) == 0;
+	w->stopped = stop && hold_process();
 	bpf_ringbuf_submit(w, 0);
 	stat_add(ECAP_STAT_EVENTS, 1);
 }
@@ -301,9 +325,9 @@ int BPF_PROG(ecap_watch_exec, struct task_struct *p, pid_t old_pid, struct linux
 		return 0;
 	if (!process_allowed(bpf_get_current_pid_tgid(), (__u32)bpf_get_current_uid_gid()))
 		return 0;
-	/* a binary known to carry a target is stopped like a mapped library;
-	 * an unknown one is only reported: inspecting it can take a second */
-	watch_emit(state ? WATCH_MAPPED : WATCH_EXEC, &k, file, -1, state != NULL);
+	/* stopped until user space has looked at the binary (a few ms, once
+	 * per file): a target linked in statically runs no code unprobed */
+	watch_emit(state ? WATCH_MAPPED : WATCH_EXEC, &k, file, -1, true);
 	return 0;
 }
 

@@ -321,6 +321,8 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
         );
         cap.#nextIndex = targets.files[follow.role]?.length ?? 0;
         cap.#watchRecord = watchReader(btf);
+        // held processes are continued even if this process is killed
+        handle.guard("held_tgids");
         if (follow.mappedPrefix) cap.#attachRaw("ecap_watch_mmap", "sys_enter");
         cap.#attachRaw("ecap_watch_exec", "sched_process_exec");
       }
@@ -490,6 +492,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
         try {
           Deno.kill(rec.pid, "SIGCONT");
         } catch { /* it is gone */ }
+        if (!this.#closed) this.#handle.deleteMapEntry("held_tgids", u32(rec.pid));
       }
     }
   }

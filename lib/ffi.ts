@@ -27,6 +27,7 @@ const SYMBOLS = {
     result: "i32",
   },
   ecap_map_delete: { parameters: ["pointer", "buffer", "buffer", "u32"], result: "i32" },
+  ecap_guard: { parameters: ["pointer", "buffer"], result: "i32" },
   ecap_map_keys: { parameters: ["pointer", "buffer", "buffer", "u32", "u32"], result: "i32" },
   ecap_attach_raw_tp: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
   ecap_detach: { parameters: ["pointer", "i32"], result: "i32" },
@@ -279,6 +280,14 @@ export class BpfHandle {
         key.length,
       ),
     );
+  }
+
+  /**
+   * Starts a guardian process that continues (SIGCONT) every pid left in
+   * `map` if this process dies without closing the handle.
+   */
+  guard(map: string) {
+    this.#check(this.#lib.ecap_guard(this.#live(), cstr(map)));
   }
 
   /** Up to `max` keys of a hash map, each `keySize` bytes. */

@@ -116,9 +116,37 @@ async function buildObjects(vmlinux: string) {
   }
 }
 
+/** ffi/guardian.c: freestanding, a few KiB, embedded in libecap.so. */
+async function buildGuardian(): Promise<string> {
+  const out = `${BUILD}/ecap-guardian`;
+  const src = `${ROOT}/ffi/guardian.c`;
+  if (!await stale(out, [src])) return out;
+  say("ffi/guardian.c");
+  await run("gcc", [
+    "-static",
+    "-nostdlib",
+    "-ffreestanding",
+    "-fno-stack-protector",
+    "-fno-asynchronous-unwind-tables",
+    "-fno-pie",
+    "-no-pie",
+    "-Os",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-Wl,--build-id=none",
+    "-s",
+    src,
+    "-o",
+    out,
+  ]);
+  return out;
+}
+
 async function buildShim() {
   const out = `${BUILD}/libecap.so`;
-  const src = [`${ROOT}/ffi/ecap.c`, `${ROOT}/ffi/ecap.h`];
+  const guardian = await buildGuardian();
+  const src = [`${ROOT}/ffi/ecap.c`, `${ROOT}/ffi/ecap.h`, guardian];
   const libs = ["libbpf.a", "libelf.a", "libz.a"].map((l) => `${DEPS}/lib/${l}`);
   for (const lib of libs) {
     if (await mtime(lib) === 0) {
@@ -138,6 +166,7 @@ async function buildShim() {
     "-Wno-unused-parameter",
     "-Werror",
     `-I${DEPS}/include`,
+    `-DGUARDIAN_ELF="${guardian}"`,
     src[0],
     ...libs,
     "-lpthread",

@@ -154,3 +154,80 @@ bpfTest("ecap tls --list-targets names nginx and its libssl version", async () =
   assert.ok(line, run.stdout);
   assert.match(line, /libssl\.so\.3 inode=\d+ dev=[0-9a-f]+:[0-9a-f]+ OpenSSL 3\.\d+\.\d+/);
 });
+
+/** State letter and parent of a process (/proc/PID/stat), or undefined once it is reaped. */
+function procStat(pid: number): { state: string; ppid: number; comm: string } | undefined {
+  try {
+    const text = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const close = text.lastIndexOf(")");
+    const [state, ppid] = text.slice(close + 2).split(" ");
+    return { state, ppid: Number(ppid), comm: text.slice(text.indexOf("(") + 1, close) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The guardian ecap started, if it runs (a child named ecap-guardian). */
+function guardianOf(pid: number): number | undefined {
+  for (const e of Deno.readDirSync("/proc")) {
+    const p = Number(e.name);
+    if (!Number.isInteger(p)) continue;
+    const s = procStat(p);
+    if (s?.ppid === pid && s.comm === "ecap-guardian" && s.state !== "Z") return p;
+  }
+  return undefined;
+}
+
+/** Copies of /bin/true: binaries ecap has not seen, so their exec is held. */
+async function freshBinaries(n: number): Promise<{ dir: string; paths: string[] }> {
+  const dir = await Deno.makeTempDir({ prefix: "ecap-fresh-" });
+  const paths = [];
+  for (let i = 0; i < n; i++) {
+    const p = `${dir}/fresh${i}`;
+    await Deno.copyFile("/bin/true", p);
+    await Deno.chmod(p, 0o755);
+    paths.push(p);
+  }
+  return { dir, paths };
+}
+
+bpfTest(
+  "a process held for probing runs on when ecap stalls, and at once when ecap is killed",
+  async () => {
+    const fresh = await freshBinaries(2);
+    await using run = await EcapRun.start(["tls", "--debug"]);
+    try {
+      const guardian = guardianOf(run.pid);
+      assert.ok(guardian, "ecap runs a guardian while it follows");
+      // a stalled ecap never answers: the guardian lets the process go
+      Deno.kill(run.pid, "SIGSTOP");
+      let t0 = performance.now();
+      const first = await new Deno.Command(fresh.paths[0]).output();
+      const heldMs = performance.now() - t0;
+      assert.ok(first.success);
+      assert.ok(heldMs >= 400 && heldMs < 3000, `held ${heldMs.toFixed(0)} ms, not ~500`);
+      // killed while a process is held: the guardian continues it at once
+      t0 = performance.now();
+      const second = new Deno.Command(fresh.paths[1]).spawn();
+      await waitFor(() => procStat(second.pid)?.state === "T", "the exec to be held", 2000);
+      await run.stop("SIGKILL");
+      assert.ok((await second.status).success);
+      const secondMs = performance.now() - t0;
+      assert.ok(secondMs < 450, `held ${secondMs.toFixed(0)} ms: not let go when ecap died`);
+      await waitFor(() => guardianOf(run.pid) === undefined, "the guardian to exit", 2000);
+    } finally {
+      try {
+        Deno.kill(run.pid, "SIGCONT");
+      } catch { /* gone */ }
+      await Deno.remove(fresh.dir, { recursive: true });
+    }
+  },
+);
+
+bpfTest("the guardian ends with a capture that ends cleanly", async () => {
+  await using run = await EcapRun.start(["tls"]);
+  const guardian = guardianOf(run.pid);
+  assert.ok(guardian, "ecap runs a guardian while it follows");
+  assert.equal(await run.stop(), 0, run.stderr);
+  assert.equal(procStat(guardian)?.state ?? "Z", "Z", "the guardian exited");
+});
