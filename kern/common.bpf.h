@@ -172,6 +172,9 @@ static __always_inline void watch_key(struct watch_file_key *k, struct file *fil
 	k->pad = 0;
 }
 
+/* ecap's own process: never stopped. */
+const volatile __u32 ecap_tgid = 0;
+
 /* Processes stopped and not yet continued: if ecap dies before it sends
  * SIGCONT, its guardian process (ffi/guardian.c) continues them. */
 struct {
@@ -188,6 +191,8 @@ static __always_inline bool hold_process(void)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u64 now = bpf_ktime_get_ns();
 
+	if (tgid == ecap_tgid)
+		return false; /* ecap itself, loading a library: it would wait for itself */
 	if (bpf_map_update_elem(&held_tgids, &tgid, &now, BPF_ANY))
 		return false;
 	if (bpf_send_signal(ECAP_SIGSTOP) == 0)
@@ -325,9 +330,11 @@ int BPF_PROG(ecap_watch_exec, struct task_struct *p, pid_t old_pid, struct linux
 		return 0;
 	if (!process_allowed(bpf_get_current_pid_tgid(), (__u32)bpf_get_current_uid_gid()))
 		return 0;
-	/* stopped until user space has looked at the binary (a few ms, once
-	 * per file): a target linked in statically runs no code unprobed */
-	watch_emit(state ? WATCH_MAPPED : WATCH_EXEC, &k, file, -1, true);
+	/* a binary known to carry a target is stopped like a mapped library;
+	 * an unknown one is only reported: a stop is seen by the parent (a
+	 * shell would put its foreground job in the background), a price
+	 * paid only where a target is sure */
+	watch_emit(state ? WATCH_MAPPED : WATCH_EXEC, &k, file, -1, state != NULL);
 	return 0;
 }
 

@@ -5,6 +5,8 @@
  */
 import { type ElfFile, readElf } from "./elf.ts";
 import { EcapError } from "./errors.ts";
+import { mayDefineSymbol } from "./elf_peek.ts";
+import type { CommonOptions, FollowSpec } from "./module_spec.ts";
 
 const LIB_DIRS = [
   "/lib/x86_64-linux-gnu",
@@ -149,4 +151,34 @@ function findIn(elf: ElfFile, path: string, symbols: readonly string[]) {
     if (sym?.fileOffset !== undefined) return { path, symbol: name, offset: sym.fileOffset };
   }
   return undefined;
+}
+
+/**
+ * How a module that probes a program (not a library) follows new processes:
+ * a binary exec'd later that defines `symbol` (another copy, e.g. in a
+ * container) gets the module's probes. Undefined when the user named the
+ * binary, or asked for given processes only.
+ */
+export function followPrograms(
+  opts: CommonOptions,
+  explicit: string | undefined,
+  role: string,
+  symbol: string,
+): FollowSpec | undefined {
+  if (explicit) return undefined;
+  const pids = opts.pids?.length ?? (opts.pid ? 1 : 0);
+  if (pids > 0 && !opts.followChildren) return undefined;
+  return {
+    role,
+    exec: true,
+    async inspect(path) {
+      try {
+        // most programs run are not this one: their string tables say so
+        if (!await mayDefineSymbol(path, symbol)) return undefined;
+        return await locateSymbol(path, [symbol], role) ? { note: role } : undefined;
+      } catch {
+        return undefined; // unreadable, or not an ELF file
+      }
+    },
+  };
 }

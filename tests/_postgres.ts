@@ -43,11 +43,25 @@ export class PgServer implements AsyncDisposable {
     return `${this.dir}/data`;
   }
 
-  /** initdb, pg_ctl start, then CREATE ROLE and DATABASE. */
-  static async start(): Promise<PgServer> {
+  /**
+   * initdb, pg_ctl start, then CREATE ROLE and DATABASE. With `copy`, the
+   * server runs from a copy of Debian's binary (another inode) in a tree
+   * laid out like /usr, so it finds its share and lib directories.
+   */
+  static async start(opts: { copy?: boolean } = {}): Promise<PgServer> {
     const dir = await Deno.makeTempDir({ prefix: "ecap-pg-" });
     await Deno.chmod(dir, 0o711); // the postgres user reaches its files below
     await run("chown", ["postgres:postgres", dir], "chown");
+    let serverArgs: string[] = [];
+    if (opts.copy) {
+      const bin = `${dir}/usr/lib/postgresql/15/bin`;
+      await Deno.mkdir(bin, { recursive: true, mode: 0o755 });
+      await Deno.copyFile(PG_SERVER, `${bin}/postgres`);
+      await Deno.chmod(`${bin}/postgres`, 0o755);
+      await Deno.symlink("/usr/lib/postgresql/15/lib", `${dir}/usr/lib/postgresql/15/lib`);
+      await Deno.symlink("/usr/share", `${dir}/usr/share`);
+      serverArgs = ["-p", `${bin}/postgres`];
+    }
     const tag = `${Deno.pid}_${Math.floor(Math.random() * 1e6)}`;
     const server = new PgServer(dir, `ecap_user_${tag}`, `ecap_db_${tag}`);
     try {
@@ -62,6 +76,7 @@ export class PgServer implements AsyncDisposable {
       ]);
       await server.#asPostgres(`${PG_BIN}/pg_ctl`, [
         "start",
+        ...serverArgs,
         "-w",
         "-D",
         server.data,

@@ -273,3 +273,25 @@ Deno.test("ecap --version and --help print and exit 0", async () => {
     assert.ok(h.stdout.includes(flag), `help lists ${flag}`);
   }
 });
+
+bpfTest("ecap bash probes another bash binary started after it (another inode)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ecap-bash-copy-" });
+  try {
+    const copy = `${dir}/bash`;
+    await Deno.copyFile("/bin/bash", copy);
+    await Deno.chmod(copy, 0o755);
+    const inode = (await Deno.stat(copy)).ino!;
+    await using run = await EcapRun.start(["bash", "--json", "--debug"]);
+    await using pane = await TmuxPane.start([copy, "--norc", "--noprofile", "-i"]);
+    const marker = `copied-${crypto.randomUUID()}`;
+    await pane.type(`echo ${marker}`);
+    await waitFor(() => run.stdout.includes(marker), `"${marker}" from the copy of bash`);
+    await run.stop();
+    const ev = linesOf(run, pane.pid);
+    assert.deepEqual(ev.map((e) => e.line), [`echo ${marker}`]);
+    assert.equal(ev[0].status, 0);
+    assert.match(run.stderr, new RegExp(`attach \\S+ \\(inode ${inode}, bash\\)`));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -178,23 +178,20 @@ function guardianOf(pid: number): number | undefined {
   return undefined;
 }
 
-/** Copies of /bin/true: binaries ecap has not seen, so their exec is held. */
-async function freshBinaries(n: number): Promise<{ dir: string; paths: string[] }> {
-  const dir = await Deno.makeTempDir({ prefix: "ecap-fresh-" });
-  const paths = [];
-  for (let i = 0; i < n; i++) {
-    const p = `${dir}/fresh${i}`;
-    await Deno.copyFile("/bin/true", p);
-    await Deno.chmod(p, 0o755);
-    paths.push(p);
-  }
-  return { dir, paths };
+/** A program that maps a libssl of an inode ecap has not probed: it is held. */
+function curlWithCopy(dir: string): Deno.Command {
+  return new Deno.Command("curl", {
+    args: ["--version"],
+    env: { LD_LIBRARY_PATH: dir },
+    stdout: "null",
+    stderr: "null",
+  });
 }
 
 bpfTest(
   "a process held for probing runs on when ecap stalls, and at once when ecap is killed",
   async () => {
-    const fresh = await freshBinaries(2);
+    const copies = [await libsslCopy(), await libsslCopy()];
     await using run = await EcapRun.start(["tls", "--debug"]);
     try {
       const guardian = guardianOf(run.pid);
@@ -202,14 +199,14 @@ bpfTest(
       // a stalled ecap never answers: the guardian lets the process go
       Deno.kill(run.pid, "SIGSTOP");
       let t0 = performance.now();
-      const first = await new Deno.Command(fresh.paths[0]).output();
+      const first = await curlWithCopy(copies[0].dir).output();
       const heldMs = performance.now() - t0;
       assert.ok(first.success);
       assert.ok(heldMs >= 400 && heldMs < 3000, `held ${heldMs.toFixed(0)} ms, not ~500`);
       // killed while a process is held: the guardian continues it at once
       t0 = performance.now();
-      const second = new Deno.Command(fresh.paths[1]).spawn();
-      await waitFor(() => procStat(second.pid)?.state === "T", "the exec to be held", 2000);
+      const second = curlWithCopy(copies[1].dir).spawn();
+      await waitFor(() => procStat(second.pid)?.state === "T", "the process to be held", 2000);
       await run.stop("SIGKILL");
       assert.ok((await second.status).success);
       const secondMs = performance.now() - t0;
@@ -219,7 +216,7 @@ bpfTest(
       try {
         Deno.kill(run.pid, "SIGCONT");
       } catch { /* gone */ }
-      await Deno.remove(fresh.dir, { recursive: true });
+      for (const c of copies) await Deno.remove(c.dir, { recursive: true });
     }
   },
 );

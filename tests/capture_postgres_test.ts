@@ -218,3 +218,14 @@ Deno.test("parseTitle reads the user and database of a backend's process title",
   assert.equal(parseTitle("postgres: checkpointer "), undefined);
   assert.equal(parseTitle("postgres: logical replication launcher"), undefined);
 });
+
+bpfTest("ecap postgres probes a server started after it from another binary", async () => {
+  await using run = await EcapRun.start(["postgres", "--json", "--debug"]);
+  await using pg = await PgServer.start({ copy: true });
+  const inode = (await Deno.stat(`${pg.dir}/usr/lib/postgresql/15/bin/postgres`)).ino!;
+  await mark(run, pg, "ecap-late-server");
+  assert.equal(await run.stop(), 0);
+  const ev = eventsOf(run, pg);
+  assert.deepEqual(ev.map((e) => [e.query, e.result]), [["SELECT 'ecap-late-server'", "ok"]]);
+  assert.match(run.stderr, new RegExp(`attach \\S+ \\(inode ${inode}, postgres\\)`));
+});

@@ -22,7 +22,7 @@ import {
   type ShellEvent,
   shellEventJSON,
 } from "../shell_decoder.ts";
-import { findShell } from "../targets.ts";
+import { findShell, followPrograms } from "../targets.ts";
 
 /** Options of the bash module. */
 export interface BashOptions extends CommonOptions {
@@ -108,6 +108,8 @@ export const bash: ModuleSpec<BashOptions, BashEvent> = {
   }),
   targets: async (opts) => ({ files: { bash: [await findShell("bash", opts.bash)] }, notes: [] }),
   globals: () => ({}),
+  // another bash binary run later (a container's) gets the same probes
+  follow: (opts) => followPrograms(opts, opts.bash, "bash", "execute_command"),
   decoder: bashDecoder,
   format: formatShellEvent,
   toJSON: shellEventJSON,

@@ -27,7 +27,7 @@ import {
 } from "../module_spec.ts";
 import { listPids } from "../proc_maps.ts";
 import { RecordError, type RecordHeader } from "../record_header.ts";
-import { locateSymbol, openElf } from "../targets.ts";
+import { followPrograms, locateSymbol, openElf } from "../targets.ts";
 import { textChunkReader, TextJoiner } from "../text_chunks.ts";
 
 /** Options of the postgres module. */
@@ -220,6 +220,8 @@ export const postgres: ModuleSpec<PostgresOptions, PostgresEvent> = {
     const { files, note } = await findPostgres(opts.postgres);
     return { files: { [TARGET]: files }, notes: [note] };
   },
+  // a server started later from another binary (a container's) gets the same probes
+  follow: (opts) => followPrograms(opts, opts.postgres, TARGET, SERVER_SYMBOL),
   globals: () => ({}),
   decoder: postgresDecoder,
   format(ev) {
