@@ -29,6 +29,21 @@ export type {
 export type { ZshEnd, ZshEvent, ZshOptions } from "./lib/modules/zsh.ts";
 export type { MysqldCommand, MysqldEvent, MysqldOptions } from "./lib/modules/mysqld.ts";
 export type { PostgresEvent, PostgresOptions } from "./lib/modules/postgres.ts";
+export type {
+  GotlsDataEvent,
+  GotlsEvent,
+  GotlsOptions,
+  GotlsPacketEvent,
+  GotlsSecretEvent,
+} from "./lib/modules/gotls.ts";
+export type {
+  GnutlsDataEvent,
+  GnutlsEvent,
+  GnutlsOptions,
+  GnutlsPacketEvent,
+  GnutlsSecretEvent,
+} from "./lib/modules/gnutls.ts";
+export type { NssDataEvent, NssEvent, NssOptions } from "./lib/modules/nss.ts";
 export type { ModuleEvents, ModuleOptions } from "./lib/modules/mod.ts";
 
 /** Names of the modules `capture` accepts. */

@@ -12,6 +12,11 @@
  * call returns 1, at offsets user space puts in ssl_layouts per library; the
  * BPF cookie of each probe says which library it sits in. Packets (-m pcap)
  * come from tcx classifiers.
+ *
+ * The gnutls and nss modules load this object too: gnutls_record_send/recv
+ * and NSPR's PR_Write/PR_Read have SSL_write/SSL_read's shape (connection,
+ * buffer, size) -> bytes. NSPR calls are kept only on NSS SSL sockets
+ * (uprobe_nspr_*), and GnuTLS hands its secrets to uprobe_gnutls_keylog.
  */
 #include "common.bpf.h"
 #include "tls_socket.bpf.h"
@@ -289,6 +294,85 @@ done:
 	return 0;
 }
 
+/*
+ * NSPR: PR_Write/PR_Read/PR_Send/PR_Recv serve every kind of descriptor
+ * (files, pipes, plain sockets). Only NSS's SSL layer is wanted, and it is
+ * recognised without learning anything per process, so processes that set
+ * their sockets up before ecap started are captured too: a PRFileDesc
+ * (public NSPR ABI, prio.h) whose methods are PR_DESC_LAYERED, whose
+ * identity is a registered layer's (> 0), and whose secret is an sslSocket,
+ * whose first member points back at its own PRFileDesc (NSS sets it in
+ * ssl_PushIOLayer and again in every ssl_GetPrivate/ssl_FindSocket; it is
+ * the PRFileDesc above when a layer was pushed over SSL later). NSPR's own
+ * PRFilePrivate starts with two small ints, never that pointer. Layers an
+ * application pushes above SSL are looked through, a few levels deep.
+ */
+struct pr_file_desc {
+	const void *methods;	/* PRIOMethods *: file_type is its first int */
+	void *secret;
+	struct pr_file_desc *lower;
+	struct pr_file_desc *higher;
+	void *dtor;
+	int identity;
+};
+
+#define PR_DESC_LAYERED 4
+#define NSPR_LAYERS_SEEN 4
+
+static __always_inline bool nss_ssl_socket(struct pr_file_desc *top)
+{
+	struct pr_file_desc *fd = top;
+
+	for (int i = 0; i < NSPR_LAYERS_SEEN && fd; i++) {
+		struct pr_file_desc d;
+		void *back = NULL;
+		int type = 0;
+
+		if (bpf_probe_read_user(&d, sizeof(d), fd))
+			return false;
+		if (d.identity > 0 && d.methods && d.secret &&
+		    !bpf_probe_read_user(&type, sizeof(type), d.methods) &&
+		    type == PR_DESC_LAYERED &&
+		    !bpf_probe_read_user(&back, sizeof(back), d.secret) &&
+		    (back == fd || back == top))
+			return true;
+		fd = d.lower;
+	}
+	return false;
+}
+
+static __always_inline int nspr_enter(void *ctx, void *fd, const void *buf, __u32 flags)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tls_call *c;
+
+	if (!process_allowed(id, (__u32)bpf_get_current_uid_gid()))
+		return 0;
+	/* inside a call kept: counted as nested whatever its descriptor */
+	c = bpf_map_lookup_elem(&active_calls, &id);
+	if (c) {
+		c->nested++;
+		return 0;
+	}
+	if (!nss_ssl_socket(fd))
+		return 0;
+	return call_enter(ctx, fd, buf, NULL, flags, 0);
+}
+
+/* PR_Write, PR_Send (fd, buf, amount, ...) on an NSS SSL socket. */
+SEC("uprobe.multi")
+int BPF_KPROBE(uprobe_nspr_write, void *fd, const void *buf)
+{
+	return nspr_enter(ctx, fd, buf, 0);
+}
+
+/* PR_Read, PR_Recv (fd, buf, amount, ...) on an NSS SSL socket. */
+SEC("uprobe.multi")
+int BPF_KPROBE(uprobe_nspr_read, void *fd, void *buf)
+{
+	return nspr_enter(ctx, fd, buf, TLS_DATA_READ);
+}
+
 SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_ssl_write, void *ssl, const void *buf)
 {
@@ -332,6 +416,83 @@ int BPF_KPROBE(uprobe_ssl_data_secrets, void *ssl)
 		return 0;
 	fd = bpf_map_lookup_elem(&ssl_fds, &key);
 	emit_secret((__u64)ssl, id, fd ? *fd : -1, (__u32)bpf_get_attach_cookie(ctx));
+	return 0;
+}
+
+/*
+ * GnuTLS: where the client random sits in each probed libgnutls's session
+ * (bytes from the gnutls_session_t), by BPF cookie; 0: unknown.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} gnutls_random_at SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tls_keylog);
+} keylog_scratch SEC(".maps");
+
+/* A gnutls_datum_t: { unsigned char *data; unsigned int size; }. */
+struct gnutls_datum {
+	const void *data;
+	__u32 size;
+};
+
+/*
+ * GnuTLS (3.6.13+) passes every secret of every handshake to the session's
+ * keylog function, (session, label, const gnutls_datum_t *secret); the one
+ * gnutls_init installs is called even when SSLKEYLOGFILE is not set, and
+ * user space found its file offset and the client random's place in the
+ * session through the public API (lib/modules/gnutls.ts). One record per
+ * secret: no struct layout of GnuTLS is read here.
+ */
+SEC("uprobe.multi")
+int BPF_KPROBE(uprobe_gnutls_keylog, void *session, const char *label, const void *secret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 zero = 0, lib = (__u32)bpf_get_attach_cookie(ctx), *random_at, n;
+	struct ssl_key key = { .ssl = (__u64)session, .tgid = id >> 32 };
+	struct tls_keylog *r = bpf_map_lookup_elem(&keylog_scratch, &zero);
+	struct gnutls_datum d = {};
+	struct sock_info si = {};
+	struct tls_call *c;
+	__s32 fd = -1, *cached;
+
+	if (!r || !process_allowed(id, (__u32)bpf_get_current_uid_gid()))
+		return 0;
+	random_at = bpf_map_lookup_elem(&gnutls_random_at, &lib);
+	if (!random_at || *random_at == 0)
+		return 0;
+	if (bpf_probe_read_user(&d, sizeof(d), secret) || d.size == 0 || !d.data)
+		return 0;
+	n = d.size < TLS_SECRET_MAX ? d.size : TLS_SECRET_MAX;
+	__builtin_memset(r->secret, 0, sizeof(r->secret));
+	if (bpf_probe_read_user(r->secret, n, d.data) ||
+	    bpf_probe_read_user_str(r->label, sizeof(r->label), label) <= 0 ||
+	    bpf_probe_read_user(r->client_random, sizeof(r->client_random),
+				(const char *)session + *random_at))
+		return 0;
+	/* the handshake call in progress knows the socket, else an earlier call */
+	c = bpf_map_lookup_elem(&active_calls, &id);
+	if (c && c->ssl == (__u64)session && c->fd >= 0) {
+		fd = c->fd;
+	} else {
+		cached = bpf_map_lookup_elem(&ssl_fds, &key);
+		if (cached)
+			fd = *cached;
+	}
+	fill_hdr(&r->hdr, ECAP_KIND_TLS_KEYLOG, id, (__u32)bpf_get_current_uid_gid());
+	r->conn = (__u64)session;
+	r->fd = fd;
+	r->secret_len = n;
+	read_socket(&si, fd);
+	COPY_SOCK(r, &si);
+	emit(r, sizeof(*r));
 	return 0;
 }
 

@@ -762,15 +762,19 @@ async function planProbes(
       throw new EcapError(`Module ${module} has no target "${p.target}"`);
     }
     for (const [cookie, path] of paths.entries()) {
-      const loc = await locateSymbol(path, p.symbols, p.target);
-      if (!loc) {
+      const locs = p.locate
+        ? (await p.locate(path)).map((l) => ({ path, symbol: l.symbol, offset: l.offset }))
+        : [await locateSymbol(path, p.symbols, p.target)].filter((l) => l !== undefined);
+      if (locs.length === 0) {
         if (p.optional) continue;
         throw new EcapError(
           `Cannot capture ${module}: "${path}" defines none of ${p.symbols.join(", ")}`,
           { kind: "unsupported", hint: `pass --${p.target} with another ${p.target} binary` },
         );
       }
-      plan.push({ kind: p.kind, program: p.program, ...loc, cookie: cookie + firstCookie });
+      for (const loc of locs) {
+        plan.push({ kind: p.kind, program: p.program, ...loc, cookie: cookie + firstCookie });
+      }
     }
   }
   return plan;

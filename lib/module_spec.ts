@@ -27,6 +27,13 @@ export type ProbeSpec =
     symbols: readonly string[];
     /** Missing symbol is not an error (an older release lacks it). */
     optional?: boolean;
+    /**
+     * Finds the places to probe in a file instead of looking up `symbols`
+     * (which then only name them in messages): file offsets, e.g. the return
+     * instructions of a Go function, where uretprobes are unsafe. None found
+     * is "missing".
+     */
+    locate?: (path: string) => Promise<readonly { symbol: string; offset: number }[]>;
   }
   | ProbeCommon & { kind: "raw_tp"; tracepoint: string }
   | ProbeCommon & { kind: "tcx"; direction: "ingress" | "egress" };
@@ -51,6 +58,20 @@ export function uretprobe(
   opts: ProbeOpts = {},
 ): ProbeSpec {
   return { kind: "uretprobe", program, target, symbols: [symbols].flat(), ...opts };
+}
+
+/**
+ * A uprobe at the places `locate` finds in the `target` file (file offsets);
+ * `what` names them in messages.
+ */
+export function uprobeAt(
+  program: string,
+  target: string,
+  what: string,
+  locate: (path: string) => Promise<readonly { symbol: string; offset: number }[]>,
+  opts: ProbeOpts = {},
+): ProbeSpec {
+  return { kind: "uprobe", program, target, symbols: [what], locate, ...opts };
 }
 
 /** A raw tracepoint: needs neither tracefs nor kprobes. */

@@ -323,17 +323,27 @@ export async function inspectTlsLibrary(path: string): Promise<TlsLibraryInfo> {
   };
 }
 
-/** True when the ELF file at `path` defines SSL_write; false if unreadable. */
-async function exportsSslWrite(path: string): Promise<boolean> {
+/** True when the ELF file at `path` defines `symbol`; false if unreadable. */
+async function definesSymbol(path: string, symbol: string): Promise<boolean> {
   try {
-    return ElfFile.parse(await Deno.readFile(path)).symbol("SSL_write") !== undefined;
+    return ElfFile.parse(await Deno.readFile(path)).symbol(symbol) !== undefined;
   } catch {
     return false;
   }
 }
 
+/** Which library {@link discoverTlsLibraries} looks for; OpenSSL's libssl by default. */
+export interface TlsLibraryKind {
+  /** Name prefix of the library's files, e.g. "libgnutls.so". */
+  prefix: string;
+  /** A function only that library defines: an executable with it built in is one too. */
+  symbol: string;
+}
+
+const OPENSSL_KIND: TlsLibraryKind = { prefix: LIBSSL_PREFIX, symbol: "SSL_write" };
+
 /** The TLS-capable files process `pid` maps. */
-async function discoverForPid(pid: number): Promise<DiscoveredTlsLibrary[]> {
+async function discoverForPid(pid: number, kind: TlsLibraryKind): Promise<DiscoveredTlsLibrary[]> {
   const files = await mappedFiles(pid, { all: true });
   const out: DiscoveredTlsLibrary[] = [];
   const seen = new Set<string>();
@@ -353,7 +363,7 @@ async function discoverForPid(pid: number): Promise<DiscoveredTlsLibrary[]> {
     }
   };
   for (const f of files) {
-    if (!basename(f.path).startsWith(LIBSSL_PREFIX)) continue;
+    if (!basename(f.path).startsWith(kind.prefix)) continue;
     const path = await open(f);
     if (path !== undefined) add(path, f);
   }
@@ -362,9 +372,9 @@ async function discoverForPid(pid: number): Promise<DiscoveredTlsLibrary[]> {
   const exe = (await Deno.readLink(`/proc/${pid}/exe`).catch(() => undefined))
     ?.replace(/ \(deleted\)$/, "");
   const main = files.find((f) => f.path === exe);
-  if (main !== undefined && !basename(main.path).startsWith(LIBSSL_PREFIX)) {
+  if (main !== undefined && !basename(main.path).startsWith(kind.prefix)) {
     // /proc/PID/exe opens the right file even inside a container or when deleted.
-    if (await exportsSslWrite(`/proc/${pid}/exe`)) {
+    if (await definesSymbol(`/proc/${pid}/exe`, kind.symbol)) {
       add((await open(main)) ?? `/proc/${pid}/exe`, main);
     }
   }
@@ -372,21 +382,23 @@ async function discoverForPid(pid: number): Promise<DiscoveredTlsLibrary[]> {
 }
 
 /**
- * Finds OpenSSL-style TLS libraries. With `pid`: the libssl.so* files that
- * process maps plus its executable if it has SSL_write built in (throws
- * {@link EcapError} "not-found" if the process does not exist). Without:
- * the libssl.so* entries of ld.so.cache plus every libssl.so* any process
- * maps (containers included), one entry per (dev, inode).
+ * Finds OpenSSL-style TLS libraries (or, with `kind`, another library, e.g.
+ * libgnutls.so). With `pid`: the libssl.so* files that process maps plus its
+ * executable if it has SSL_write built in (throws {@link EcapError}
+ * "not-found" if the process does not exist). Without: the libssl.so*
+ * entries of ld.so.cache plus every libssl.so* any process maps (containers
+ * included), one entry per (dev, inode).
  */
 export async function discoverTlsLibraries(
-  opts: { pid?: number } = {},
+  opts: { pid?: number; kind?: TlsLibraryKind } = {},
 ): Promise<DiscoveredTlsLibrary[]> {
-  if (opts.pid !== undefined) return await discoverForPid(opts.pid);
+  const kind = opts.kind ?? OPENSSL_KIND;
+  if (opts.pid !== undefined) return await discoverForPid(opts.pid, kind);
 
   const out: DiscoveredTlsLibrary[] = [];
   const byKey = new Map<string, DiscoveredTlsLibrary>();
   // musl systems have no cache; running processes are still worth a look.
-  const cached = await findInLdCache(LIBSSL_PREFIX).catch(() => []);
+  const cached = await findInLdCache(kind.prefix).catch(() => []);
   for (const entry of cached) {
     let info: Deno.FileInfo;
     try {
@@ -407,7 +419,7 @@ export async function discoverTlsLibraries(
     out.push(lib);
   }
 
-  const mapped = await findProcessesMapping((p) => basename(p).startsWith(LIBSSL_PREFIX));
+  const mapped = await findProcessesMapping((p) => basename(p).startsWith(kind.prefix));
   for (const [path, m] of mapped) {
     const keys = [`${m.dev}:${m.inode}`];
     // On overlayfs, maps shows the backing file's device, stat the overlay's:

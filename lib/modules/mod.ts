@@ -7,6 +7,9 @@ import type { CommonOptions, EventBase, ModuleSpec } from "../module_spec.ts";
 import { bash, type BashEvent, type BashOptions } from "./bash.ts";
 import { zsh, type ZshEvent, type ZshOptions } from "./zsh.ts";
 import { tls, type TlsEvent, type TlsOptions } from "./tls.ts";
+import { gotls, type GotlsEvent, type GotlsOptions } from "./gotls.ts";
+import { gnutls, type GnutlsEvent, type GnutlsOptions } from "./gnutls.ts";
+import { nss, type NssEvent, type NssOptions } from "./nss.ts";
 import { mysqld, type MysqldEvent, type MysqldOptions } from "./mysqld.ts";
 import { postgres, type PostgresEvent, type PostgresOptions } from "./postgres.ts";
 
@@ -15,6 +18,9 @@ export interface ModuleOptions {
   bash: BashOptions;
   zsh: ZshOptions;
   tls: TlsOptions;
+  gotls: GotlsOptions;
+  gnutls: GnutlsOptions;
+  nss: NssOptions;
   mysqld: MysqldOptions;
   postgres: PostgresOptions;
 }
@@ -24,6 +30,9 @@ export interface ModuleEvents {
   bash: BashEvent;
   zsh: ZshEvent;
   tls: TlsEvent;
+  gotls: GotlsEvent;
+  gnutls: GnutlsEvent;
+  nss: NssEvent;
   mysqld: MysqldEvent;
   postgres: PostgresEvent;
 }
@@ -35,6 +44,9 @@ export const MODULES: {
   bash,
   zsh,
   tls,
+  gotls,
+  gnutls,
+  nss,
   mysqld,
   postgres,
 };

@@ -1,0 +1,122 @@
+/**
+ * nss: plaintext of NSS connections, at NSPR's PR_Write/PR_Read/PR_Send/
+ * PR_Recv (libnspr4), which have SSL_write/SSL_read's shape. NSPR serves
+ * every descriptor; kern/tls.bpf.c keeps the calls on NSS SSL sockets only
+ * (uprobe_nspr_*: recognised from the descriptor itself, so sockets set up
+ * before ecap started count too). No keys: NSS writes its key log only
+ * itself, when SSLKEYLOGFILE was set at its start, through functions it
+ * does not export. What every TLS module shares is in lib/tls_family.ts.
+ * @module
+ */
+import tlsObject from "../../build/tls.bpf.o" with { type: "bytes" };
+import { ElfError, ElfFile } from "../elf.ts";
+import { EcapError } from "../errors.ts";
+import {
+  type FileTarget,
+  type ModuleSpec,
+  rawTracepoint,
+  uprobe,
+  uretprobe,
+} from "../module_spec.ts";
+import { checkArchitecture } from "../targets.ts";
+import {
+  TEXT_MODEL,
+  type TlsDataEvent as DataEvent,
+  tlsFamily,
+  type TlsFamilyEvent,
+  type TlsFamilyOptions,
+} from "../tls_family.ts";
+import {
+  followLibrary,
+  libraryTargets,
+  listLibraryTargets,
+  readLibraryFile,
+  type TlsLibraryModule,
+} from "../tls_targets.ts";
+
+/** Options of the nss module. */
+export interface NssOptions extends TlsFamilyOptions {
+  /** A libnspr4.so (default: every one in use or in the ld cache). */
+  nss?: string;
+}
+
+/** Bytes one PR_Write/PR_Send or PR_Read/PR_Recv call on an SSL socket moved. */
+export type NssDataEvent = DataEvent<"nss">;
+/** What the nss module reports: plaintext only. */
+export type NssEvent = TlsFamilyEvent<"nss">;
+
+const LIB = "nss";
+const NO_KEYS = "no keys: NSS writes its key log only itself (SSLKEYLOGFILE)";
+
+/** "4.35", NSPR's version string (PR_VERSION), alone in its read-only data. */
+function nsprVersion(bytes: Uint8Array): string | undefined {
+  const text = new TextDecoder("latin1").decode(bytes);
+  return /\0(4\.\d{1,3}(?:\.\d{1,3})?)\0/.exec(text)?.[1];
+}
+
+/** What the nss module probes in one file: a line for the user. */
+async function fileTarget(path: string, _opts: NssOptions): Promise<FileTarget> {
+  const bytes = await readLibraryFile(path, "NSPR");
+  try {
+    const elf = ElfFile.parse(bytes);
+    checkArchitecture(elf, path, "library");
+    if (!elf.symbol("PR_Write") || !elf.symbol("PR_Read")) {
+      throw new EcapError(
+        `"${path}" has no PR_Write/PR_Read symbols (not NSPR's libnspr4)`,
+        { kind: "unsupported", hint: "pass --nss with the libnspr4.so NSS uses" },
+      );
+    }
+  } catch (e) {
+    if (!(e instanceof ElfError)) throw e;
+    throw new EcapError(`"${path}" is not a usable ELF file: ${e.message}`, {
+      kind: "unsupported",
+      cause: e,
+    });
+  }
+  const version = nsprVersion(bytes);
+  return { note: `${version ? `NSPR ${version}` : "NSPR"}, NSS SSL sockets only; ${NO_KEYS}` };
+}
+
+const library: TlsLibraryModule<NssOptions> = {
+  role: LIB,
+  what: "NSPR",
+  kind: { prefix: "libnspr4.so", symbol: "PR_Write" },
+  explicit: (opts) => opts.nss,
+  fileTarget,
+};
+
+/** The nss module, described once. */
+export const nss: ModuleSpec<NssOptions, NssEvent> = {
+  name: "nss",
+  summary: "Plaintext of NSS (NSPR) TLS connections",
+  object: tlsObject,
+  probes: [
+    // PR_Writev is not probed: NSS's writev joins the buffers itself
+    ...["PR_Write", "PR_Send"].flatMap((f) => [
+      uprobe("uprobe_nspr_write", LIB, f, { models: TEXT_MODEL }),
+      uretprobe("uretprobe_ssl_call", LIB, f, { models: TEXT_MODEL }),
+    ]),
+    ...["PR_Read", "PR_Recv"].flatMap((f) => [
+      uprobe("uprobe_nspr_read", LIB, f, { models: TEXT_MODEL }),
+      uretprobe("uretprobe_ssl_call", LIB, f, { models: TEXT_MODEL }),
+    ]),
+    rawTracepoint("raw_tp_sys_enter", "sys_enter"),
+  ],
+  ...tlsFamily<NssOptions, "nss">("nss", [{
+    name: "nss",
+    type: "string",
+    arg: "PATH",
+    help: "libnspr4.so to probe (default: every libnspr4 in use)",
+  }], (v) => ({ nss: typeof v.nss === "string" ? v.nss : undefined })),
+  targets(opts) {
+    if (opts.model === "keylog" || opts.model === "pcap") {
+      throw new EcapError(`ecap nss cannot write -m ${opts.model}: ${NO_KEYS}`, {
+        kind: "unsupported",
+        hint: "use -m text",
+      });
+    }
+    return libraryTargets(library, opts);
+  },
+  follow: (opts) => followLibrary(library, opts),
+  listTargets: (opts) => listLibraryTargets(library, opts),
+};

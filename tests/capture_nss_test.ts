@@ -1,0 +1,132 @@
+/**
+ * The nss module against NSS's tstclnt and nginx on loopback: plaintext of
+ * the TLS socket both ways, and nothing of the other descriptors NSPR
+ * serves (tstclnt reads its request file and writes the response to stdout
+ * through NSPR too).
+ * @module
+ */
+import assert from "node:assert/strict";
+import { bpfTest, EcapRun, waitFor } from "./_helpers.ts";
+import { Nginx } from "./_nginx.ts";
+
+type Json = Record<string, unknown> & {
+  pid: number;
+  kind: string;
+  direction: "read" | "write";
+  fd: number;
+  data: string;
+  remote: { addr: string; port: number } | null;
+};
+
+const SYSTEM_NSPR = "/usr/lib/x86_64-linux-gnu/libnspr4.so";
+
+function textOf(e: Json): string {
+  return new TextDecoder().decode(Uint8Array.from(atob(e.data), (c) => c.charCodeAt(0)));
+}
+
+/** Runs tstclnt with its request in a FILE (with a pipe it spins once the server closes). */
+async function tstclnt(
+  nginx: Nginx,
+  path: string,
+  version: string,
+  env: Record<string, string> = {},
+): Promise<{ pid: number; request: string; stdout: string }> {
+  const request = `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`;
+  const file = `${nginx.dir}/req-${crypto.randomUUID()}.txt`;
+  await Deno.writeTextFile(file, request);
+  const child = new Deno.Command("tstclnt", {
+    args: ["-h", "127.0.0.1", "-p", String(nginx.port), "-D", "-o", "-V", version, "-A", file],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env,
+  }).spawn();
+  const out = await child.output();
+  assert.equal(out.code, 0, `tstclnt: ${new TextDecoder().decode(out.stderr)}`);
+  return { pid: child.pid, request, stdout: new TextDecoder().decode(out.stdout) };
+}
+
+bpfTest(
+  "ecap nss captures tstclnt's TLS 1.2 and 1.3 plaintext, and no other descriptor",
+  async () => {
+    const page = "hello from nginx to NSS\n";
+    await using nginx = await Nginx.start({ "index.html": page });
+    await using run = await EcapRun.start(["nss", "--json"]);
+    assert.match(run.stderr, /libnspr4\.so: NSPR 4\.\d+, NSS SSL sockets only; no keys/);
+    const clients = [
+      await tstclnt(nginx, `/index.html?v12-${crypto.randomUUID()}`, "tls1.2:tls1.2"),
+      await tstclnt(nginx, `/index.html?v13-${crypto.randomUUID()}`, "tls1.3:tls1.3"),
+    ];
+    await waitFor(
+      () =>
+        clients.every((c) =>
+          (run.json() as Json[]).some((e) =>
+            e.pid === c.pid && e.direction === "read" && textOf(e).includes(page)
+          )
+        ),
+      "both responses",
+    );
+    assert.equal(await run.stop(), 0);
+    const events = run.json() as Json[];
+    for (const c of clients) {
+      assert.ok(c.stdout.includes(page), "tstclnt printed the page");
+      const mine = events.filter((e) => e.pid === c.pid);
+      // the request once (not also as read from its file), the response once
+      // (not also as written to stdout)
+      const writes = mine.filter((e) => e.direction === "write").map(textOf).join("");
+      assert.equal(writes, c.request);
+      const reads = mine.filter((e) => e.direction === "read").map(textOf).join("");
+      assert.match(reads, /^HTTP\/1\.1 200 OK\r\n/);
+      assert.ok(reads.endsWith(`\r\n\r\n${page}`), reads);
+      assert.equal(reads.split("HTTP/1.1 200").length, 2);
+      // every event is the TLS socket's
+      assert.deepEqual(new Set(mine.map((e) => e.fd)).size, 1);
+      for (const e of mine) assert.deepEqual(e.remote, { addr: "127.0.0.1", port: nginx.port });
+    }
+  },
+);
+
+bpfTest("ecap nss follows a libnspr4 copy a process maps after it started", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ecap-nss-" });
+  try {
+    await Deno.copyFile(SYSTEM_NSPR, `${dir}/libnspr4.so`);
+    await using nginx = await Nginx.start({ "f.txt": "followed by nss\n" });
+    await using run = await EcapRun.start(["nss", "--json", "--debug"]);
+    const c = await tstclnt(nginx, "/f.txt", "tls1.3:tls1.3", { LD_LIBRARY_PATH: dir });
+    await waitFor(
+      () =>
+        (run.json() as Json[]).some((e) =>
+          e.pid === c.pid && e.direction === "read" && textOf(e).includes("followed by nss")
+        ),
+      "the response of the process using the copy",
+    );
+    assert.equal(await run.stop(), 0);
+    assert.match(
+      run.stderr,
+      new RegExp(
+        `attach \\S*${dir}/libnspr4\\.so \\(inode \\d+, NSPR [\\d.]+.*\\) for tstclnt\\[${c.pid}\\]`,
+      ),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+for (const model of ["keylog", "pcap"]) {
+  bpfTest(`ecap nss -m ${model} is refused in one line (exit 5): NSS gives no keys`, async () => {
+    const file = model === "keylog" ? ["-k", "/nonexistent/keys"] : ["-w", "/nonexistent/x"];
+    await using run = await EcapRun.start(["nss", "-m", model, ...file], { wait: false });
+    assert.equal(await run.wait(), 5);
+    const lines = run.stderr.trimEnd().split("\n");
+    assert.equal(lines.length, 1, run.stderr);
+    assert.match(lines[0], new RegExp(`^ecap: ecap nss cannot write -m ${model}: no keys`));
+  });
+}
+
+bpfTest("ecap nss --nss /nonexistent fails in one line (exit 4)", async () => {
+  await using run = await EcapRun.start(["nss", "--nss", "/nonexistent"], { wait: false });
+  assert.equal(await run.wait(), 4);
+  const lines = run.stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 1, run.stderr);
+  assert.match(lines[0], /^ecap: NSPR library "\/nonexistent" not found/);
+});
