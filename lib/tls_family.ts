@@ -90,7 +90,7 @@ export interface TlsSecretEvent<M extends string = string> extends EventBase {
   clientRandom: string;
   /** NSS key log lines: secrets; never printed to stdout. */
   keylog: string[];
-  /** The libraries that hand out one secret at a time: this one ends the handshake's set. */
+  /** True for the one line of a handshake that counts it (libraries that log one secret at a time). */
   complete: boolean;
 }
 
@@ -296,8 +296,12 @@ function secretDecoder<M extends string>(name: M, ctx: DecodeContext) {
   };
 }
 
-/** Labels that end a handshake's set of key log lines: one per handshake gets a line on stdout. */
-const LAST_LABELS = new Set(["CLIENT_RANDOM", "EXPORTER_SECRET"]);
+/**
+ * The label that counts a handshake (one line on stdout each): TLS 1.2 has
+ * one line; every TLS 1.3 library logs CLIENT_TRAFFIC_SECRET_0 (Go logs no
+ * EXPORTER_SECRET).
+ */
+const HANDSHAKE_LABELS = new Set(["CLIENT_RANDOM", "CLIENT_TRAFFIC_SECRET_0"]);
 
 /** Reads `struct tls_keylog`: one key log line's parts. */
 function keylogDecoder<M extends string>(name: M, ctx: DecodeContext) {
@@ -329,7 +333,7 @@ function keylogDecoder<M extends string>(name: M, ctx: DecodeContext) {
       version: label === "CLIENT_RANDOM" ? "TLS 1.2" : "TLS 1.3",
       clientRandom,
       keylog: [`${label} ${clientRandom} ${hex(bytes("secret", secretLen))}`],
-      complete: LAST_LABELS.has(label),
+      complete: HANDSHAKE_LABELS.has(label),
     };
     return [event];
   };
