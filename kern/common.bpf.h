@@ -184,6 +184,25 @@ struct {
 	__type(value, __u64); /* bpf_ktime_get_ns() when stopped */
 } held_tgids SEC(".maps");
 
+/*
+ * Whether stopping the current process would be noticed. A stop is
+ * reported to the parent: su, sudo, runuser and doas then stop themselves
+ * (forever: only their child is continued), and a job-control shell puts
+ * its foreground job in the background. Only a process on a terminal has
+ * such a shell above it.
+ */
+static __always_inline bool stop_is_seen(bool on_tty_too)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	char parent[8] = {};
+
+	if (on_tty_too && BPF_CORE_READ(task, signal, tty))
+		return true;
+	BPF_CORE_READ_STR_INTO(&parent, task, real_parent, comm);
+	return !__builtin_memcmp(parent, "su\0", 3) || !__builtin_memcmp(parent, "sudo\0", 5) ||
+	       !__builtin_memcmp(parent, "runuser", 8) || !__builtin_memcmp(parent, "doas\0", 5);
+}
+
 /* Stops the current process and notes it in held_tgids (first: the
  * guardian must know of every process stopped). */
 static __always_inline bool hold_process(void)
@@ -224,7 +243,7 @@ static __always_inline void watch_emit(__u32 what, struct watch_file_key *k, str
 		name = BPF_CORE_READ(file, f_path.dentry, d_name.name);
 		bpf_probe_read_kernel_str(w->name, sizeof(w->name), name);
 	}
-	w->stopped = stop && hold_process();
+	w->stopped = stop && !stop_is_seen(what == WATCH_EXEC) && hold_process();
 	bpf_ringbuf_submit(w, 0);
 	stat_add(ECAP_STAT_EVENTS, 1);
 }
@@ -330,11 +349,11 @@ int BPF_PROG(ecap_watch_exec, struct task_struct *p, pid_t old_pid, struct linux
 		return 0;
 	if (!process_allowed(bpf_get_current_pid_tgid(), (__u32)bpf_get_current_uid_gid()))
 		return 0;
-	/* a binary known to carry a target is stopped like a mapped library;
-	 * an unknown one is only reported: a stop is seen by the parent (a
-	 * shell would put its foreground job in the background), a price
-	 * paid only where a target is sure */
-	watch_emit(state ? WATCH_MAPPED : WATCH_EXEC, &k, file, -1, state != NULL);
+	/* stopped until user space has looked at the binary (a few ms, once
+	 * per file): a target linked in statically (node, a Go program) runs
+	 * no code unprobed. An unknown binary run from a terminal is only
+	 * reported (see stop_is_seen) */
+	watch_emit(state ? WATCH_MAPPED : WATCH_EXEC, &k, file, -1, true);
 	return 0;
 }
 
