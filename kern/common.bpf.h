@@ -143,6 +143,8 @@ const volatile char watch_prefix[WATCH_NAME_LEN] = {};
 const volatile __u32 watch_prefix_len = 0;
 /* Report execs of binaries not known yet (a TLS library linked statically). */
 const volatile bool watch_exec = false;
+/* An unknown binary this big or bigger is held at exec until it is read. */
+const volatile __s64 watch_exec_hold_bytes = 0x7fffffffffffffffLL;
 
 #define ECAP_SIGSTOP 19
 #define ECAP_PROT_EXEC 4
@@ -244,7 +246,9 @@ static __always_inline void watch_emit(__u32 what, struct watch_file_key *k, str
 		bpf_probe_read_kernel_str(w->name, sizeof(w->name), name);
 	}
 	w->stopped = stop && !stop_is_seen(what == WATCH_EXEC) && hold_process();
-	bpf_ringbuf_submit(w, 0);
+	/* a held process waits for this record: wake the reader now, not at
+	 * its next poll (records before it may have been sent without a wakeup) */
+	bpf_ringbuf_submit(w, w->stopped ? BPF_RB_FORCE_WAKEUP : 0);
 	stat_add(ECAP_STAT_EVENTS, 1);
 }
 
@@ -351,9 +355,11 @@ int BPF_PROG(ecap_watch_exec, struct task_struct *p, pid_t old_pid, struct linux
 		return 0;
 	/* stopped until user space has looked at the binary (a few ms, once
 	 * per file): a target linked in statically (node, a Go program) runs
-	 * no code unprobed. An unknown binary run from a terminal is only
-	 * reported (see stop_is_seen) */
-	watch_emit(state ? WATCH_MAPPED : WATCH_EXEC, &k, file, -1, true);
+	 * no code unprobed. A file too small to hold a target (most commands
+	 * run) and one run from a terminal (see stop_is_seen) are only
+	 * reported */
+	watch_emit(state ? WATCH_MAPPED : WATCH_EXEC, &k, file, -1,
+		   state || BPF_CORE_READ(file, f_inode, i_size) >= watch_exec_hold_bytes);
 	return 0;
 }
 

@@ -298,6 +298,9 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
         handle.setGlobal("watch_prefix", field);
         handle.setGlobal("watch_prefix_len", u32(Math.min(prefix.length, WATCH_NAME_LEN - 1)));
         handle.setGlobal("watch_exec", bool(follow.exec === true));
+        if (follow.holdExecBytes !== undefined) {
+          handle.setGlobal("watch_exec_hold_bytes", u64(follow.holdExecBytes));
+        }
         handle.setGlobal("ecap_tgid", u32(Deno.pid));
       }
       for (const [name, value] of Object.entries(spec.globals(opts))) {

@@ -225,6 +225,12 @@ export interface FollowSpec {
   mappedPrefix?: string;
   /** Inspect binaries exec'd too. */
   exec?: boolean;
+  /**
+   * With exec: an unknown binary at least this big is held (stopped) until
+   * inspected, so a target linked in statically runs nothing unprobed;
+   * smaller ones (most commands) run on while inspected. Absent: none held.
+   */
+  holdExecBytes?: number;
   /** Decides about a file (a host path that opens it). */
   inspect(path: string): Promise<FileTarget | undefined>;
 }

@@ -156,7 +156,8 @@ function findIn(elf: ElfFile, path: string, symbols: readonly string[]) {
 /**
  * How a module that probes a program (not a library) follows new processes:
  * a binary exec'd later that defines `symbol` (another copy, e.g. in a
- * container) gets the module's probes. Undefined when the user named the
+ * container) gets the module's probes; one at least `holdExecBytes` big is
+ * held until inspected (see FollowSpec). Undefined when the user named the
  * binary, or asked for given processes only.
  */
 export function followPrograms(
@@ -164,6 +165,7 @@ export function followPrograms(
   explicit: string | undefined,
   role: string,
   symbol: string,
+  holdExecBytes: number,
 ): FollowSpec | undefined {
   if (explicit) return undefined;
   const pids = opts.pids?.length ?? (opts.pid ? 1 : 0);
@@ -171,6 +173,7 @@ export function followPrograms(
   return {
     role,
     exec: true,
+    holdExecBytes,
     async inspect(path) {
       try {
         // most programs run are not this one: their string tables say so

@@ -109,7 +109,7 @@ export const bash: ModuleSpec<BashOptions, BashEvent> = {
   targets: async (opts) => ({ files: { bash: [await findShell("bash", opts.bash)] }, notes: [] }),
   globals: () => ({}),
   // another bash binary run later (a container's) gets the same probes
-  follow: (opts) => followPrograms(opts, opts.bash, "bash", "execute_command"),
+  follow: (opts) => followPrograms(opts, opts.bash, "bash", "execute_command", 512 << 10),
   decoder: bashDecoder,
   format: formatShellEvent,
   toJSON: shellEventJSON,

@@ -316,6 +316,8 @@ export const gotls: ModuleSpec<GotlsOptions, GotlsEvent> = {
     return {
       role: ROLE,
       exec: true,
+      // a Go program linking crypto/tls is several MB (a client: ~6 MB)
+      holdExecBytes: 2 << 20,
       async inspect(path) {
         try {
           // most programs run while capturing are not Go: their section

@@ -221,7 +221,7 @@ export const postgres: ModuleSpec<PostgresOptions, PostgresEvent> = {
     return { files: { [TARGET]: files }, notes: [note] };
   },
   // a server started later from another binary (a container's) gets the same probes
-  follow: (opts) => followPrograms(opts, opts.postgres, TARGET, SERVER_SYMBOL),
+  follow: (opts) => followPrograms(opts, opts.postgres, TARGET, SERVER_SYMBOL, 4 << 20),
   globals: () => ({}),
   decoder: postgresDecoder,
   format(ev) {
