@@ -53,7 +53,8 @@ export type ModuleName = keyof ModuleOptions;
  * Starts capturing one module's events. The capture runs until it is
  * stopped or disposed; dispose it (`await using`) to detach every probe.
  *
- * @param module Which module to load: "bash", "zsh", "tls", "mysqld" or "postgres".
+ * @param module Which module to load: "bash", "zsh", "tls", "gnutls", "nss", "gotls", "mysqld"
+ *   or "postgres" (see `ModuleOptions`).
  * @param options Filters and targets; every process by default.
  * @returns A running capture: an async iterable of the module's typed events.
  * @throws {EcapError} If the target cannot be found, or the BPF object
