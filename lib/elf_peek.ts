@@ -33,8 +33,12 @@ function includesName(table: Uint8Array, name: Uint8Array): boolean {
  * tables (.dynstr, .strtab) all lack `symbol` as a whole string: then it
  * cannot define it. True when it may (or when the file is something else:
  * the caller's full check decides). Throws Deno errors when it cannot be read.
+ * Several symbols: true when it may define one of them.
  */
-export async function mayDefineSymbol(path: string, symbol: string): Promise<boolean> {
+export async function mayDefineSymbol(
+  path: string,
+  symbol: string | readonly string[],
+): Promise<boolean> {
   using file = await Deno.open(path);
   const ehdr = await readAt(file, 0, 64);
   if (ehdr.length < 64 || ehdr[0] !== 0x7f || ehdr[4] !== 2 || ehdr[5] !== 1) return true;
@@ -46,7 +50,7 @@ export async function mayDefineSymbol(path: string, symbol: string): Promise<boo
   const shdrs = await readAt(file, shoff, shnum * shentsize);
   if (shdrs.length < shnum * shentsize) return true;
   const s = new DataView(shdrs.buffer, shdrs.byteOffset, shdrs.byteLength);
-  const name = new TextEncoder().encode(`${symbol}\0`);
+  const names = [symbol].flat().map((n) => new TextEncoder().encode(`${n}\0`));
   let tables = 0;
   for (let i = 0; i < shnum; i++) {
     const at = i * shentsize;
@@ -55,7 +59,8 @@ export async function mayDefineSymbol(path: string, symbol: string): Promise<boo
     const size = Number(s.getBigUint64(at + 0x20, true));
     if (size > MAX_TABLE) return true;
     tables++;
-    if (includesName(await readAt(file, offset, size), name)) return true;
+    const table = await readAt(file, offset, size);
+    if (names.some((name) => includesName(table, name))) return true;
   }
   return tables === 0;
 }

@@ -23,12 +23,21 @@ export class MariaDb implements AsyncDisposable {
     return this.#child.pid;
   }
 
-  /** Initialises a data directory and starts mariadbd on it. */
-  static async start(): Promise<MariaDb> {
+  /**
+   * Initialises a data directory and starts mariadbd on it; with `copy`, from
+   * a copy of Debian's binary (another inode).
+   */
+  static async start(opts: { copy?: boolean } = {}): Promise<MariaDb> {
     const dir = await Deno.makeTempDir({ prefix: "ecap-mariadb-" });
     let child: Deno.ChildProcess | undefined;
     try {
       await Deno.chmod(dir, 0o711); // the server runs as mysql
+      let binary = "/usr/sbin/mariadbd";
+      if (opts.copy) {
+        binary = `${dir}/mariadbd`;
+        await Deno.copyFile("/usr/sbin/mariadbd", binary);
+        await Deno.chmod(binary, 0o755);
+      }
       const data = `${dir}/data`;
       const install = await sh("mariadb-install-db", [
         "--no-defaults",
@@ -42,7 +51,7 @@ export class MariaDb implements AsyncDisposable {
       }
       // in the data directory: mysql may create files there, not in dir
       const socket = `${data}/mysqld.sock`;
-      child = new Deno.Command("/usr/sbin/mariadbd", {
+      child = new Deno.Command(binary, {
         args: [
           "--no-defaults",
           "--user=mysql",

@@ -261,3 +261,13 @@ Deno.test("decodeThdIdLoad reads the connection id's offset from thd_get_thread_
   assert.deepEqual(arm(0xb9400000 | (0x10 << 10)), { offset: 0x40, size: 4 }); // ldr w0
   assert.equal(arm(0xf9400020), undefined); // ldr x0, [x1]
 });
+
+bpfTest("ecap mysqld probes a server started after it from another binary", async () => {
+  await using r = await EcapRun.start(["mysqld", "--json", "--debug"]);
+  await using db = await MariaDb.start({ copy: true });
+  await sync(r, db, "ecap-late-server");
+  assert.equal(await r.stop(), 0);
+  const ev = r.json().filter((e) => e.pid === db.pid);
+  assert.deepEqual(ev.map((e) => [e.query, e.result]), [["SELECT 'ecap-late-server'", "ok"]]);
+  assert.match(r.stderr, /attach \S+mariadbd \(inode \d+, mysqld/);
+});

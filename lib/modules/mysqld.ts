@@ -24,6 +24,7 @@ import {
 import { hostPath, listPids } from "../proc_maps.ts";
 import { RecordError } from "../record_header.ts";
 import { openElf } from "../targets.ts";
+import { mayDefineSymbol } from "../elf_peek.ts";
 import { textChunkReader, TextJoiner } from "../text_chunks.ts";
 
 /** Options of the mysqld module. */
@@ -348,6 +349,28 @@ export const mysqld: ModuleSpec<MysqldOptions, MysqldEvent> = {
       notes.push("servers keep the connection id in different places: conn is the thread id");
     }
     return { files: { [ROLE]: paths }, notes };
+  },
+  follow(opts) {
+    // a server named by the user, or given processes only, is all it asked for
+    if (opts.mysqld) return undefined;
+    if ((opts.pids?.length ?? (opts.pid ? 1 : 0)) > 0 && !opts.followChildren) return undefined;
+    return {
+      role: ROLE,
+      exec: true,
+      holdExecBytes: 8 << 20, // mariadbd: 26 MB
+      async inspect(path) {
+        try {
+          if (!await mayDefineSymbol(path, DISPATCH)) return undefined;
+          // the connection id's offset is one global for every server probed
+          const info = await inspectServer(path);
+          const id = resolved.get(opts);
+          if (id?.offset !== info.thdId?.offset || id?.size !== info.thdId?.size) return undefined;
+          return { note: "mysqld (the connection id where the first server keeps it)" };
+        } catch {
+          return undefined; // not a server we can read
+        }
+      },
+    };
   },
   globals(opts) {
     const id = resolved.get(opts);
