@@ -254,6 +254,9 @@ async function listTargets(p: Parsed): Promise<number> {
     const procs = t.processes.map((x) => `${x.comm}[${x.pid}]`).join(" ") || "none";
     console.log(`${t.path} inode=${t.inode} dev=${t.dev} ${t.kind}; processes: ${procs}`);
   }
+  if (targets.length === 0) {
+    console.error(`ecap: no ${p.spec.name} target now; files that appear later are followed`);
+  }
   return 0;
 }
 
