@@ -202,7 +202,7 @@ bpfTest(
       const first = await curlWithCopy(copies[0].dir).output();
       const heldMs = performance.now() - t0;
       assert.ok(first.success);
-      assert.ok(heldMs >= 400 && heldMs < 3000, `held ${heldMs.toFixed(0)} ms, not ~500`);
+      assert.ok(heldMs >= 1400 && heldMs < 5000, `held ${heldMs.toFixed(0)} ms, not ~1500`);
       // killed while a process is held: the guardian continues it at once
       t0 = performance.now();
       const second = curlWithCopy(copies[1].dir).spawn();
