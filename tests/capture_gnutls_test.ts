@@ -5,8 +5,9 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { bpfTest, EcapRun, sh, waitFor } from "./_helpers.ts";
+import { bpfTest, EcapRun, waitFor } from "./_helpers.ts";
 import { Nginx } from "./_nginx.ts";
+import { clientRandoms, httpRequestUris, httpResponseBodies, TsharkCapture } from "./_tshark.ts";
 
 type Json = Record<string, unknown> & {
   pid: number;
@@ -93,33 +94,6 @@ async function wget(url: string): Promise<number> {
   return child.pid;
 }
 
-async function tshark(args: string[]): Promise<string> {
-  const r = await sh("tshark", ["-n", ...args]);
-  assert.equal(r.code, 0, `tshark ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
-
-/** tshark capturing loopback traffic of one port until killed. */
-async function startTsharkCapture(file: string, port: number) {
-  const child = new Deno.Command("tshark", {
-    args: ["-n", "-i", "lo", "-f", `tcp port ${port}`, "-w", file],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let err = "";
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  await waitFor(async () => {
-    const { value } = await reader.read();
-    err += value ?? "";
-    return err.includes("Capture started");
-  }, "tshark to capture");
-  (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
-  })();
-  await new Promise((r) => setTimeout(r, 300)); // "started" comes a moment early
-  return child;
-}
-
 function randomBytes(n: number): Uint8Array {
   const b = new Uint8Array(n);
   for (let i = 0; i < n; i += 65536) crypto.getRandomValues(b.subarray(i, Math.min(n, i + 65536)));
@@ -174,7 +148,7 @@ bpfTest("ecap gnutls -m keylog writes TLS 1.2 and 1.3 keys that let tshark decry
     const keys = `${dir}/keys.log`;
     await using run = await EcapRun.start(["gnutls", "-m", "keylog", "-k", keys]);
     assert.match(run.stderr, /GnuTLS 3\.\d+\.\d+; keys from its keylog hook/);
-    const cap = await startTsharkCapture(`${dir}/cap.pcapng`, nginx.port);
+    await using cap = await TsharkCapture.start(`${dir}/cap.pcapng`, nginx.port);
     const v12 = await gnutlsCli(nginx, "/k.txt?v12", TLS12);
     const v13 = await gnutlsCli(nginx, "/k.txt?v13", TLS13);
     await waitFor(async () => {
@@ -182,8 +156,7 @@ bpfTest("ecap gnutls -m keylog writes TLS 1.2 and 1.3 keys that let tshark decry
       return t.includes("CLIENT_RANDOM") && t.includes("SERVER_TRAFFIC_SECRET_0");
     }, "both handshakes' keys");
     await new Promise((r) => setTimeout(r, 500));
-    cap.kill("SIGINT");
-    await cap.status;
+    await cap.stop();
     assert.equal(await run.stop(), 0);
     const lines = (await Deno.readTextFile(keys)).trim().split("\n");
     assert.equal(new Set(lines).size, lines.length, "no line twice");
@@ -199,30 +172,10 @@ bpfTest("ecap gnutls -m keylog writes TLS 1.2 and 1.3 keys that let tshark decry
     for (const pid of [v12.pid, v13.pid]) {
       assert.match(run.stdout, new RegExp(`gnutls-cli\\[${pid}\\] fd=\\d+ 127\\.0\\.0\\.1:\\d+ `));
     }
-    const randoms = (await tshark([
-      "-r",
-      `${dir}/cap.pcapng`,
-      "-Y",
-      "tls.handshake.type == 1",
-      "-T",
-      "fields",
-      "-e",
-      "tls.handshake.random",
-    ])).trim().split("\n").map((r) => r.replaceAll(":", ""));
+    const randoms = await clientRandoms(`${dir}/cap.pcapng`);
     assert.deepEqual(new Set(lines.map((l) => l.split(" ")[1])), new Set(randoms));
-    const uris = await tshark([
-      "-r",
-      `${dir}/cap.pcapng`,
-      "-o",
-      `tls.keylog_file:${keys}`,
-      "-Y",
-      "http.request",
-      "-T",
-      "fields",
-      "-e",
-      "http.request.uri",
-    ]);
-    assert.deepEqual(uris.trim().split("\n").sort(), ["/k.txt?v12", "/k.txt?v13"]);
+    const uris = await httpRequestUris(`${dir}/cap.pcapng`, keys);
+    assert.deepEqual(uris.sort(), ["/k.txt?v12", "/k.txt?v13"]);
     assert.match(run.stderr, /2 handshakes, 6 key log lines written/);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -251,31 +204,12 @@ bpfTest("ecap gnutls -m pcap writes pcapng that tshark decrypts with no options"
     await wget(nginx.url("/p.txt?wget"));
     await new Promise((r) => setTimeout(r, 1200)); // packets are held 500 ms
     assert.equal(await run.stop(), 0);
-    const uris = await tshark([
-      "-r",
-      out,
-      "-Y",
-      "http.request",
-      "-T",
-      "fields",
-      "-e",
-      "http.request.uri",
-    ]);
-    assert.deepEqual(uris.trim().split("\n").sort(), [
+    assert.deepEqual((await httpRequestUris(out)).sort(), [
       "/p.txt?cli12",
       "/p.txt?cli13",
       "/p.txt?wget",
     ]);
-    const bodies = await tshark([
-      "-r",
-      out,
-      "-Y",
-      "http.response",
-      "-T",
-      "fields",
-      "-e",
-      "http.file_data",
-    ]);
+    const bodies = (await httpResponseBodies(out)).join("\n");
     assert.ok(bodies.includes("gnutls pcap body"), bodies);
   } finally {
     await Deno.remove(dir, { recursive: true });

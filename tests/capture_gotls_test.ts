@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { readGoBinary } from "../lib/gopclntab.ts";
 import { instructions, retOffsets } from "../lib/x86_ret.ts";
 import { bpfTest, EcapRun, sh, waitFor } from "./_helpers.ts";
+import { httpRequestUris, TsharkCapture, tsharkFields } from "./_tshark.ts";
 
 const FIXTURES = new URL("./fixtures/gotls/", import.meta.url).pathname;
 const HOME = Deno.env.get("HOME") ?? "/root";
@@ -218,34 +219,6 @@ bpfTest(
   },
 );
 
-/** tshark's fields of the packets matching a display filter. */
-async function tshark(args: string[]): Promise<string[]> {
-  const r = await sh("tshark", ["-n", ...args]);
-  assert.equal(r.code, 0, `tshark ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout.trim().split("\n").filter(Boolean);
-}
-
-/** tshark capturing loopback packets of one port into a file, once it says it started. */
-async function startTsharkCapture(file: string, port: number) {
-  const child = new Deno.Command("tshark", {
-    args: ["-n", "-i", "lo", "-f", `tcp port ${port}`, "-w", file],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let err = "";
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  await waitFor(async () => {
-    const { value } = await reader.read();
-    err += value ?? "";
-    return err.includes("Capture started");
-  }, "tshark to capture");
-  (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
-  })();
-  await new Promise((r) => setTimeout(r, 300)); // "started" comes a moment early
-  return child;
-}
-
 bpfTest(
   "ecap gotls -m keylog writes Go's own key log lines (TLS 1.3 and 1.2); tshark decrypts with them",
   async () => {
@@ -256,8 +229,8 @@ bpfTest(
       await using s12 = await GoServer.start(p.server, ["-tls12"]);
       const keys = `${dir}/keys.log`, own = `${dir}/own.log`;
       await using run = await EcapRun.start(["gotls", "-e", p.client, "-m", "keylog", "-k", keys]);
-      const cap13 = await startTsharkCapture(`${dir}/v13.pcapng`, s13.port);
-      const cap12 = await startTsharkCapture(`${dir}/v12.pcapng`, s12.port);
+      await using cap13 = await TsharkCapture.start(`${dir}/v13.pcapng`, s13.port);
+      await using cap12 = await TsharkCapture.start(`${dir}/v12.pcapng`, s12.port);
       await runClient(p.client, ["-keylog", own, s13.url("/body?n=10&v13"), s13.url("/body?n=5")]);
       await runClient(p.client, ["-keylog", own, s12.url("/body?n=10&v12")]);
       const ownLines = (await Deno.readTextFile(own)).trim().split("\n");
@@ -267,7 +240,7 @@ bpfTest(
         "five key log lines",
       );
       await new Promise((r) => setTimeout(r, 500));
-      for (const c of [cap13, cap12]) c.kill("SIGINT"), await c.status;
+      for (const c of [cap13, cap12]) await c.stop();
       assert.equal(await run.stop(), 0);
       const lines = (await Deno.readTextFile(keys)).trim().split("\n");
       assert.deepEqual(lines.toSorted(), ownLines.toSorted(), "the lines Go itself wrote");
@@ -279,21 +252,11 @@ bpfTest(
         "SERVER_TRAFFIC_SECRET_0",
       ]);
       assert.match(run.stderr, /5 key log lines written/);
-      const uris = async (file: string) =>
-        await tshark([
-          "-r",
-          file,
-          "-o",
-          `tls.keylog_file:${keys}`,
-          "-Y",
-          "http.request",
-          "-T",
-          "fields",
-          "-e",
-          "http.request.uri",
-        ]);
-      assert.deepEqual(await uris(`${dir}/v13.pcapng`), ["/body?n=10&v13", "/body?n=5"]);
-      assert.deepEqual(await uris(`${dir}/v12.pcapng`), ["/body?n=10&v12"]);
+      assert.deepEqual(await httpRequestUris(`${dir}/v13.pcapng`, keys), [
+        "/body?n=10&v13",
+        "/body?n=5",
+      ]);
+      assert.deepEqual(await httpRequestUris(`${dir}/v12.pcapng`, keys), ["/body?n=10&v12"]);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
@@ -321,27 +284,8 @@ bpfTest("ecap gotls -m pcap writes a pcapng tshark decrypts on its own", async (
     await runClient(p.client, [server.url("/body?n=70000&a"), server.url("/body?n=3&b")]);
     await new Promise((r) => setTimeout(r, 700));
     assert.equal(await run.stop(), 0);
-    const uris = await tshark([
-      "-r",
-      file,
-      "-Y",
-      "http.request",
-      "-T",
-      "fields",
-      "-e",
-      "http.request.uri",
-    ]);
-    assert.deepEqual(uris, ["/body?n=70000&a", "/body?n=3&b"]);
-    const lengths = await tshark([
-      "-r",
-      file,
-      "-Y",
-      "http.response",
-      "-T",
-      "fields",
-      "-e",
-      "http.content_length",
-    ]);
+    assert.deepEqual(await httpRequestUris(file), ["/body?n=70000&a", "/body?n=3&b"]);
+    const lengths = await tsharkFields(file, "http.response", ["http.content_length"]);
     assert.deepEqual(lengths, ["70000", "3"]);
   } finally {
     await Deno.remove(dir, { recursive: true });

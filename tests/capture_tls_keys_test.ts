@@ -7,6 +7,13 @@ import assert from "node:assert/strict";
 import { pcapngBlocksComplete, readPcapng } from "../lib/pcapng_reader.ts";
 import { bpfTest, EcapRun, sh, waitFor } from "./_helpers.ts";
 import { Nginx } from "./_nginx.ts";
+import {
+  clientRandoms,
+  httpRequestUris,
+  httpResponseBodies,
+  TsharkCapture,
+  tsharkFields,
+} from "./_tshark.ts";
 
 const BLOCK_DSB = 0x0a;
 const BLOCK_EPB = 0x06;
@@ -22,35 +29,6 @@ async function curl(args: string[]) {
   return r.stdout;
 }
 
-/** tshark's fields of the packets matching a display filter. */
-async function tshark(args: string[]): Promise<string> {
-  const r = await sh("tshark", ["-n", ...args]);
-  assert.equal(r.code, 0, `tshark ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
-
-/** Waits until tshark is capturing on lo (its "Capture started" line). */
-async function startTsharkCapture(file: string, port: number) {
-  const child = new Deno.Command("tshark", {
-    args: ["-n", "-i", "lo", "-f", `tcp port ${port}`, "-w", file],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let err = "";
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  await waitFor(async () => {
-    const { value } = await reader.read();
-    err += value ?? "";
-    return err.includes("Capture started");
-  }, "tshark to capture");
-  // keep draining its stderr so it never blocks on a full pipe
-  (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
-  })();
-  await new Promise((r) => setTimeout(r, 300)); // "started" comes a moment early
-  return child;
-}
-
 bpfTest(
   "ecap tls -m keylog writes TLS 1.2 and 1.3 keys that let tshark decrypt a capture",
   async () => {
@@ -59,7 +37,7 @@ bpfTest(
       await using nginx = await Nginx.start({ "k.txt": "secret body\n" });
       const keys = `${dir}/keys.log`;
       await using run = await EcapRun.start(["tls", "-m", "keylog", "-k", keys]);
-      const cap = await startTsharkCapture(`${dir}/cap.pcapng`, nginx.port);
+      await using cap = await TsharkCapture.start(`${dir}/cap.pcapng`, nginx.port);
       await curl(["--http1.1", "--tlsv1.3", nginx.url("/k.txt?v13")]);
       await curl(["--http1.1", "--tls-max", "1.2", nginx.url("/k.txt?v12")]);
       await waitFor(async () => {
@@ -67,8 +45,7 @@ bpfTest(
         return t.includes("CLIENT_RANDOM") && t.includes("CLIENT_TRAFFIC_SECRET_0");
       }, "both handshakes' keys");
       await new Promise((r) => setTimeout(r, 500));
-      cap.kill("SIGINT");
-      await cap.status;
+      await cap.stop();
       assert.equal(await run.stop(), 0);
       assert.equal((await Deno.stat(keys)).mode! & 0o777, 0o600);
       const lines = (await Deno.readTextFile(keys)).trim().split("\n");
@@ -83,30 +60,10 @@ bpfTest(
         "SERVER_TRAFFIC_SECRET_0",
       ]);
       // the client randoms are those of the ClientHellos on the wire
-      const randoms = (await tshark([
-        "-r",
-        `${dir}/cap.pcapng`,
-        "-Y",
-        "tls.handshake.type == 1",
-        "-T",
-        "fields",
-        "-e",
-        "tls.handshake.random",
-      ])).trim().split("\n").map((r) => r.replaceAll(":", ""));
+      const randoms = await clientRandoms(`${dir}/cap.pcapng`);
       assert.deepEqual(new Set(lines.map((l) => l.split(" ")[1])), new Set(randoms));
-      const uris = await tshark([
-        "-r",
-        `${dir}/cap.pcapng`,
-        "-o",
-        `tls.keylog_file:${keys}`,
-        "-Y",
-        "http.request",
-        "-T",
-        "fields",
-        "-e",
-        "http.request.uri",
-      ]);
-      assert.deepEqual(uris.trim().split("\n").sort(), ["/k.txt?v12", "/k.txt?v13"]);
+      const uris = await httpRequestUris(`${dir}/cap.pcapng`, keys);
+      assert.deepEqual(uris.sort(), ["/k.txt?v12", "/k.txt?v13"]);
       assert.match(run.stderr, /2 handshakes, 6 key log lines written/);
     } finally {
       await Deno.remove(dir, { recursive: true });
@@ -191,32 +148,15 @@ print(urllib.request.urlopen("${nginx.url("/p.txt?python")}", context=ctx).read(
       assert.ok(comments.some((c) => /^pid=\d+ comm=nginx$/.test(c)));
       assert.ok(comments.some((c) => /^pid=\d+ comm=python3$/.test(c)));
 
-      const uris = await tshark([
-        "-r",
-        out,
-        "-Y",
-        "http.request or http2.header",
-        "-T",
-        "fields",
-        "-e",
+      const uris = (await tsharkFields(out, "http.request or http2.header", [
         "http.request.uri",
-        "-e",
         "http2.header.value",
-      ]);
+      ])).join("\n");
       for (const t of ["/p.txt?curl13", "/p.txt?curl12", "/p.txt?curlh2", "/p.txt?python"]) {
         assert.ok(uris.includes(t), `tshark decrypted ${t}: ${uris}`);
       }
       assert.ok(!uris.includes("excluded"), "the filter kept the other server out");
-      const bodies = await tshark([
-        "-r",
-        out,
-        "-Y",
-        "http.response",
-        "-T",
-        "fields",
-        "-e",
-        "http.file_data",
-      ]);
+      const bodies = (await httpResponseBodies(out)).join("\n");
       assert.match(bodies, /pcap body text/);
       assert.match(run.stderr, /\d+ packets, \d+ key log lines written to/);
     } finally {
