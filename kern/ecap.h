@@ -219,6 +219,33 @@ struct ssl_layout {
 	__u32 client_app_traffic_secret;
 	__u32 server_app_traffic_secret;
 	__u32 exporter_master_secret;
+	/*
+	 * flavor SSL_FLAVOR_BORINGSSL: BoringSSL keeps ready-made secrets in its
+	 * SSL3_STATE (s3, a pointer); they go out as tls_keylog lines. Of the
+	 * members above it uses version (uint16_t here), s3, client_random,
+	 * session_master_key_length (int) and session_master_key (in the
+	 * SSL_SESSION s3->established_session points to).
+	 */
+	__u32 flavor;			/* enum ssl_flavor */
+	__u32 server_byte;		/* byte of SSL holding the `server` bit-field */
+	__u32 server_mask;		/* its bit */
+	__u32 hs;			/* SSL_HANDSHAKE *, from s3: NULL once the handshake is done */
+	__u32 write_traffic_secret;	/* from s3; its length is a uint8_t */
+	__u32 read_traffic_secret;
+	__u32 exporter_secret;
+	__u32 write_traffic_secret_len;
+	__u32 read_traffic_secret_len;
+	__u32 exporter_secret_len;
+	__u32 established_session;	/* SSL_SESSION *, from s3 */
+	/* in SSL_HANDSHAKE (s3->hs), read while the handshake runs */
+	__u32 hs_hash_len;		/* size_t: bytes of each secret */
+	__u32 hs_client_handshake_secret;
+	__u32 hs_server_handshake_secret;
+};
+
+enum ssl_flavor {
+	SSL_FLAVOR_OPENSSL = 0,		/* struct tls_secret */
+	SSL_FLAVOR_BORINGSSL = 1,	/* struct tls_keylog lines */
 };
 
 /* tls -m pcap: a packet seen by the TC classifier. */

@@ -10,7 +10,9 @@
  *
  * Secrets (-m keylog, -m pcap) are read from the SSL object when a handshake
  * call returns 1, at offsets user space puts in ssl_layouts per library; the
- * BPF cookie of each probe says which library it sits in. Packets (-m pcap)
+ * BPF cookie of each probe says which library it sits in. BoringSSL's layout
+ * (flavor SSL_FLAVOR_BORINGSSL) points at secrets it keeps ready, sent as
+ * tls_keylog lines (emit_boringssl, uprobe_boringssl_hs). Packets (-m pcap)
  * come from tcx classifiers.
  *
  * The gnutls and nss modules load this object too: gnutls_record_send/recv
@@ -49,6 +51,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct tls_secret);
 } secret_scratch SEC(".maps");
+
+/* Where a key log line is built (BoringSSL, GnuTLS). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tls_keylog);
+} keylog_scratch SEC(".maps");
 
 /* An SSL_read/SSL_write in progress on a thread. */
 struct tls_call {
@@ -131,11 +141,152 @@ static __always_inline int call_enter(void *ctx, void *ssl, const void *buf, voi
  * Sends the secrets of ssl once per handshake (the client random tells a new
  * one), if its library's layout is known and the handshake is complete.
  */
+/* BoringSSL's TLS 1.3 handshake traffic secrets, kept while its handshake runs. */
+struct hs_secrets {
+	__u64 cr_head;	/* the client random's first bytes they are for */
+	__u32 len;
+	__u32 pad;
+	__u8 client[TLS_SECRET_MAX];
+	__u8 server[TLS_SECRET_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct ssl_key);
+	__type(value, struct hs_secrets);
+} boringssl_hs_secrets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hs_secrets);
+} secret_scratch_hs SEC(".maps");
+
+/* Sets r's label to the string literal s. */
+#define KEYLOG_LABEL(r, s)                                        \
+	do {                                                      \
+		__builtin_memset((r)->label, 0, sizeof((r)->label)); \
+		__builtin_memcpy((r)->label, s, sizeof(s));       \
+	} while (0)
+
+/* Reads a secret of n bytes (n from the library) into r; false if n is off. */
+static __always_inline bool keylog_secret(struct tls_keylog *r, const char *from, __u32 n)
+{
+	if (n == 0 || n > TLS_SECRET_MAX)
+		return false;
+	__builtin_memset(r->secret, 0, sizeof(r->secret));
+	r->secret_len = n;
+	return bpf_probe_read_user(r->secret, n & (2 * TLS_SECRET_MAX - 1), from) == 0;
+}
+
+/* Copies a secret of n bytes kept in a map into r. */
+static __always_inline bool keylog_secret_from_map(struct tls_keylog *r, const __u8 *from, __u32 n)
+{
+	if (n == 0 || n > TLS_SECRET_MAX)
+		return false;
+	__builtin_memcpy(r->secret, from, TLS_SECRET_MAX);
+	r->secret_len = n;
+	return true;
+}
+
+/*
+ * BoringSSL keeps the secrets a key log needs in its SSL3_STATE once the
+ * handshake is over (its SSL_HANDSHAKE, with the handshake secrets, is gone by
+ * then): TLS 1.3's current traffic secrets (right after the handshake, the
+ * *_TRAFFIC_SECRET_0: ours to write, the peer's to read) and exporter secret;
+ * TLS 1.2's master secret in the established session. Sent as key log lines,
+ * CLIENT_TRAFFIC_SECRET_0 (the one that counts a handshake) last.
+ */
+static __always_inline void emit_boringssl(struct ssl_layout *l, __u64 ssl, __u64 id, int fd)
+{
+	__u32 zero = 0;
+	struct tls_keylog *r = bpf_map_lookup_elem(&keylog_scratch, &zero);
+	struct sock_info si = {};
+	__u64 seen_key = ssl, *seen, cr_head, hs = 0;
+	struct ssl_key key = { .ssl = ssl, .tgid = id >> 32 };
+	struct hs_secrets *hss;
+	const char *base = (const char *)ssl, *s3 = NULL, *session = NULL;
+	__u16 version = 0;
+	__u8 server = 0, write_len = 0, read_len = 0, exporter_len = 0;
+	__s32 mk_len = 0;
+
+	if (!r || bpf_probe_read_user(&s3, sizeof(s3), base + l->s3) || !s3)
+		return;
+	if (bpf_probe_read_user(r->client_random, 32, s3 + l->client_random))
+		return;
+	__builtin_memcpy(&cr_head, r->client_random, 8);
+	if (cr_head == 0)
+		return; /* no ClientHello yet */
+	seen = bpf_map_lookup_elem(&secrets_sent, &seen_key);
+	if (seen && *seen == cr_head)
+		return;
+	if (bpf_probe_read_user(&hs, sizeof(hs), s3 + l->hs) || hs)
+		return; /* handshake in progress: s3 holds handshake traffic secrets */
+	if (bpf_probe_read_user(&version, sizeof(version), base + l->version) ||
+	    bpf_probe_read_user(&server, 1, base + l->server_byte))
+		return;
+	fill_hdr(&r->hdr, ECAP_KIND_TLS_KEYLOG, id, (__u32)bpf_get_current_uid_gid());
+	r->conn = ssl;
+	r->fd = fd;
+	read_socket(&si, fd);
+	COPY_SOCK(r, &si);
+	if (version == TLS1_3_VERSION) {
+		const char *client = s3 + l->write_traffic_secret, *peer = s3 + l->read_traffic_secret;
+		__u8 client_len, server_len;
+
+		bpf_probe_read_user(&write_len, 1, s3 + l->write_traffic_secret_len);
+		bpf_probe_read_user(&read_len, 1, s3 + l->read_traffic_secret_len);
+		bpf_probe_read_user(&exporter_len, 1, s3 + l->exporter_secret_len);
+		client_len = write_len;
+		server_len = read_len;
+		if (server & l->server_mask) {
+			client = s3 + l->read_traffic_secret;
+			peer = s3 + l->write_traffic_secret;
+			client_len = read_len;
+			server_len = write_len;
+		}
+		hss = bpf_map_lookup_elem(&boringssl_hs_secrets, &key);
+		if (hss && hss->cr_head == cr_head) {
+			KEYLOG_LABEL(r, "SERVER_HANDSHAKE_TRAFFIC_SECRET");
+			if (keylog_secret_from_map(r, hss->server, hss->len))
+				emit(r, sizeof(*r));
+			KEYLOG_LABEL(r, "CLIENT_HANDSHAKE_TRAFFIC_SECRET");
+			if (keylog_secret_from_map(r, hss->client, hss->len))
+				emit(r, sizeof(*r));
+		}
+		KEYLOG_LABEL(r, "SERVER_TRAFFIC_SECRET_0");
+		if (!keylog_secret(r, peer, server_len))
+			return;
+		emit(r, sizeof(*r));
+		KEYLOG_LABEL(r, "EXPORTER_SECRET");
+		if (keylog_secret(r, s3 + l->exporter_secret, exporter_len))
+			emit(r, sizeof(*r));
+		KEYLOG_LABEL(r, "CLIENT_TRAFFIC_SECRET_0");
+		if (!keylog_secret(r, client, client_len))
+			return;
+		emit(r, sizeof(*r));
+	} else {
+		if (bpf_probe_read_user(&session, sizeof(session), s3 + l->established_session) ||
+		    !session)
+			return;
+		bpf_probe_read_user(&mk_len, sizeof(mk_len), session + l->session_master_key_length);
+		if (mk_len <= 0 || mk_len > 48)
+			return; /* no master secret */
+		KEYLOG_LABEL(r, "CLIENT_RANDOM");
+		if (!keylog_secret(r, session + l->session_master_key, mk_len))
+			return;
+		emit(r, sizeof(*r));
+	}
+	bpf_map_update_elem(&secrets_sent, &seen_key, &cr_head, BPF_ANY);
+}
+
 static __always_inline void emit_secret(__u64 ssl, __u64 id, int fd, __u32 lib)
 {
 	struct ssl_layout *l = bpf_map_lookup_elem(&ssl_layouts, &lib);
 	__u32 zero = 0;
-	struct tls_secret *r = bpf_map_lookup_elem(&secret_scratch, &zero);
+	struct tls_secret *r;
 	struct sock_info si = {};
 	__u64 seen_key = ssl, *seen, cr_head;
 	const char *base = (const char *)ssl;
@@ -144,7 +295,14 @@ static __always_inline void emit_secret(__u64 ssl, __u64 id, int fd, __u32 lib)
 
 	const char *s3;
 
-	if (!l || !l->valid || !r)
+	if (!l || !l->valid)
+		return;
+	if (l->flavor == SSL_FLAVOR_BORINGSSL) {
+		emit_boringssl(l, ssl, id, fd);
+		return;
+	}
+	r = bpf_map_lookup_elem(&secret_scratch, &zero);
+	if (!r)
 		return;
 	s3 = base + l->s3;
 	if (l->s3_indirect && (bpf_probe_read_user(&s3, sizeof(s3), base + l->s3) || !s3))
@@ -420,6 +578,46 @@ int BPF_KPROBE(uprobe_ssl_data_secrets, void *ssl)
 }
 
 /*
+ * BoringSSL: its TLS 1.3 handshake traffic secrets live only in SSL_HANDSHAKE,
+ * wiped and freed before SSL_do_handshake returns. tls13_set_traffic_key()
+ * calls the exported SSL_is_dtls(ssl) (through the PLT) each time it installs
+ * keys, after deriving them: the handshake secrets are kept here then, for
+ * emit_boringssl. Outside handshakes s3->hs is NULL and this stops there.
+ */
+SEC("uprobe.multi")
+int BPF_KPROBE(uprobe_boringssl_hs, void *ssl)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 lib = (__u32)bpf_get_attach_cookie(ctx);
+	struct ssl_layout *l = bpf_map_lookup_elem(&ssl_layouts, &lib);
+	struct ssl_key key = { .ssl = (__u64)ssl, .tgid = id >> 32 };
+	struct hs_secrets *v;
+	const char *s3 = NULL, *hs = NULL;
+	__u64 hash_len = 0, head = 0;
+	__u32 zero = 0;
+
+	if (!l || !l->valid || l->flavor != SSL_FLAVOR_BORINGSSL)
+		return 0;
+	if (bpf_probe_read_user(&s3, sizeof(s3), (const char *)ssl + l->s3) || !s3 ||
+	    bpf_probe_read_user(&hs, sizeof(hs), s3 + l->hs) || !hs)
+		return 0;
+	if (!process_allowed(id, (__u32)bpf_get_current_uid_gid()))
+		return 0;
+	if (bpf_probe_read_user(&hash_len, sizeof(hash_len), hs + l->hs_hash_len) ||
+	    hash_len == 0 || hash_len > TLS_SECRET_MAX ||
+	    bpf_probe_read_user(&head, sizeof(head), hs + l->hs_client_handshake_secret) || !head)
+		return 0; /* not derived yet */
+	v = bpf_map_lookup_elem(&secret_scratch_hs, &zero);
+	if (!v || bpf_probe_read_user(&v->cr_head, sizeof(v->cr_head), s3 + l->client_random) ||
+	    bpf_probe_read_user(v->client, TLS_SECRET_MAX, hs + l->hs_client_handshake_secret) ||
+	    bpf_probe_read_user(v->server, TLS_SECRET_MAX, hs + l->hs_server_handshake_secret))
+		return 0;
+	v->len = hash_len;
+	bpf_map_update_elem(&boringssl_hs_secrets, &key, v, BPF_ANY);
+	return 0;
+}
+
+/*
  * GnuTLS: where the client random sits in each probed libgnutls's session
  * (bytes from the gnutls_session_t), by BPF cookie; 0: unknown.
  */
@@ -429,13 +627,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } gnutls_random_at SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct tls_keylog);
-} keylog_scratch SEC(".maps");
 
 /* A gnutls_datum_t: { unsigned char *data; unsigned int size; }. */
 struct gnutls_datum {

@@ -6,7 +6,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { bpfTest, EcapRun, sh } from "./_helpers.ts";
+import { bpfTest, EcapRun, sh, waitFor } from "./_helpers.ts";
 import { Nginx } from "./_nginx.ts";
 
 const HOME = Deno.env.get("HOME") ?? "/root";
@@ -19,6 +19,8 @@ interface Release {
   version: RegExp;
   /** ecap has its struct offsets: keys are captured. */
   keys: boolean;
+  /** The key log file's lines are checked too, against a capture of tshark's own. */
+  keylogLines?: string[];
   /** -I for the client's build. */
   include?: string;
   libdir: string;
@@ -54,10 +56,19 @@ const RELEASE_LIST: Release[] = [
     ],
   },
   {
-    // Debian's android-libboringssl: plaintext only, its keys need offsets ecap lacks
+    // Debian's android-libboringssl: keys for its build (lib/boringssl_offsets.json)
     name: "BoringSSL",
-    version: /libssl\.so\.0: BoringSSL; no keys/,
-    keys: false,
+    version:
+      /libssl\.so\.0: BoringSSL; keys from the layout of Debian bookworm's 13\.0\.0\+r24-2 build/,
+    keys: true,
+    keylogLines: [
+      "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+      "CLIENT_RANDOM",
+      "CLIENT_TRAFFIC_SECRET_0",
+      "EXPORTER_SECRET",
+      "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+      "SERVER_TRAFFIC_SECRET_0",
+    ],
     include: "/usr/include/android",
     libdir: "/usr/lib/x86_64-linux-gnu/android",
     ssl: "libssl.so.0",
@@ -65,6 +76,34 @@ const RELEASE_LIST: Release[] = [
     run: (client) => [client],
   },
 ];
+
+/** tshark's output; fails the test if tshark does. */
+async function tshark(args: string[]): Promise<string> {
+  const r = await sh("tshark", ["-n", ...args]);
+  assert.equal(r.code, 0, `tshark ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Starts tshark capturing a port on lo; resolves once it captures. */
+async function startTsharkCapture(file: string, port: number) {
+  const child = new Deno.Command("tshark", {
+    args: ["-n", "-i", "lo", "-f", `tcp port ${port}`, "-w", file],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let err = "";
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  await waitFor(async () => {
+    const { value } = await reader.read();
+    err += value ?? "";
+    return err.includes("Capture started");
+  }, "tshark to capture");
+  (async () => {
+    while (!(await reader.read()).done) { /* keep its stderr drained */ }
+  })();
+  await new Promise((res) => setTimeout(res, 300)); // "started" comes a moment early
+  return child;
+}
 
 async function buildClient(dir: string, r: Release): Promise<string> {
   const out = `${dir}/client-${r.name}`;
@@ -156,6 +195,65 @@ for (const r of RELEASE_LIST) {
           "http.request.uri",
         ]);
         assert.deepEqual(uris.stdout.trim().split("\n").sort(), ["/r.txt?v12", "/r.txt?v13"]);
+      }
+      // the key log file: its client randoms are the ClientHellos', and its
+      // lines alone decrypt the requests and responses
+      if (r.keylogLines) {
+        const keys = `${dir}/keys.log`, cap = `${dir}/cap.pcapng`;
+        await using run = await EcapRun.start(["tls", "-m", "keylog", "-k", keys, "--libssl", lib]);
+        const dumper = await startTsharkCapture(cap, nginx.port);
+        await get("/r.txt?k13", "13");
+        await get("/r.txt?k12", "12");
+        await waitFor(async () => {
+          const t = await Deno.readTextFile(keys).catch(() => "");
+          return t.includes("CLIENT_RANDOM") && t.includes("CLIENT_TRAFFIC_SECRET_0");
+        }, "both handshakes' keys");
+        await new Promise((res) => setTimeout(res, 500));
+        dumper.kill("SIGINT");
+        await dumper.status;
+        assert.equal(await run.stop(), 0);
+        const lines = (await Deno.readTextFile(keys)).trim().split("\n");
+        assert.deepEqual(lines.map((l) => l.split(" ")[0]).sort(), r.keylogLines);
+        assert.match(run.stderr, /2 handshakes, 6 key log lines written/);
+        const randoms = (await tshark([
+          "-r",
+          cap,
+          "-Y",
+          "tls.handshake.type == 1",
+          "-T",
+          "fields",
+          "-e",
+          "tls.handshake.random",
+        ])).trim().split("\n").map((x) => x.replaceAll(":", ""));
+        assert.equal(randoms.length, 2);
+        assert.deepEqual(new Set(lines.map((l) => l.split(" ")[1])), new Set(randoms));
+        const http = (await tshark([
+          "-r",
+          cap,
+          "-o",
+          `tls.keylog_file:${keys}`,
+          "-Y",
+          "http",
+          "-T",
+          "fields",
+          "-e",
+          "http.request.uri",
+          "-e",
+          "http.response.code",
+          "-e",
+          "http.file_data",
+        ])).trim().split("\n").map((l) => l.split("\t"));
+        const requests = http.filter(([uri]) => uri).map(([uri]) => uri).sort();
+        assert.deepEqual(requests, ["/r.txt?k12", "/r.txt?k13"]);
+        const responses = http.filter(([, code]) => code === "200");
+        assert.equal(responses.length, 2, JSON.stringify(http));
+        for (const [, , body] of responses) {
+          // tshark prints the body as text or as hex, by version
+          const text = /^[0-9a-f]+$/.test(body)
+            ? new TextDecoder().decode(Uint8Array.from(body.match(/../g)!, (h) => parseInt(h, 16)))
+            : body;
+          assert.match(text, new RegExp(`release ${r.name}`));
+        }
       }
     } finally {
       await Deno.remove(dir, { recursive: true });

@@ -19,6 +19,11 @@ import {
   uretprobe,
 } from "../module_spec.ts";
 import { encodeSslLayout, KNOWN_FAMILIES, layoutFor } from "../ssl_layout.ts";
+import {
+  boringsslBuildOf,
+  encodeBoringsslLayout,
+  KNOWN_BORINGSSL_BUILDS,
+} from "../boringssl_layout.ts";
 import { discoverTlsLibraries, inspectTlsLibrary } from "../tls_library.ts";
 import { mayDefineSymbol } from "../elf_peek.ts";
 import { findProcessesMapping, formatDev, type MappingProcesses } from "../proc_maps.ts";
@@ -73,7 +78,14 @@ async function fileTarget(path: string, opts: TlsOptions): Promise<FileTarget> {
   let mapEntries: FileTarget["mapEntries"];
   if (opts.model === "keylog" || opts.model === "pcap") {
     const layout = info.flavor === "openssl" ? layoutFor(info.version) : undefined;
-    if (layout) {
+    const boring = info.flavor === "boringssl" ? await boringsslBuildOf(path) : undefined;
+    if (boring) {
+      const value = encodeBoringsslLayout(tlsBtf(), boring);
+      mapEntries = (index) => [{ map: "ssl_layouts", key: u32(index), value }];
+      keys = `; keys from the layout of Debian ${boring.suite}'s ${boring.debian_version} build`;
+    } else if (info.flavor === "boringssl") {
+      keys = `; no keys: struct offsets known for ${KNOWN_BORINGSSL_BUILDS.join(", ")} only`;
+    } else if (layout) {
       const value = encodeSslLayout(tlsBtf(), layout.entry, info.version);
       mapEntries = (index) => [{ map: "ssl_layouts", key: u32(index), value }];
       keys = `; keys from the ${layout.family} layout`;
@@ -129,6 +141,8 @@ export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
     // handshakes done inside SSL_read/SSL_write: their secrets at the next call
     uprobe("uprobe_ssl_data_secrets", LIB, "SSL_write", { models: SECRET_MODELS }),
     uprobe("uprobe_ssl_data_secrets", LIB, "SSL_read", { models: SECRET_MODELS }),
+    // BoringSSL: TLS 1.3 handshake secrets while its handshake runs (kern/tls.bpf.c)
+    uprobe("uprobe_boringssl_hs", LIB, "SSL_is_dtls", { optional: true, models: SECRET_MODELS }),
     rawTracepoint("raw_tp_sys_enter", "sys_enter"),
     ...PACKET_PROBES,
   ],
