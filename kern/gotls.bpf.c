@@ -24,9 +24,9 @@
 #include "common.bpf.h"
 #include "tls_socket.bpf.h"
 #include "tls_packets.bpf.h"
+#include "tls_data.bpf.h"
 
 /* Bytes captured of one call at most; the rest is counted as cut. */
-const volatile __u32 max_call_bytes = 1 << 20;
 
 enum go_call_kind {
 	GO_CALL_DATA = 1,	/* (*Conn).Read or (*Conn).Write */
@@ -72,19 +72,6 @@ struct {
 	__type(key, struct conn_key);
 	__type(value, __s32);
 } conn_fds SEC(".maps");
-
-/* Where a record is built: too big for the stack. */
-struct tls_record {
-	struct tls_data rec;
-	char data[TLS_CHUNK];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct tls_record);
-} tls_scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -167,36 +154,6 @@ int uprobe_go_handshake(struct pt_regs *ctx)
 	return 0;
 }
 
-struct chunk_ctx {
-	__u64 buf;
-	__u32 captured; /* bytes to send: min(total, max_call_bytes) */
-	__u32 cut;
-};
-
-static long emit_chunk(__u32 i, struct chunk_ctx *ctx)
-{
-	__u32 zero = 0, off = i * TLS_CHUNK, n;
-	struct tls_record *r;
-
-	if (off >= ctx->captured)
-		return 1;
-	r = bpf_map_lookup_elem(&tls_scratch, &zero);
-	if (!r)
-		return 1;
-	n = ctx->captured - off;
-	if (n > TLS_CHUNK)
-		n = TLS_CHUNK;
-	if (bpf_probe_read_user(r->data, n, (const void *)(ctx->buf + off)))
-		return 1;
-	r->rec.len = n;
-	r->rec.offset = off;
-	r->rec.flags &= ~(TLS_DATA_LAST | TLS_DATA_CUT);
-	if (off + n >= ctx->captured)
-		r->rec.flags |= TLS_DATA_LAST | ctx->cut;
-	emit(r, sizeof(r->rec) + n);
-	return 0;
-}
-
 /* At each RET of Read and Write: n in AX (the int result; err in BX, CX). */
 SEC("uprobe.multi")
 int uprobe_go_data_ret(struct pt_regs *ctx)
@@ -204,36 +161,17 @@ int uprobe_go_data_ret(struct pt_regs *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct go_key k = goroutine(ctx->r14);
 	struct go_call *c = bpf_map_lookup_elem(&go_calls, &k);
-	struct chunk_ctx cc = {};
-	struct sock_info si = {};
-	struct tls_record *r;
-	__u32 zero = 0;
 	__s64 n = (__s64)ctx->ax;
 	__s32 fd;
 
 	if (!c || c->kind != GO_CALL_DATA)
 		return 0;
 	fd = c->fd_seen ? c->fd : cached_fd(c->conn, id >> 32);
-	r = bpf_map_lookup_elem(&tls_scratch, &zero);
-	if (n <= 0 || !r)
+	if (n <= 0)
 		goto done;
 	if ((__u64)n > c->len)
 		n = c->len; /* never more than the buffer holds */
-	fill_hdr(&r->rec.hdr, ECAP_KIND_TLS_DATA, id, (__u32)bpf_get_current_uid_gid());
-	r->rec.conn = c->conn;
-	r->rec.fd = fd;
-	r->rec.total = n > 0xffffffff ? 0xffffffff : n;
-	r->rec.flags = c->flags;
-	read_socket(&si, fd);
-	COPY_SOCK(&r->rec, &si);
-	cc.buf = c->buf;
-	cc.captured = r->rec.total;
-	if (cc.captured > max_call_bytes) {
-		cc.captured = max_call_bytes;
-		cc.cut = TLS_DATA_CUT;
-		stat_add(ECAP_STAT_TRUNCATED, 1);
-	}
-	bpf_loop((cc.captured + TLS_CHUNK - 1) / TLS_CHUNK, emit_chunk, &cc, 0);
+	emit_tls_data(id, c->conn, fd, c->flags, c->buf, n);
 done:
 	bpf_map_delete_elem(&go_calls, &k);
 	return 0;

@@ -23,9 +23,8 @@
 #include "common.bpf.h"
 #include "tls_socket.bpf.h"
 #include "tls_packets.bpf.h"
+#include "tls_data.bpf.h"
 
-/* Bytes captured of one call at most; the rest is counted as cut. */
-const volatile __u32 max_call_bytes = 1 << 20;
 /* Send secrets when a data call ends and they were not sent yet. */
 const volatile bool secrets_on_data = false;
 
@@ -94,19 +93,6 @@ struct {
 	__type(key, struct ssl_key);
 	__type(value, __s32);
 } ssl_fds SEC(".maps");
-
-/* Where a record is built: too big for the stack. */
-struct tls_record {
-	struct tls_data rec;
-	char data[TLS_CHUNK];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct tls_record);
-} tls_scratch SEC(".maps");
 
 static __always_inline int call_enter(void *ctx, void *ssl, const void *buf, void *moved_ptr,
 				      __u32 flags, __u32 handshake)
@@ -357,43 +343,10 @@ static __always_inline void emit_secret(__u64 ssl, __u64 id, int fd, __u32 lib)
 	bpf_map_update_elem(&secrets_sent, &seen_key, &cr_head, BPF_ANY);
 }
 
-struct chunk_ctx {
-	__u64 buf;
-	__u32 captured; /* bytes to send: min(total, max_call_bytes) */
-	__u32 cut;
-};
-
-static long emit_chunk(__u32 i, struct chunk_ctx *ctx)
-{
-	__u32 zero = 0, off = i * TLS_CHUNK, n;
-	struct tls_record *r;
-
-	if (off >= ctx->captured)
-		return 1;
-	r = bpf_map_lookup_elem(&tls_scratch, &zero);
-	if (!r)
-		return 1;
-	n = ctx->captured - off;
-	if (n > TLS_CHUNK)
-		n = TLS_CHUNK;
-	if (bpf_probe_read_user(r->data, n, (const void *)(ctx->buf + off)))
-		return 1;
-	r->rec.len = n;
-	r->rec.offset = off;
-	r->rec.flags &= ~(TLS_DATA_LAST | TLS_DATA_CUT);
-	if (off + n >= ctx->captured)
-		r->rec.flags |= TLS_DATA_LAST | ctx->cut;
-	emit(r, sizeof(r->rec) + n);
-	return 0;
-}
-
 static __always_inline int call_return(long ret, bool ex)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct tls_call *c = bpf_map_lookup_elem(&active_calls, &id);
-	struct chunk_ctx ctx = {};
-	struct tls_record *r;
-	__u32 zero = 0;
 	__u64 moved = 0;
 
 	if (!c)
@@ -415,33 +368,7 @@ static __always_inline int call_return(long ret, bool ex)
 	} else if (ret > 0) {
 		moved = ret;
 	}
-	r = bpf_map_lookup_elem(&tls_scratch, &zero);
-	if (moved == 0 || !r)
-		goto done;
-	fill_hdr(&r->rec.hdr, ECAP_KIND_TLS_DATA, id, (__u32)bpf_get_current_uid_gid());
-	r->rec.conn = c->ssl;
-	r->rec.fd = c->fd;
-	r->rec.total = moved > 0xffffffff ? 0xffffffff : moved;
-	r->rec.flags = c->flags;
-	{
-		struct sock_info si = {};
-
-		read_socket(&si, c->fd);
-		COPY_SOCK(&r->rec, &si);
-	}
-	if (c->fd_seen) {
-		struct ssl_key key = { .ssl = c->ssl, .tgid = id >> 32 };
-
-		bpf_map_update_elem(&ssl_fds, &key, &c->fd, BPF_ANY);
-	}
-	ctx.buf = c->buf;
-	ctx.captured = r->rec.total;
-	if (ctx.captured > max_call_bytes) {
-		ctx.captured = max_call_bytes;
-		ctx.cut = TLS_DATA_CUT;
-		stat_add(ECAP_STAT_TRUNCATED, 1);
-	}
-	bpf_loop((ctx.captured + TLS_CHUNK - 1) / TLS_CHUNK, emit_chunk, &ctx, 0);
+	emit_tls_data(id, c->ssl, c->fd, c->flags, c->buf, moved);
 done:
 	if (c->fd_seen) {
 		struct ssl_key key = { .ssl = c->ssl, .tgid = id >> 32 };

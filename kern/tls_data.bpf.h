@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * A read or write call's plaintext as struct tls_data records of at most
+ * TLS_CHUNK bytes each, sized to what they carry, up to max_call_bytes per
+ * call (the rest is counted as cut). Shared by every TLS module's object;
+ * needs tls_socket.bpf.h.
+ */
+#ifndef TLS_DATA_BPF_H
+#define TLS_DATA_BPF_H
+
+/* Bytes captured of one call at most; the rest is counted as cut. */
+const volatile __u32 max_call_bytes = 1 << 20;
+
+/* Where a record is built: too big for the stack. */
+struct tls_record {
+	struct tls_data rec;
+	char data[TLS_CHUNK];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tls_record);
+} tls_scratch SEC(".maps");
+
+struct chunk_ctx {
+	__u64 buf;
+	__u32 captured; /* bytes to send: min(total, max_call_bytes) */
+	__u32 cut;
+};
+
+static long emit_chunk(__u32 i, struct chunk_ctx *ctx)
+{
+	__u32 zero = 0, off = i * TLS_CHUNK, n;
+	struct tls_record *r;
+
+	if (off >= ctx->captured)
+		return 1;
+	r = bpf_map_lookup_elem(&tls_scratch, &zero);
+	if (!r)
+		return 1;
+	n = ctx->captured - off;
+	if (n > TLS_CHUNK)
+		n = TLS_CHUNK;
+	if (bpf_probe_read_user(r->data, n, (const void *)(ctx->buf + off)))
+		return 1;
+	r->rec.len = n;
+	r->rec.offset = off;
+	r->rec.flags &= ~(TLS_DATA_LAST | TLS_DATA_CUT);
+	if (off + n >= ctx->captured)
+		r->rec.flags |= TLS_DATA_LAST | ctx->cut;
+	emit(r, sizeof(r->rec) + n);
+	return 0;
+}
+
+/*
+ * Sends the `moved` bytes at user address buf that a call on connection
+ * conn (the library's object) moved, with the socket behind fd.
+ */
+static __always_inline void emit_tls_data(__u64 id, __u64 conn, __s32 fd, __u32 flags, __u64 buf,
+					  __u64 moved)
+{
+	struct chunk_ctx ctx = {};
+	struct sock_info si = {};
+	struct tls_record *r;
+	__u32 zero = 0;
+
+	r = bpf_map_lookup_elem(&tls_scratch, &zero);
+	if (moved == 0 || !r)
+		return;
+	fill_hdr(&r->rec.hdr, ECAP_KIND_TLS_DATA, id, (__u32)bpf_get_current_uid_gid());
+	r->rec.conn = conn;
+	r->rec.fd = fd;
+	r->rec.total = moved > 0xffffffff ? 0xffffffff : moved;
+	r->rec.flags = flags;
+	read_socket(&si, fd);
+	COPY_SOCK(&r->rec, &si);
+	ctx.buf = buf;
+	ctx.captured = r->rec.total;
+	if (ctx.captured > max_call_bytes) {
+		ctx.captured = max_call_bytes;
+		ctx.cut = TLS_DATA_CUT;
+		stat_add(ECAP_STAT_TRUNCATED, 1);
+	}
+	bpf_loop((ctx.captured + TLS_CHUNK - 1) / TLS_CHUNK, emit_chunk, &ctx, 0);
+}
+
+#endif
