@@ -2,7 +2,9 @@
  * Prints, as one JSON object, the byte offsets of the OpenSSL internals that
  * ecap reads from an `SSL *` (TLS secrets, randoms, session, cipher, BIOs).
  * Built by scripts/openssl_offsets.sh against a configured OpenSSL source
- * tree (1.1.1, 3.0 or 3.2+), with -I<src> -I<src>/include -I<src>/ssl.
+ * tree (1.1.1, 3.0 or 3.1+), with -I<src> -I<src>/include -I<src>/ssl, and
+ * -DHAVE_USER_SSL when SSL_CONNECTION has a `user_ssl` member (the script
+ * greps ssl/ssl_local.h for it: C cannot ask whether a member exists).
  *
  * Layout model printed (all numbers are bytes on x86_64):
  *   "ssl"      offsets from the `SSL *` an application passes to SSL_write().
@@ -67,7 +69,7 @@ static void close_obj(void)
 
 #define CONN(f) field(#f, offsetof(conn_t, f))
 
-/* argv[1]: the family name to record ("1.1.1", "3.0", "3.5") */
+/* argv[1]: the family name to record ("1.1.1", "3.0", ..., "3.5") */
 int main(int argc, char **argv)
 {
     first = 1;
@@ -91,7 +93,9 @@ int main(int argc, char **argv)
     open_obj("ssl");
 #if OPENSSL_VERSION_NUMBER >= 0x30200000L
     field("type", offsetof(SSL_CONNECTION, ssl.type)); /* int, 0 = TLS conn */
-    CONN(user_ssl);
+#endif
+#ifdef HAVE_USER_SSL
+    CONN(user_ssl); /* from 3.2.4, 3.3.3, 3.4.1 and 3.5.0 on: moves what follows by 8 */
 #endif
     CONN(version);
     CONN(rbio);

@@ -1,7 +1,8 @@
 /**
  * Checks lib/openssl_offsets.json (made by scripts/openssl_offsets.sh from
- * Debian's OpenSSL sources) against this machine's real libssl.so.3 without
- * BPF: a small C program, built here with gcc against the system's libssl,
+ * Debian's OpenSSL sources and upstream's release tags): its shape, how
+ * lib/ssl_layout.ts maps versions to its entries, and, against this machine's
+ * real libssl.so.3 without BPF, the 3.0 entry: a small C program, built here with gcc against the system's libssl,
  * opens TLS 1.2 and TLS 1.3 connections over a socketpair (client and server
  * in one process), then prints both what the public API says and the bytes at
  * the JSON's offsets from each `SSL *`. The TLS 1.3 secrets are checked
@@ -10,13 +11,18 @@
  */
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
+import { KNOWN_FAMILIES, layoutFor } from "../lib/ssl_layout.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const decoder = new TextDecoder();
 
 type Offsets = Record<string, number>;
 interface Entry {
-  debian_version: string;
+  /** Debian's entries: the source package measured. */
+  debian_version?: string;
+  /** Upstream's entries: the newest release tag measured, and every release with this layout. */
+  git_tag?: string;
+  releases?: string[];
   family: string;
   openssl_version_number: number;
   evp_max_md_size: number;
@@ -42,7 +48,7 @@ const table: Table = JSON.parse(
   Deno.readTextFileSync(`${ROOT}lib/openssl_offsets.json`),
 );
 
-/** The entry of one family ("1.1.1", "3.0", "3.5"), with its version key. */
+/** The entry of a family with one layout ("1.1.1", "3.0", "3.5"), with its version key. */
 function entryOf(family: string): [string, Entry] {
   const found = Object.entries(table.versions).filter(([, e]) => e.family === family);
   assert.equal(found.length, 1, `exactly one ${family} entry in lib/openssl_offsets.json`);
@@ -72,13 +78,45 @@ const SECRETS = [
   "early_exporter_master_secret",
 ];
 
-Deno.test("openssl offsets: the table has the three families, well formed", () => {
-  assert.equal(table.source, "Debian source packages");
-  const families = Object.values(table.versions).map((e) => e.family).sort();
-  assert.deepEqual(families, ["1.1.1", "3.0", "3.5"]);
+// Where each release's layout comes from: Debian's packages, or upstream's
+// tags, where 3.2.4, 3.3.3 and 3.4.1 changed the layout within their branch.
+const UPSTREAM_LAYOUTS: Record<string, string[]> = {
+  "3.1.8": ["3.1.0", "3.1.1", "3.1.2", "3.1.3", "3.1.4", "3.1.5", "3.1.6", "3.1.7", "3.1.8"],
+  "3.2.3": ["3.2.0", "3.2.1", "3.2.2", "3.2.3"],
+  "3.2.6": ["3.2.4", "3.2.5", "3.2.6"],
+  "3.3.2": ["3.3.0", "3.3.1", "3.3.2"],
+  "3.3.5": ["3.3.3", "3.3.4", "3.3.5"],
+  "3.4.0": ["3.4.0"],
+  "3.4.3": ["3.4.1", "3.4.2", "3.4.3"],
+};
+
+Deno.test("openssl offsets: the table has 1.1.1 and 3.0 to 3.5, well formed", () => {
+  assert.equal(table.source, "Debian source packages; upstream git tags");
+  const families = [...new Set(Object.values(table.versions).map((e) => e.family))].sort();
+  assert.deepEqual(families, ["1.1.1", "3.0", "3.1", "3.2", "3.3", "3.4", "3.5"]);
+  assert.deepEqual(KNOWN_FAMILIES, families);
+  const upstream = Object.entries(table.versions).filter(([, e]) => e.git_tag);
+  assert.deepEqual(
+    Object.fromEntries(upstream.map(([v, e]) => [v, e.releases])),
+    UPSTREAM_LAYOUTS,
+  );
   for (const [version, e] of Object.entries(table.versions)) {
     assert.equal(familyOf(version), e.family, version);
-    assert.ok(e.debian_version.startsWith(version), `${version}: ${e.debian_version}`);
+    if (e.git_tag) {
+      assert.equal(e.git_tag, `openssl-${version}`);
+      assert.equal(e.debian_version, undefined);
+      assert.equal(e.releases?.at(-1), version, "keyed by the newest release");
+      for (const r of e.releases ?? []) assert.equal(familyOf(r), e.family, r);
+    } else {
+      assert.ok(e.debian_version?.startsWith(version), `${version}: ${e.debian_version}`);
+      assert.equal(e.releases, undefined);
+    }
+    // OPENSSL_VERSION_NUMBER is 0xMNN00PP0 in 3.x
+    if (e.family !== "1.1.1") {
+      const [major, minor, patch] = version.split(".").map(Number);
+      const n = e.openssl_version_number;
+      assert.deepEqual([n >>> 28, (n >>> 20) & 0xff, (n >>> 4) & 0xff], [major, minor, patch]);
+    }
     assert.equal(e.evp_max_md_size, 64);
     assert.equal(e.ssl3_random_size, 32);
     assert.equal(e.ssl_to_connection, 0, "SSL * is the connection struct");
@@ -100,11 +138,57 @@ Deno.test("openssl offsets: the table has the three families, well formed", () =
     assert.ok(e.session.master_key + e.session.master_key_size <= e.sizes.session);
     assert.ok(e.session.master_key_size >= e.ssl_max_master_key_length);
     assert.ok(e.cipher.id < e.sizes.cipher && e.bio.num < e.sizes.bio);
-    if (e.family === "3.5") {
-      assert.equal(e.sizes.ssl, e.ssl.user_ssl, "SSL_CONNECTION starts with struct ssl_st");
+    if (["1.1.1", "3.0", "3.1"].includes(e.family)) {
+      // SSL is the connection struct itself
+      assert.equal(e.sizes.ssl, e.sizes.connection, version);
+      assert.equal(e.ssl.version, 0, version);
+      assert.equal(e.ssl_type_ssl_connection, undefined, version);
+    } else {
+      // SSL_CONNECTION starts with struct ssl_st; user_ssl (when there)
+      // follows it, then version
       assert.equal(e.ssl.type, 0);
       assert.equal(e.ssl_type_ssl_connection, 0);
+      const userSsl = e.ssl.user_ssl !== undefined;
+      if (userSsl) assert.equal(e.ssl.user_ssl, e.sizes.ssl, version);
+      assert.equal(e.ssl.version, e.sizes.ssl + (userSsl ? 8 : 0), version);
+      // the patch releases that added user_ssl
+      const added: Record<string, number> = { "3.2": 4, "3.3": 3, "3.4": 1, "3.5": 0 };
+      assert.ok(e.family in added, version);
+      for (const r of e.releases ?? [version]) {
+        const later: boolean = Number(r.split(".")[2]) >= added[e.family];
+        assert.equal(userSsl, later, `${r}: user_ssl ${userSsl ? "present" : "absent"}`);
+      }
     }
+  }
+});
+
+Deno.test("openssl offsets: ssl_layout.ts maps each release to its entry", () => {
+  const keyOf = (v: string) => {
+    const l = layoutFor(v);
+    if (!l) return undefined;
+    // ssl_layout.ts imports its own copy of the JSON
+    const want = JSON.stringify(l.entry);
+    const found = Object.entries(table.versions).find(([, e]) => JSON.stringify(e) === want);
+    return found ? [found[0], l.family] : undefined;
+  };
+  // every measured upstream release, by its own entry
+  for (const [key, releases] of Object.entries(UPSTREAM_LAYOUTS)) {
+    for (const r of releases) assert.equal(keyOf(r)?.[0], key, r);
+  }
+  assert.deepEqual(keyOf("1.1.1k"), ["1.1.1w", "1.1.1"]);
+  assert.deepEqual(keyOf("3.0.2"), ["3.0.20", "3.0"]);
+  assert.deepEqual(keyOf("3.1.0"), ["3.1.8", "3.1"]);
+  assert.deepEqual(keyOf("3.1.9"), ["3.1.8", "3.1"]);
+  assert.deepEqual(keyOf("3.2.1"), ["3.2.3", "3.2.0-3.2.3"]);
+  assert.deepEqual(keyOf("3.2.4"), ["3.2.6", "3.2.4+"]);
+  assert.deepEqual(keyOf("3.2.7"), ["3.2.6", "3.2.4+"], "a newer release: the newest layout");
+  assert.deepEqual(keyOf("3.3.2"), ["3.3.2", "3.3.0-3.3.2"]);
+  assert.deepEqual(keyOf("3.3.3"), ["3.3.5", "3.3.3+"]);
+  assert.deepEqual(keyOf("3.4.0"), ["3.4.0", "3.4.0"]);
+  assert.deepEqual(keyOf("3.4.3"), ["3.4.3", "3.4.1+"]);
+  assert.deepEqual(keyOf("3.5.2"), ["3.5.7", "3.5"]);
+  for (const v of ["3.6.0", "1.1.0l", "1.0.2u", "", undefined]) {
+    assert.equal(keyOf(v as string), undefined);
   }
 });
 
