@@ -231,12 +231,16 @@ async function scanLibcrypto(
   return undefined;
 }
 
-async function readLibrary(path: string): Promise<Uint8Array> {
+/**
+ * Reads a library for inspection, turning failures into one-line EcapErrors
+ * (`what` names it: "GnuTLS library ... not found").
+ */
+export async function readLibraryFile(path: string, what = ""): Promise<Uint8Array> {
   try {
     return await Deno.readFile(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
-      throw new EcapError(`library "${path}" not found`, {
+      throw new EcapError(`${what ? `${what} ` : ""}library "${path}" not found`, {
         kind: "not-found",
         code: "ENOENT",
         cause: e,
@@ -265,7 +269,7 @@ async function readLibrary(path: string): Promise<Uint8Array> {
  * lacks SSL_read/SSL_write.
  */
 export async function inspectTlsLibrary(path: string): Promise<TlsLibraryInfo> {
-  const bytes = await readLibrary(path);
+  const bytes = await readLibraryFile(path);
   let elf: ElfFile;
   try {
     elf = ElfFile.parse(bytes);
@@ -340,7 +344,8 @@ export interface TlsLibraryKind {
   symbol: string;
 }
 
-const OPENSSL_KIND: TlsLibraryKind = { prefix: LIBSSL_PREFIX, symbol: "SSL_write" };
+/** OpenSSL and BoringSSL: libssl.so*, or a binary defining SSL_write. */
+export const OPENSSL_KIND: TlsLibraryKind = { prefix: LIBSSL_PREFIX, symbol: "SSL_write" };
 
 /** The TLS-capable files process `pid` maps. */
 async function discoverForPid(pid: number, kind: TlsLibraryKind): Promise<DiscoveredTlsLibrary[]> {

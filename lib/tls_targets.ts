@@ -27,6 +27,8 @@ export interface TlsLibraryModule<O extends TlsFamilyOptions> {
   explicit(opts: O): string | undefined;
   /** What is probed in a file; throws EcapError when it is not such a library. */
   fileTarget(path: string, opts: O): Promise<FileTarget>;
+  /** Binaries at least this big are held at exec until read (the library linked in). */
+  holdExecBytes?: number;
 }
 
 function pidsOf(opts: TlsFamilyOptions): number[] {
@@ -100,6 +102,7 @@ export function followLibrary<O extends TlsFamilyOptions>(
     role: m.role,
     mappedPrefix: m.kind.prefix,
     exec: true,
+    holdExecBytes: m.holdExecBytes,
     async inspect(path) {
       try {
         // most binaries run while capturing are not this library: say so
@@ -156,31 +159,4 @@ export async function listLibraryTargets<O extends TlsFamilyOptions>(
     });
   }
   return out;
-}
-
-/** Reads a library for inspection, turning failures into one-line EcapErrors. */
-export async function readLibraryFile(path: string, what: string): Promise<Uint8Array> {
-  try {
-    return await Deno.readFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new EcapError(`${what} library "${path}" not found`, {
-        kind: "not-found",
-        code: "ENOENT",
-        cause: e,
-      });
-    }
-    if (e instanceof Deno.errors.PermissionDenied) {
-      throw new EcapError(`cannot read "${path}": permission denied`, {
-        kind: "permission",
-        code: "EACCES",
-        hint: "run ecap as root",
-        cause: e,
-      });
-    }
-    if (e instanceof Deno.errors.IsADirectory) {
-      throw new EcapError(`"${path}" is a directory, not a library`, { kind: "usage", cause: e });
-    }
-    throw new EcapError(`cannot read "${path}": ${(e as Error).message}`, { kind: "io", cause: e });
-  }
 }

@@ -35,9 +35,9 @@ import {
   followLibrary,
   libraryTargets,
   listLibraryTargets,
-  readLibraryFile,
   type TlsLibraryModule,
 } from "../tls_targets.ts";
+import { readLibraryFile } from "../tls_library.ts";
 
 /** Options of the gnutls module. */
 export interface GnutlsOptions extends TlsFamilyOptions {

@@ -30,9 +30,9 @@ import {
   followLibrary,
   libraryTargets,
   listLibraryTargets,
-  readLibraryFile,
   type TlsLibraryModule,
 } from "../tls_targets.ts";
+import { readLibraryFile } from "../tls_library.ts";
 
 /** Options of the nss module. */
 export interface NssOptions extends TlsFamilyOptions {

@@ -6,12 +6,10 @@
  * @module
  */
 import tlsObject from "../../build/tls.bpf.o" with { type: "bytes" };
-import { EcapError } from "../errors.ts";
 import { Btf } from "../btf.ts";
 import { ElfFile } from "../elf.ts";
 import {
   type FileTarget,
-  type ListedTarget,
   type ModuleSpec,
   rawTracepoint,
   u32,
@@ -24,12 +22,15 @@ import {
   encodeBoringsslLayout,
   KNOWN_BORINGSSL_BUILDS,
 } from "../boringssl_layout.ts";
-import { discoverTlsLibraries, inspectTlsLibrary } from "../tls_library.ts";
-import { mayDefineSymbol } from "../elf_peek.ts";
-import { findProcessesMapping, formatDev, type MappingProcesses } from "../proc_maps.ts";
+import { inspectTlsLibrary, OPENSSL_KIND } from "../tls_library.ts";
+import {
+  followLibrary,
+  libraryTargets,
+  listLibraryTargets,
+  type TlsLibraryModule,
+} from "../tls_targets.ts";
 import {
   PACKET_PROBES,
-  packetInterfaces,
   SECRET_MODELS,
   TEXT_MODEL,
   type TlsDataEvent as DataEvent,
@@ -64,8 +65,6 @@ function tlsBtf(): Btf {
   return objectBtf ??= Btf.fromElf(ElfFile.parse(tlsObject));
 }
 
-const LIBSSL_PREFIX = "libssl.so";
-
 /** What the tls module probes in one file: a line for the user, and its struct offsets. */
 async function fileTarget(path: string, opts: TlsOptions): Promise<FileTarget> {
   const info = await inspectTlsLibrary(path);
@@ -96,26 +95,16 @@ async function fileTarget(path: string, opts: TlsOptions): Promise<FileTarget> {
   return { note: `${what}${info.statically ? ", linked statically" : ""}${keys}`, mapEntries };
 }
 
-/** A file named with --libssl, as discovery would describe it. */
-async function describeFile(
-  path: string,
-): Promise<{ path: string; inode: number; dev: string; pids: number[] }> {
-  const st = await Deno.stat(path).catch(() => undefined);
-  const mapping = st === undefined
-    ? undefined
-    : (await findProcessesMapping(() => true).catch(() => new Map<string, MappingProcesses>()))
-      .values().find((m) => m.inode === st.ino && m.dev === formatDev(st.dev!));
-  return {
-    path,
-    inode: st?.ino ?? 0,
-    dev: st ? formatDev(st.dev!) : "?",
-    pids: mapping?.pids ?? [],
-  };
-}
-
-async function commOf(pid: number): Promise<string> {
-  return (await Deno.readTextFile(`/proc/${pid}/comm`).catch(() => "?")).trim();
-}
+/** Where OpenSSL is and what it is, for lib/tls_targets.ts. */
+const library: TlsLibraryModule<TlsOptions> = {
+  role: LIB,
+  what: "OpenSSL",
+  kind: OPENSSL_KIND,
+  explicit: (opts) => opts.libssl,
+  fileTarget,
+  // libssl and libcrypto linked in statically take megabytes (node: 98 MB)
+  holdExecBytes: 2 << 20,
+};
 
 /** The tls module, described once. */
 export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
@@ -152,88 +141,7 @@ export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
     arg: "PATH",
     help: "libssl.so or a program with OpenSSL linked in (default: every libssl in use)",
   }], (v) => ({ libssl: typeof v.libssl === "string" ? v.libssl : undefined })),
-  async targets(opts) {
-    const paths: string[] = [];
-    const users: Record<string, number[]> = {};
-    const pids = [...new Set([...(opts.pids ?? []), ...(opts.pid ? [opts.pid] : [])])];
-    if (opts.libssl) {
-      paths.push(opts.libssl);
-    } else {
-      const found = pids.length > 0
-        ? (await Promise.all(pids.map((pid) => discoverTlsLibraries({ pid })))).flat()
-        : await discoverTlsLibraries();
-      const seen = new Set<string>();
-      for (const lib of found) {
-        if (seen.has(`${lib.dev}:${lib.inode}`)) continue;
-        seen.add(`${lib.dev}:${lib.inode}`);
-        paths.push(lib.path);
-        // a library only processes map (a container's) goes when they do
-        if (lib.source === "maps" && pids.length === 0) users[lib.path] = lib.pids;
-      }
-      if (paths.length === 0 && !opts.followChildren) {
-        throw new EcapError(
-          pids.length ? `Process ${pids.join(", ")} maps no OpenSSL library` : "No libssl found",
-          { kind: "not-found", hint: "pass --libssl PATH" },
-        );
-      }
-    }
-    const notes: string[] = [];
-    const mapEntries: { map: string; key: Uint8Array; value: Uint8Array }[] = [];
-    for (const [index, path] of paths.entries()) {
-      const t = await fileTarget(path, opts);
-      notes.push(`${path}: ${t.note}`);
-      mapEntries.push(...t.mapEntries?.(index) ?? []);
-    }
-    const packets = packetInterfaces(opts);
-    notes.push(...packets.notes);
-    const interfaces = packets.interfaces;
-    return { files: { [LIB]: paths }, notes, mapEntries, interfaces, users };
-  },
-  follow(opts) {
-    // a library named by the user is all it asked for
-    if (opts.libssl) return undefined;
-    const pids = opts.pids?.length ?? (opts.pid ? 1 : 0);
-    if (pids > 0 && !opts.followChildren) return undefined;
-    return {
-      role: LIB,
-      mappedPrefix: LIBSSL_PREFIX,
-      exec: true,
-      // libssl and libcrypto linked in statically take megabytes (node: 98 MB)
-      holdExecBytes: 2 << 20,
-      async inspect(path) {
-        try {
-          // most binaries run while capturing are not TLS libraries: say so
-          // from their string tables, not a parse of the whole file
-          if (!await mayDefineSymbol(path, "SSL_write")) return undefined;
-          return await fileTarget(path, opts);
-        } catch (e) {
-          if (e instanceof EcapError) return undefined; // not a TLS library
-          throw e;
-        }
-      },
-    };
-  },
-  async listTargets(opts) {
-    const pids = [...new Set([...(opts.pids ?? []), ...(opts.pid ? [opts.pid] : [])])];
-    const found = opts.libssl
-      ? [await describeFile(opts.libssl)]
-      : pids.length > 0
-      ? (await Promise.all(pids.map((pid) => discoverTlsLibraries({ pid })))).flat()
-      : await discoverTlsLibraries();
-    const out: ListedTarget[] = [];
-    for (const lib of found) {
-      const kind = await fileTarget(lib.path, { ...opts, model: "text" })
-        .then((t) => t.note, (e) => `not usable: ${(e as Error).message}`);
-      out.push({
-        path: lib.path,
-        inode: lib.inode,
-        dev: lib.dev,
-        kind,
-        processes: await Promise.all(
-          lib.pids.map(async (pid) => ({ pid, comm: await commOf(pid) })),
-        ),
-      });
-    }
-    return out;
-  },
+  targets: (opts) => libraryTargets(library, opts),
+  follow: (opts) => followLibrary(library, opts),
+  listTargets: (opts) => listLibraryTargets(library, opts),
 };
