@@ -222,23 +222,6 @@ int uprobe_go_keylog(struct pt_regs *ctx)
 	return 0;
 }
 
-/* Syscalls that move a socket's bytes; arg 0 is the fd. x86_64 numbers. */
-static __always_inline bool is_io_syscall(long nr)
-{
-	switch (nr) {
-	case 0: /* read */
-	case 1: /* write */
-	case 19: /* readv */
-	case 20: /* writev */
-	case 44: /* sendto */
-	case 45: /* recvfrom */
-	case 46: /* sendmsg */
-	case 47: /* recvmsg */
-		return true;
-	}
-	return false;
-}
-
 /* The runtime's own read/write inside a call names its socket; R14 in the
  * user registers names the goroutine making it. */
 SEC("raw_tp/sys_enter")

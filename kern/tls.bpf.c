@@ -626,23 +626,6 @@ int BPF_KRETPROBE(uretprobe_ssl_call_ex, long ret)
 	return call_return((int)ret, true);
 }
 
-/* Syscalls that move a socket's bytes; arg 0 is the fd. x86_64 numbers. */
-static __always_inline bool is_io_syscall(long nr)
-{
-	switch (nr) {
-	case 0: /* read */
-	case 1: /* write */
-	case 19: /* readv */
-	case 20: /* writev */
-	case 44: /* sendto */
-	case 45: /* recvfrom */
-	case 46: /* sendmsg */
-	case 47: /* recvmsg */
-		return true;
-	}
-	return false;
-}
-
 /* The library's own read/write inside SSL_read/SSL_write names the socket. */
 SEC("raw_tp/sys_enter")
 int raw_tp_sys_enter(struct bpf_raw_tracepoint_args *ctx)

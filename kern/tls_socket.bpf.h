@@ -69,4 +69,21 @@ static __always_inline void read_socket(struct sock_info *d, int fd)
 	} while (0)
 
 
+/* Syscalls that move a socket's bytes; arg 0 is the fd. x86_64 numbers. */
+static __always_inline bool is_io_syscall(long nr)
+{
+	switch (nr) {
+	case 0: /* read */
+	case 1: /* write */
+	case 19: /* readv */
+	case 20: /* writev */
+	case 44: /* sendto */
+	case 45: /* recvfrom */
+	case 46: /* sendmsg */
+	case 47: /* recvmsg */
+		return true;
+	}
+	return false;
+}
+
 #endif
