@@ -45,10 +45,19 @@ const ringSpec: ModuleSpec = {
     const hdr = headerReader(ctx.btf, ctx.wallClock);
     return {
       decode(view, offset, length): BenchEvent[] {
-        const { kind: _, ...h } = hdr.read(view, offset, length);
+        const h = hdr.read(view, offset, length);
         const start = view.byteOffset + offset + hdr.size;
-        const data = new Uint8Array(view.buffer.slice(start, view.byteOffset + offset + length));
-        return [{ module: "bench", ...h, data }];
+        // fields one by one, as the modules' hot decoders do (no object rest)
+        return [{
+          module: "bench",
+          timeNs: h.timeNs,
+          pid: h.pid,
+          tid: h.tid,
+          uid: h.uid,
+          comm: h.comm,
+          cgroupId: h.cgroupId,
+          data: new Uint8Array(view.buffer.slice(start, view.byteOffset + offset + length)),
+        }];
       },
       flush: () => [],
     };
