@@ -28,6 +28,11 @@ export type ProbeSpec =
     /** Missing symbol is not an error (an older release lacks it). */
     optional?: boolean;
     /**
+     * Probes only the target files this accepts (their BPF cookies stay
+     * their index in the role's list); every file by default.
+     */
+    only?: (path: string) => boolean;
+    /**
      * Finds the places to probe in a file instead of looking up `symbols`
      * (which then only name them in messages): file offsets, e.g. the return
      * instructions of a Go function, where uretprobes are unsafe. None found
@@ -38,7 +43,11 @@ export type ProbeSpec =
   | ProbeCommon & { kind: "raw_tp"; tracepoint: string }
   | ProbeCommon & { kind: "tcx"; direction: "ingress" | "egress" };
 
-type ProbeOpts = { optional?: boolean; models?: readonly string[] };
+type ProbeOpts = {
+  optional?: boolean;
+  models?: readonly string[];
+  only?: (path: string) => boolean;
+};
 
 /** A uprobe on the first of `symbols` found in the `target` file. */
 export function uprobe(

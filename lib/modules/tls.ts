@@ -47,6 +47,11 @@ export type { Endpoint } from "../tls_family.ts";
 export interface TlsOptions extends TlsFamilyOptions {
   /** A libssl.so, or a program with OpenSSL linked in (e.g. /usr/bin/node). */
   libssl?: string;
+  /**
+   * -m keylog/pcap: look for keys at every SSL_read/SSL_write of every
+   * library, not only in programs with OpenSSL linked in (see dataKeys).
+   */
+  dataKeys?: boolean;
 }
 
 /** Bytes one SSL_read or SSL_write call moved (`-m text`). */
@@ -65,6 +70,19 @@ function tlsBtf(): Btf {
   return objectBtf ??= Btf.fromElf(ElfFile.parse(tlsObject));
 }
 
+/**
+ * Files whose SSL_read/SSL_write are probed for keys too. A program that
+ * never calls SSL_do_handshake, SSL_connect or SSL_accept has its handshake
+ * run inside the first data call (node: memory BIOs); those are mostly
+ * programs with OpenSSL linked in, while programs on a shared libssl call
+ * them (curl, python, nginx, libpq). A probe per data call costs a trap
+ * (benchmark 1), so shared libraries get it only with --data-keys. Set by
+ * fileTarget, which sees the capture's options; a path probed by two
+ * captures of one process at once takes the last one's choice.
+ */
+const dataKeyFiles = new Set<string>();
+const dataKeys = (path: string) => dataKeyFiles.has(path);
+
 /** What the tls module probes in one file: a line for the user, and its struct offsets. */
 async function fileTarget(path: string, opts: TlsOptions): Promise<FileTarget> {
   const info = await inspectTlsLibrary(path);
@@ -76,6 +94,8 @@ async function fileTarget(path: string, opts: TlsOptions): Promise<FileTarget> {
   let keys = "";
   let mapEntries: FileTarget["mapEntries"];
   if (opts.model === "keylog" || opts.model === "pcap") {
+    if (opts.dataKeys || info.statically) dataKeyFiles.add(path);
+    else dataKeyFiles.delete(path);
     const layout = info.flavor === "openssl" ? layoutFor(info.version) : undefined;
     const boring = info.flavor === "boringssl" ? await boringsslBuildOf(path) : undefined;
     if (boring) {
@@ -127,9 +147,10 @@ export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
       uprobe("uprobe_ssl_handshake", LIB, f, { optional: true }),
       uretprobe("uretprobe_ssl_call", LIB, f, { optional: true }),
     ]),
-    // handshakes done inside SSL_read/SSL_write: their secrets at the next call
-    uprobe("uprobe_ssl_data_secrets", LIB, "SSL_write", { models: SECRET_MODELS }),
-    uprobe("uprobe_ssl_data_secrets", LIB, "SSL_read", { models: SECRET_MODELS }),
+    // handshakes done inside SSL_read/SSL_write (no SSL_do_handshake call):
+    // their secrets at the next call, where that is asked for (a probe per call)
+    uprobe("uprobe_ssl_data_secrets", LIB, "SSL_write", { models: SECRET_MODELS, only: dataKeys }),
+    uprobe("uprobe_ssl_data_secrets", LIB, "SSL_read", { models: SECRET_MODELS, only: dataKeys }),
     // BoringSSL: TLS 1.3 handshake secrets while its handshake runs (kern/tls.bpf.c)
     uprobe("uprobe_boringssl_hs", LIB, "SSL_is_dtls", { optional: true, models: SECRET_MODELS }),
     rawTracepoint("raw_tp_sys_enter", "sys_enter"),
@@ -140,7 +161,15 @@ export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
     type: "string",
     arg: "PATH",
     help: "libssl.so or a program with OpenSSL linked in (default: every libssl in use)",
-  }], (v) => ({ libssl: typeof v.libssl === "string" ? v.libssl : undefined })),
+  }, {
+    name: "data-keys",
+    type: "boolean",
+    help: "keylog/pcap: read keys at every SSL_read/SSL_write too, for programs on a shared " +
+      "libssl that never call SSL_do_handshake/SSL_connect/SSL_accept (a probe per call)",
+  }], (v) => ({
+    libssl: typeof v.libssl === "string" ? v.libssl : undefined,
+    dataKeys: v["data-keys"] === true,
+  })),
   targets: (opts) => libraryTargets(library, opts),
   follow: (opts) => followLibrary(library, opts),
   listTargets: (opts) => listLibraryTargets(library, opts),
