@@ -89,7 +89,7 @@ export class TsharkCapture implements AsyncDisposable {
     (async () => {
       while (!(await reader.read()).done) { /* discard */ }
     })();
-    await new Promise((r) => setTimeout(r, 300)); // "started" comes a moment early
+    await new Promise((r) => setTimeout(r, 500)); // "started" comes a moment early
     return cap;
   }
 

@@ -228,9 +228,10 @@ bpfTest(
       await using s13 = await GoServer.start(p.server);
       await using s12 = await GoServer.start(p.server, ["-tls12"]);
       const keys = `${dir}/keys.log`, own = `${dir}/own.log`;
-      await using run = await EcapRun.start(["gotls", "-e", p.client, "-m", "keylog", "-k", keys]);
+      // the captures first: ecap's start gives them time to settle before any traffic
       await using cap13 = await TsharkCapture.start(`${dir}/v13.pcapng`, s13.port);
       await using cap12 = await TsharkCapture.start(`${dir}/v12.pcapng`, s12.port);
+      await using run = await EcapRun.start(["gotls", "-e", p.client, "-m", "keylog", "-k", keys]);
       await runClient(p.client, ["-keylog", own, s13.url("/body?n=10&v13"), s13.url("/body?n=5")]);
       await runClient(p.client, ["-keylog", own, s12.url("/body?n=10&v12")]);
       const ownLines = (await Deno.readTextFile(own)).trim().split("\n");
