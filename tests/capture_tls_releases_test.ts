@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { bpfTest, EcapRun, sh, waitFor } from "./_helpers.ts";
 import { Nginx } from "./_nginx.ts";
+import { clientRandoms, httpRequestUris, TsharkCapture, tsharkFields } from "./_tshark.ts";
 
 const HOME = Deno.env.get("HOME") ?? "/root";
 const RELEASES = Deno.env.get("ECAP_OPENSSL_RELEASES") ?? `${HOME}/.cache/ecap/openssl-releases-v1`;
@@ -76,34 +77,6 @@ const RELEASE_LIST: Release[] = [
     run: (client) => [client],
   },
 ];
-
-/** tshark's output; fails the test if tshark does. */
-async function tshark(args: string[]): Promise<string> {
-  const r = await sh("tshark", ["-n", ...args]);
-  assert.equal(r.code, 0, `tshark ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout;
-}
-
-/** Starts tshark capturing a port on lo; resolves once it captures. */
-async function startTsharkCapture(file: string, port: number) {
-  const child = new Deno.Command("tshark", {
-    args: ["-n", "-i", "lo", "-f", `tcp port ${port}`, "-w", file],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let err = "";
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  await waitFor(async () => {
-    const { value } = await reader.read();
-    err += value ?? "";
-    return err.includes("Capture started");
-  }, "tshark to capture");
-  (async () => {
-    while (!(await reader.read()).done) { /* keep its stderr drained */ }
-  })();
-  await new Promise((res) => setTimeout(res, 300)); // "started" comes a moment early
-  return child;
-}
 
 async function buildClient(dir: string, r: Release): Promise<string> {
   const out = `${dir}/client-${r.name}`;
@@ -183,25 +156,15 @@ for (const r of RELEASE_LIST) {
         await get("/r.txt?v12", "12");
         await new Promise((res) => setTimeout(res, 700));
         assert.equal(await run.stop(), 0);
-        const uris = await sh("tshark", [
-          "-n",
-          "-r",
-          out,
-          "-Y",
-          "http.request",
-          "-T",
-          "fields",
-          "-e",
-          "http.request.uri",
-        ]);
-        assert.deepEqual(uris.stdout.trim().split("\n").sort(), ["/r.txt?v12", "/r.txt?v13"]);
+        const uris = await httpRequestUris(out);
+        assert.deepEqual(uris.sort(), ["/r.txt?v12", "/r.txt?v13"]);
       }
       // the key log file: its client randoms are the ClientHellos', and its
       // lines alone decrypt the requests and responses
       if (r.keylogLines) {
         const keys = `${dir}/keys.log`, cap = `${dir}/cap.pcapng`;
         await using run = await EcapRun.start(["tls", "-m", "keylog", "-k", keys, "--libssl", lib]);
-        const dumper = await startTsharkCapture(cap, nginx.port);
+        await using dumper = await TsharkCapture.start(cap, nginx.port);
         await get("/r.txt?k13", "13");
         await get("/r.txt?k12", "12");
         await waitFor(async () => {
@@ -209,45 +172,25 @@ for (const r of RELEASE_LIST) {
           return t.includes("CLIENT_RANDOM") && t.includes("CLIENT_TRAFFIC_SECRET_0");
         }, "both handshakes' keys");
         await new Promise((res) => setTimeout(res, 500));
-        dumper.kill("SIGINT");
-        await dumper.status;
+        await dumper.stop();
         assert.equal(await run.stop(), 0);
         const lines = (await Deno.readTextFile(keys)).trim().split("\n");
         assert.deepEqual(lines.map((l) => l.split(" ")[0]).sort(), r.keylogLines);
         assert.match(run.stderr, /2 handshakes, 6 key log lines written/);
-        const randoms = (await tshark([
-          "-r",
-          cap,
-          "-Y",
-          "tls.handshake.type == 1",
-          "-T",
-          "fields",
-          "-e",
-          "tls.handshake.random",
-        ])).trim().split("\n").map((x) => x.replaceAll(":", ""));
+        const randoms = await clientRandoms(cap);
         assert.equal(randoms.length, 2);
         assert.deepEqual(new Set(lines.map((l) => l.split(" ")[1])), new Set(randoms));
-        const http = (await tshark([
-          "-r",
-          cap,
-          "-o",
-          `tls.keylog_file:${keys}`,
-          "-Y",
-          "http",
-          "-T",
-          "fields",
-          "-e",
-          "http.request.uri",
-          "-e",
-          "http.response.code",
-          "-e",
-          "http.file_data",
-        ])).trim().split("\n").map((l) => l.split("\t"));
-        const requests = http.filter(([uri]) => uri).map(([uri]) => uri).sort();
+        const requests = (await httpRequestUris(cap, keys)).sort();
         assert.deepEqual(requests, ["/r.txt?k12", "/r.txt?k13"]);
-        const responses = http.filter(([, code]) => code === "200");
-        assert.equal(responses.length, 2, JSON.stringify(http));
-        for (const [, , body] of responses) {
+        // the 200 responses' bodies, as the "http" packets with code 200 were
+        const responses = await tsharkFields(
+          cap,
+          "http.response.code == 200",
+          ["http.file_data"],
+          keys,
+        );
+        assert.equal(responses.length, 2, JSON.stringify(responses));
+        for (const body of responses) {
           // tshark prints the body as text or as hex, by version
           const text = /^[0-9a-f]+$/.test(body)
             ? new TextDecoder().decode(Uint8Array.from(body.match(/../g)!, (h) => parseInt(h, 16)))
