@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ struct ecap {
 	void *obj_copy; /* libbpf points into the buffer until load */
 	struct bpf_link *links[MAX_LINKS];
 	int n_links;
+	atomic_int detaching; /* links ecap_detach is destroying on threads of their own */
 	struct ring_buffer *ring;
 	int epoll_fd, wake_fd;
 	/* the batch being filled by ring_record */
@@ -389,11 +391,53 @@ ECAP_API int ecap_map_keys(struct ecap *h, const char *name, void *out, uint32_t
 	return (int)n;
 }
 
+struct detach_job {
+	struct ecap *h;
+	struct bpf_link *link;
+};
+
+static void *detach_in_background(void *arg)
+{
+	struct detach_job *job = arg;
+
+	bpf_link__destroy(job->link);
+	atomic_fetch_sub(&job->h->detaching, 1);
+	free(job);
+	return NULL;
+}
+
+/*
+ * Unregistering a uprobe waits for an RCU grace period (tens to hundreds of
+ * ms): on the caller's thread that would stall the event loop, and with it
+ * every process held for probing. The link is destroyed on a thread of its
+ * own; it counts in ecap_link_count until it is gone, and ecap_close waits.
+ */
 ECAP_API int ecap_detach(struct ecap *h, int link)
 {
+	struct detach_job *job;
+	pthread_attr_t attr;
+	pthread_t thread;
+	bool started = false;
+
 	if (link < 0 || link >= MAX_LINKS || !h->links[link])
 		return fail(h, -EINVAL, "detach link %d: no such link", link);
-	bpf_link__destroy(h->links[link]);
+	job = malloc(sizeof(*job));
+	if (job) {
+		job->h = h;
+		job->link = h->links[link];
+		atomic_fetch_add(&h->detaching, 1);
+		if (pthread_attr_init(&attr) == 0) {
+			pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+			started = pthread_create(&thread, &attr, detach_in_background, job) == 0;
+			pthread_attr_destroy(&attr);
+		}
+		if (!started) {
+			atomic_fetch_sub(&h->detaching, 1);
+			free(job);
+		}
+	}
+	if (!started)
+		bpf_link__destroy(h->links[link]);
 	h->links[link] = NULL;
 	h->n_links--;
 	return 0;
@@ -401,7 +445,7 @@ ECAP_API int ecap_detach(struct ecap *h, int link)
 
 ECAP_API int ecap_link_count(struct ecap *h)
 {
-	return h->n_links;
+	return h->n_links + atomic_load(&h->detaching);
 }
 
 ECAP_API int ecap_ring_poll(struct ecap *h, uint8_t *buf, size_t cap, int timeout_ms)
@@ -608,6 +652,8 @@ ECAP_API void ecap_close(struct ecap *h)
 	if (!h)
 		return;
 	destroy_links(h);
+	while (atomic_load(&h->detaching) > 0)
+		usleep(1000);
 	end_guard(h);
 	ring_buffer__free(h->ring);
 	bpf_object__close(h->obj);
