@@ -9,7 +9,12 @@ const SHT_STRTAB = 3;
 /** String tables larger than this are not scanned: the full parse decides. */
 const MAX_TABLE = 64 << 20;
 
-async function readAt(file: Deno.FsFile, offset: number, length: number): Promise<Uint8Array> {
+/** Up to `length` bytes of `file` at `offset` (fewer at its end). */
+export async function readAt(
+  file: Deno.FsFile,
+  offset: number,
+  length: number,
+): Promise<Uint8Array> {
   const buf = new Uint8Array(length);
   await file.seek(offset, Deno.SeekMode.Start);
   let got = 0;

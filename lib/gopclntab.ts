@@ -5,6 +5,7 @@
  * 1.18-1.19 and 1.20+ (their magic numbers say which).
  * @module
  */
+import { readAt } from "./elf_peek.ts";
 import { ElfFile } from "./elf.ts";
 
 /** Raised when a file is not a Go binary this reader understands. */
@@ -248,18 +249,7 @@ export function readGoBinary(bytes: Uint8Array, elf = ElfFile.parse(bytes)): GoB
  */
 export async function mayBeGoBinary(path: string): Promise<boolean> {
   using file = await Deno.open(path);
-  const readAt = async (offset: number, length: number) => {
-    const buf = new Uint8Array(length);
-    await file.seek(offset, Deno.SeekMode.Start);
-    let got = 0;
-    while (got < length) {
-      const n = await file.read(buf.subarray(got));
-      if (n === null) break;
-      got += n;
-    }
-    return buf.subarray(0, got);
-  };
-  const ehdr = await readAt(0, 64);
+  const ehdr = await readAt(file, 0, 64);
   if (ehdr.length < 64 || ehdr[0] !== 0x7f || ehdr[1] !== 0x45 || ehdr[4] !== 2) return false;
   const v = new DataView(ehdr.buffer, ehdr.byteOffset, 64);
   const shoff = Number(v.getBigUint64(0x28, true));
@@ -267,12 +257,12 @@ export async function mayBeGoBinary(path: string): Promise<boolean> {
   const shnum = v.getUint16(0x3c, true);
   const shstrndx = v.getUint16(0x3e, true);
   if (shoff === 0 || shnum === 0 || shentsize < 64 || shstrndx >= shnum) return true;
-  const shdrs = await readAt(shoff, shnum * shentsize);
+  const shdrs = await readAt(file, shoff, shnum * shentsize);
   if (shdrs.length < shnum * shentsize) return true;
   const s = new DataView(shdrs.buffer, shdrs.byteOffset, shdrs.byteLength);
   const strOff = Number(s.getBigUint64(shstrndx * shentsize + 0x18, true));
   const strSize = Number(s.getBigUint64(shstrndx * shentsize + 0x20, true));
   if (strSize > 1 << 20) return true;
-  const names = new TextDecoder().decode(await readAt(strOff, strSize)).split("\0");
+  const names = new TextDecoder().decode(await readAt(file, strOff, strSize)).split("\0");
   return names.includes(".gopclntab") || names.includes(".go.buildinfo");
 }
