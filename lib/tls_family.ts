@@ -28,6 +28,7 @@ import {
 import { type FilterNode, kernelFilter, parseFilter } from "./packet_filter.ts";
 import { type CaptureInterface, PcapSink } from "./pcap_sink.ts";
 import { headerReader, RecordError, type RecordHeader } from "./record_header.ts";
+import type { BtfStruct } from "./btf.ts";
 import { concat } from "./bytes.ts";
 
 /** Options every TLS module takes. */
@@ -260,6 +261,36 @@ export function tlsFamilyDecoder<M extends string>(
   };
 }
 
+/**
+ * What a secret event says besides its secrets: who, and which connection
+ * (the members tls_secret and tls_keylog share). Secrets are rare: spread.
+ */
+function secretEnvelope<M extends string>(
+  name: M,
+  s: BtfStruct,
+  view: DataView,
+  offset: number,
+  h: RecordHeader,
+) {
+  const at = (m: string) => offset + s.members.get(m)!.offset;
+  const addr = (m: string) => new Uint8Array(view.buffer, view.byteOffset + at(m), 16);
+  const family = view.getUint16(at("family"), true);
+  return {
+    module: name,
+    kind: "secret" as const,
+    timeNs: h.timeNs,
+    pid: h.pid,
+    tid: h.tid,
+    uid: h.uid,
+    comm: h.comm,
+    cgroupId: h.cgroupId,
+    conn: `${h.pid}:${view.getBigUint64(at("conn"), true).toString(16)}`,
+    fd: view.getInt32(at("fd"), true),
+    local: formatAddr(family, addr("laddr"), view.getUint16(at("lport"), true)),
+    remote: formatAddr(family, addr("raddr"), view.getUint16(at("rport"), true)),
+  };
+}
+
 /** Reads `struct tls_secret` (a whole handshake's secrets) into key log lines. */
 function secretDecoder<M extends string>(name: M, ctx: DecodeContext) {
   const s = ctx.btf.struct("tls_secret");
@@ -283,20 +314,8 @@ function secretDecoder<M extends string>(name: M, ctx: DecodeContext) {
       serverAppTrafficSecret: bytes("server_app_traffic_secret"),
       exporterMasterSecret: bytes("exporter_master_secret"),
     };
-    const family = view.getUint16(offset + at("family"), true);
     const event: TlsSecretEvent<M> = {
-      module: name,
-      kind: "secret",
-      timeNs: h.timeNs,
-      pid: h.pid,
-      tid: h.tid,
-      uid: h.uid,
-      comm: h.comm,
-      cgroupId: h.cgroupId,
-      conn: `${h.pid}:${view.getBigUint64(offset + at("conn"), true).toString(16)}`,
-      fd: view.getInt32(offset + at("fd"), true),
-      local: formatAddr(family, bytes("laddr"), view.getUint16(offset + at("lport"), true)),
-      remote: formatAddr(family, bytes("raddr"), view.getUint16(offset + at("rport"), true)),
+      ...secretEnvelope(name, s, view, offset, h),
       version: VERSIONS[version] ?? `0x${version.toString(16)}`,
       clientRandom: hex(secrets.clientRandom),
       keylog: keylogLines(secrets),
@@ -330,20 +349,8 @@ function keylogDecoder<M extends string>(name: M, ctx: DecodeContext) {
     const label = text.decode(end < 0 ? labelBytes : labelBytes.subarray(0, end));
     if (!/^[A-Z0-9_]+$/.test(label)) throw new RecordError(`tls keylog label "${label}"`);
     const clientRandom = hex(bytes("client_random"));
-    const family = view.getUint16(offset + at("family"), true);
     const event: TlsSecretEvent<M> = {
-      module: name,
-      kind: "secret",
-      timeNs: h.timeNs,
-      pid: h.pid,
-      tid: h.tid,
-      uid: h.uid,
-      comm: h.comm,
-      cgroupId: h.cgroupId,
-      conn: `${h.pid}:${view.getBigUint64(offset + at("conn"), true).toString(16)}`,
-      fd: view.getInt32(offset + at("fd"), true),
-      local: formatAddr(family, bytes("laddr"), view.getUint16(offset + at("lport"), true)),
-      remote: formatAddr(family, bytes("raddr"), view.getUint16(offset + at("rport"), true)),
+      ...secretEnvelope(name, s, view, offset, h),
       version: label === "CLIENT_RANDOM" ? "TLS 1.2" : "TLS 1.3",
       clientRandom,
       keylog: [`${label} ${clientRandom} ${hex(bytes("secret", secretLen))}`],
