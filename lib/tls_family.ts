@@ -75,6 +75,11 @@ export interface TlsDataEvent<M extends string = string> extends EventBase {
   incomplete: boolean;
   /** HTTP messages or frames completed by these bytes. */
   http: HttpView[];
+  /**
+   * The bytes went to an HTTP decoder of this connection (a message or
+   * frame still in progress when `http` is empty), not unknown bytes.
+   */
+  inHttp: boolean;
 }
 
 /** A handshake's secrets, or one of them (`-m keylog`, `-m pcap`). */
@@ -229,7 +234,10 @@ export function tlsFamilyDecoder<M extends string>(
       const direction = (flags & READ) ? "read" as const : "write" as const;
       let conversation = conversations.get(conn);
       if (!conversation) conversations.set(conn, conversation = new HttpConversation());
-      const http = conversation.push(direction === "write" ? "out" : "in", data);
+      const side = direction === "write" ? "out" : "in";
+      const http = conversation.push(side, data);
+      const protocol = conversation.protocol;
+      const inHttp = (protocol === "http1" || protocol === "http2") && conversation.parsing(side);
       // fields one by one: an object rest/spread here costs ~10x (a hot path)
       const h0 = call.header;
       return [{
@@ -251,6 +259,7 @@ export function tlsFamilyDecoder<M extends string>(
         truncated: (flags & CUT) !== 0,
         incomplete: call.incomplete,
         http,
+        inHttp,
       }];
     },
     flush() {
@@ -599,6 +608,9 @@ export function formatTlsEvent(ev: TlsFamilyEvent, opts: TlsFamilyOptions): stri
   } ${dir} ${endpoint(ev.remote)} ${ev.direction.toUpperCase()} ${ev.data.length} bytes${cut}`;
   if (opts.hex) return `${head}\n${hexdump(ev.data)}`;
   if (ev.http.length > 0) return `${head}\n${ev.http.map((v) => formatHttpView(v)).join("\n")}`;
+  // the middle of an HTTP message: shown whole when it completes, not dumped
+  // here too (a hex dump of every 16 KiB of a body cost the reader its pace)
+  if (ev.inHttp) return `${head} (HTTP, continued)`;
   return `${head}\n${printableText(ev.data) ?? hexdump(ev.data)}`;
 }
 

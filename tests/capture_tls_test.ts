@@ -206,6 +206,23 @@ bpfTest("ecap tls text output shows the connection and the HTTP request", async 
   assert.ok(run.stdout.includes(`GET /t.txt?${t} HTTP/1.1`));
 });
 
+bpfTest("ecap tls text output shows a large binary body once, not a dump per read", async () => {
+  const body = new Uint8Array(200_000);
+  for (let i = 0; i < body.length; i += 65536) {
+    crypto.getRandomValues(body.subarray(i, i + 65536));
+  }
+  await using nginx = await Nginx.start({ "big.bin": body });
+  await using run = await EcapRun.start(["tls"]);
+  await curl(["--http1.1", "-o", "/dev/null", nginx.url("/big.bin")]);
+  await waitFor(() => /200 OK/.test(run.stdout), "the response in text output");
+  await run.stop();
+  const curlReads = run.stdout.split("\n").filter((l) => /curl\[\d+\].* READ \d+ bytes/.test(l));
+  assert.ok(curlReads.length >= 2, `the body came in several reads: ${curlReads.length}`);
+  // reads in the middle of the message say so; the message is shown when whole
+  assert.ok(curlReads.some((l) => l.endsWith("(HTTP, continued)")), curlReads.join("\n"));
+  assert.doesNotMatch(run.stdout, /^00000000 {2}[0-9a-f]{2} /m, "no hex dump of the body");
+});
+
 bpfTest(
   "ecap tls --libssl to a missing file or a file without SSL symbols fails in one line",
   async () => {
