@@ -19,6 +19,7 @@ ARCH=amd64
 SRC_PKG=android-platform-external-boringssl
 BIN_PKG=android-libboringssl
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/private_apt.sh"
 prog=$here/boringssl_offsets.cc
 
 say() { echo "boringssl_offsets: $*" >&2; }
@@ -31,26 +32,7 @@ done
 
 tmp=$(mktemp -d /tmp/boringssl-offsets.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-apt_dir=$tmp/apt
-mkdir -p "$apt_dir/sources" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-
-# A private deb + deb-src list built from this machine's own Debian mirror.
-uri=$(grep -hE '^URIs:.*/debian/?$' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1 | awk '{print $2}' || true)
-[ -n "$uri" ] || uri=$(grep -hE '^deb .*/debian/? ' /etc/apt/sources.list 2>/dev/null | head -1 | awk '{print $2}' || true)
-[ -n "$uri" ] || die "cannot find this machine's Debian mirror in /etc/apt"
-cat >"$apt_dir/sources/src.sources" <<SRC
-Types: deb deb-src
-URIs: $uri
-Suites: ${SUITES[*]}
-Components: main
-Architectures: $ARCH
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt_dir/sources"
-	-o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
-	-o "Dir::State::Status=/dev/null" -o APT::Sandbox::User=root)
-say "apt-get update (deb, deb-src ${SUITES[*]})"
-apt-get "${apt_opts[@]}" update -qq >&2 || die "apt-get update of the private list failed"
+APT_ARCH=$ARCH private_apt "$tmp/apt" "deb deb-src" "${SUITES[@]}"
 
 # The preprocessor switches debian/rules appends (DEB_CPPFLAGS_MAINT_APPEND):
 # -D/-U only; the others do not change layouts.

@@ -45,6 +45,7 @@ set -euo pipefail
 
 SUITES=(bullseye bookworm trixie)
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/private_apt.sh"
 prog=$here/openssl_offsets.c
 
 say() { echo "openssl_offsets: $*" >&2; }
@@ -67,24 +68,7 @@ fi
 
 tmp=$(mktemp -d /tmp/openssl-offsets.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-apt_dir=$tmp/apt
-mkdir -p "$apt_dir/sources" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-
-# A private deb-src list built from this machine's own Debian mirror.
-uri=$(grep -hE '^URIs:.*/debian/?$' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1 | awk '{print $2}' || true)
-[ -n "$uri" ] || uri=$(grep -hE '^deb .*/debian/? ' /etc/apt/sources.list 2>/dev/null | head -1 | awk '{print $2}' || true)
-[ -n "$uri" ] || die "cannot find this machine's Debian mirror in /etc/apt"
-cat >"$apt_dir/sources/src.sources" <<SRC
-Types: deb-src
-URIs: $uri
-Suites: ${SUITES[*]}
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt_dir/sources"
-	-o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o APT::Sandbox::User=root)
-say "apt-get update (deb-src ${SUITES[*]})"
-apt-get "${apt_opts[@]}" update -qq >&2 || die "apt-get update of the source list failed"
+private_apt "$tmp/apt" "deb-src" "${SUITES[@]}"
 
 # The Configure switches Debian's debian/rules passes (CONFARGS), minus the
 # paths and the no-padlockeng it adds only off x86.
