@@ -94,21 +94,26 @@ struct {
 	__type(value, __s32);
 } ssl_fds SEC(".maps");
 
-static __always_inline int call_enter(void *ctx, void *ssl, const void *buf, void *moved_ptr,
-				      __u32 flags, __u32 handshake)
+/* A probed call inside one in progress on this thread (SSL_write calling
+ * SSL_write_ex): counted, so that only the outermost call's return reports. */
+static __always_inline bool nested_call(__u64 id)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct tls_call call = {}, *c;
+	struct tls_call *c = bpf_map_lookup_elem(&active_calls, &id);
+
+	if (!c)
+		return false;
+	c->nested++;
+	return true;
+}
+
+/* Notes a call that passed the filters, for its return probe. */
+static __always_inline int start_call(void *ctx, __u64 id, void *ssl, const void *buf,
+				      void *moved_ptr, __u32 flags, __u32 handshake)
+{
+	struct tls_call call = {};
 	struct ssl_key key = { .ssl = (__u64)ssl, .tgid = id >> 32 };
 	__s32 *fd;
 
-	if (!process_allowed(id, (__u32)bpf_get_current_uid_gid()))
-		return 0;
-	c = bpf_map_lookup_elem(&active_calls, &id);
-	if (c) {
-		c->nested++;
-		return 0;
-	}
 	call.ssl = (__u64)ssl;
 	call.buf = (__u64)buf;
 	call.moved_ptr = (__u64)moved_ptr;
@@ -119,6 +124,16 @@ static __always_inline int call_enter(void *ctx, void *ssl, const void *buf, voi
 	call.fd = fd ? *fd : -1;
 	bpf_map_update_elem(&active_calls, &id, &call, BPF_ANY);
 	return 0;
+}
+
+static __always_inline int call_enter(void *ctx, void *ssl, const void *buf, void *moved_ptr,
+				      __u32 flags, __u32 handshake)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	if (!process_allowed(id, (__u32)bpf_get_current_uid_gid()) || nested_call(id))
+		return 0;
+	return start_call(ctx, id, ssl, buf, moved_ptr, flags, handshake);
 }
 
 #define TLS1_3_VERSION 0x0304
@@ -429,19 +444,13 @@ static __always_inline bool nss_ssl_socket(struct pr_file_desc *top)
 static __always_inline int nspr_enter(void *ctx, void *fd, const void *buf, __u32 flags)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct tls_call *c;
 
-	if (!process_allowed(id, (__u32)bpf_get_current_uid_gid()))
-		return 0;
 	/* inside a call kept: counted as nested whatever its descriptor */
-	c = bpf_map_lookup_elem(&active_calls, &id);
-	if (c) {
-		c->nested++;
+	if (!process_allowed(id, (__u32)bpf_get_current_uid_gid()) || nested_call(id))
 		return 0;
-	}
 	if (!nss_ssl_socket(fd))
 		return 0;
-	return call_enter(ctx, fd, buf, NULL, flags, 0);
+	return start_call(ctx, id, fd, buf, NULL, flags, 0);
 }
 
 /* PR_Write, PR_Send (fd, buf, amount, ...) on an NSS SSL socket. */
