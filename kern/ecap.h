@@ -321,6 +321,7 @@ struct ecap_types {
 	struct tls_secret tls_secret;
 	struct tls_keylog tls_keylog;
 	struct ssl_layout ssl_layout;
+	enum ssl_flavor ssl_flavor;
 	enum tls_packet_dir tls_packet_dir;
 	struct tls_packet tls_packet;
 	enum zsh_end zsh_end;

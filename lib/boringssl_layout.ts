@@ -14,12 +14,11 @@
 import offsets from "./boringssl_offsets.json" with { type: "json" };
 import type { Btf } from "./btf.ts";
 import { ElfFile } from "./elf.ts";
+import { sslLayoutWriter } from "./ssl_layout.ts";
 
 /** One measured build. */
 export type BoringsslBuild = (typeof offsets.builds)[number];
 
-/** kern/ecap.h enum ssl_flavor. */
-const SSL_FLAVOR_BORINGSSL = 1;
 const NT_GNU_BUILD_ID = 3;
 
 /** The GNU build-id of an ELF file, as hex; undefined if it has none. */
@@ -55,16 +54,9 @@ export const KNOWN_BORINGSSL_BUILDS = offsets.builds.map((b) =>
 
 /** Encodes `struct ssl_layout` at the offsets of the object's BTF for a build. */
 export function encodeBoringsslLayout(btf: Btf, b: BoringsslBuild): Uint8Array {
-  const s = btf.struct("ssl_layout");
-  const out = new Uint8Array(s.size);
-  const view = new DataView(out.buffer);
-  const set = (member: string, value: number) => {
-    const m = s.members.get(member);
-    if (!m) throw new Error(`struct ssl_layout has no member "${member}"`);
-    view.setUint32(m.offset, value, true);
-  };
+  const { out, set } = sslLayoutWriter(btf);
   set("valid", 1);
-  set("flavor", SSL_FLAVOR_BORINGSSL);
+  set("flavor", btf.enumValues("ssl_flavor").get("SSL_FLAVOR_BORINGSSL")!);
   set("version", b.ssl.version);
   set("s3", b.ssl.s3);
   set("s3_indirect", 1);

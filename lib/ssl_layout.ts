@@ -72,12 +72,12 @@ export function layoutFor(
 export const KNOWN_FAMILIES = FAMILIES.map((f) => f.family);
 
 /**
- * Encodes `struct ssl_layout` at the offsets of the object's BTF for the
- * given release. 3.0.12 alone keeps `session` 32 bytes further on (as
- * eCapture's offset tables record; its neighbours match ours).
+ * A zeroed `struct ssl_layout` as the object's BTF lays it out, and a setter
+ * of its (u32) members by name.
  */
-export function encodeSslLayout(btf: Btf, e: Entry, version = ""): Uint8Array {
-  const sessionShift = version === "3.0.12" ? 32 : 0;
+export function sslLayoutWriter(
+  btf: Btf,
+): { out: Uint8Array; set: (member: string, value: number) => void } {
   const s = btf.struct("ssl_layout");
   const out = new Uint8Array(s.size);
   const view = new DataView(out.buffer);
@@ -86,6 +86,17 @@ export function encodeSslLayout(btf: Btf, e: Entry, version = ""): Uint8Array {
     if (!m) throw new Error(`struct ssl_layout has no member "${member}"`);
     view.setUint32(m.offset, value, true);
   };
+  return { out, set };
+}
+
+/**
+ * Encodes `struct ssl_layout` at the offsets of the object's BTF for the
+ * given release. 3.0.12 alone keeps `session` 32 bytes further on (as
+ * eCapture's offset tables record; its neighbours match ours).
+ */
+export function encodeSslLayout(btf: Btf, e: Entry, version = ""): Uint8Array {
+  const sessionShift = version === "3.0.12" ? 32 : 0;
+  const { out, set } = sslLayoutWriter(btf);
   // 3.2+ hands API calls an SSL that the connection struct starts with
   const base = e.ssl_to_connection;
   set("valid", 1);
