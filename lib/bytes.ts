@@ -1,12 +1,52 @@
 /**
  * Byte-array helpers shared by the decoders.
+ *
+ * Copies of event payloads come out of shared 1 MiB blocks: in Deno a new
+ * ArrayBuffer costs 1.4 µs (64 B) to 6 µs (1 KiB), a view of an existing
+ * one 30 ns (measured), and a capture copies every payload it yields once.
+ * Such a copy shares its block's `buffer` with others; views of it keep
+ * the block alive, so parsers that keep bytes for long copy them with
+ * `slice()` instead.
  * @module
  */
 
-/** Joins byte arrays into one (the array itself when there is one). */
-export function concat(parts: readonly Uint8Array[], total?: number): Uint8Array {
+const BLOCK_BYTES = 1 << 20;
+/** Copies above this get a buffer of their own (a block would hold too few). */
+const SHARED_MAX = 64 << 10;
+
+let block = new Uint8Array(0);
+let used = 0;
+
+/** A zero-filled array of n bytes, carved out of a shared block when small. */
+export function allocBytes(n: number): Uint8Array {
+  if (n > SHARED_MAX) return new Uint8Array(n);
+  if (used + n > block.length) {
+    block = new Uint8Array(BLOCK_BYTES);
+    used = 0;
+  }
+  const out = block.subarray(used, used + n);
+  used += (n + 7) & ~7; // each copy starts aligned, like a fresh buffer
+  return out;
+}
+
+/** A copy of bytes that nothing else writes to (see the module note on sharing). */
+export function copyBytes(bytes: Uint8Array): Uint8Array {
+  const out = allocBytes(bytes.length);
+  out.set(bytes);
+  return out;
+}
+
+/**
+ * Joins byte arrays into one (the array itself when there is one), in a
+ * buffer of its own unless `alloc` is {@link allocBytes}.
+ */
+export function concat(
+  parts: readonly Uint8Array[],
+  total?: number,
+  alloc: (n: number) => Uint8Array = (n) => new Uint8Array(n),
+): Uint8Array {
   if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(total ?? parts.reduce((n, p) => n + p.length, 0));
+  const out = alloc(total ?? parts.reduce((n, p) => n + p.length, 0));
   let off = 0;
   for (const p of parts) {
     out.set(p, off);

@@ -3,43 +3,70 @@
  * classic hex dump.
  * @module
  */
+import { isUtf8 } from "node:buffer";
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+const utf8 = new TextDecoder();
+// deno-lint-ignore no-control-regex -- matching control characters is the point
+const CONTROLS = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/g;
+
+/**
+ * Control bytes in bytes (tab, LF and CR are not), counted up to just past
+ * `limit`. In UTF-8 each is a character of its own, so this counts control
+ * characters without decoding: binary is told apart before a strict decode.
+ */
+export function controlBytes(bytes: Uint8Array, limit = Infinity): number {
+  let n = 0;
+  for (let i = 0; i < bytes.length && n <= limit; i++) {
+    const b = bytes[i];
+    if ((b < 0x20 && b !== 9 && b !== 10 && b !== 13) || b === 0x7f) n++;
+  }
+  return n;
+}
 
 /**
  * The bytes as text if they are valid UTF-8 and nearly all printable
  * (tabs, newlines and carriage returns allowed); otherwise undefined.
  */
 export function printableText(bytes: Uint8Array): string | undefined {
-  let text: string;
-  try {
-    text = strictUtf8.decode(bytes);
-  } catch {
-    return undefined;
-  }
-  let control = 0;
-  let shown = "";
-  for (const ch of text) {
-    const c = ch.codePointAt(0)!;
-    const isControl = (c < 0x20 && c !== 9 && c !== 10 && c !== 13) || c === 0x7f;
-    if (isControl) control++;
-    shown += isControl ? "." : ch;
-  }
-  return control <= text.length / 100 ? shown : undefined;
+  const control = controlBytes(bytes, bytes.length / 100);
+  // a string is never longer than its UTF-8 bytes: too many controls for them is too many
+  if (control * 100 > bytes.length || !isUtf8(bytes)) return undefined;
+  const text = utf8.decode(bytes);
+  if (control > text.length / 100) return undefined;
+  return control === 0 ? text : text.replace(CONTROLS, ".");
 }
 
-/** 16 bytes a line: offset, hex, and the printable ASCII. */
+const HEX_DIGITS = new TextEncoder().encode("0123456789abcdef");
+const ascii = new TextDecoder("latin1"); // the dump is ASCII: decoded as is
+/** Where a row's hex columns end and its "  |" starts. */
+const HEX_END = 58;
+
+/**
+ * 16 bytes a line: offset, hex, and the printable ASCII. Written as bytes
+ * and decoded once: the dump of a binary read shows up under load.
+ */
 export function hexdump(bytes: Uint8Array): string {
-  const lines: string[] = [];
+  const rows = Math.ceil(bytes.length / 16);
+  const out = new Uint8Array(rows * (HEX_END + 3 + 16 + 2)).fill(0x20);
+  let p = 0;
   for (let off = 0; off < bytes.length; off += 16) {
-    const row = bytes.subarray(off, off + 16);
-    const hex = Array.from(row, (b) => b.toString(16).padStart(2, "0"));
-    const left = hex.slice(0, 8).join(" ").padEnd(23);
-    const right = hex.slice(8).join(" ").padEnd(23);
-    const ascii = Array.from(row, (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : "."));
-    lines.push(`${off.toString(16).padStart(8, "0")}  ${left}  ${right}  |${ascii.join("")}|`);
+    for (let shift = 28; shift >= 0; shift -= 4) {
+      out[p + 7 - shift / 4] = HEX_DIGITS[(off >>> shift) & 15];
+    }
+    const n = Math.min(16, bytes.length - off);
+    for (let i = 0; i < n; i++) {
+      const b = bytes[off + i];
+      const col = p + (i < 8 ? 10 + 3 * i : 35 + 3 * (i - 8));
+      out[col] = HEX_DIGITS[b >> 4];
+      out[col + 1] = HEX_DIGITS[b & 15];
+      out[p + HEX_END + 3 + i] = b >= 0x20 && b < 0x7f ? b : 0x2e; // "."
+    }
+    out[p + HEX_END + 2] = 0x7c; // "|"
+    out[p + HEX_END + 3 + n] = 0x7c;
+    p += HEX_END + 3 + n + 1;
+    if (off + 16 < bytes.length) out[p++] = 0x0a;
   }
-  return lines.join("\n");
+  return ascii.decode(out.subarray(0, p));
 }
 
 /** Standard base64 of any number of bytes (btoa alone takes a string). */

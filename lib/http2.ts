@@ -4,7 +4,7 @@
  * @module
  */
 
-import { concat } from "./bytes.ts";
+import { concat, copyBytes } from "./bytes.ts";
 import { type HeaderField, HpackDecoder, HpackError } from "./hpack.ts";
 import { decodeContent, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES } from "./http1.ts";
 
@@ -409,12 +409,14 @@ export class Http2Connection {
       case FrameType.DATA: {
         needStream(true);
         unpad();
-        const data = payload.slice();
+        const data = copyBytes(payload);
         const endStream = (flags & FLAG_END_STREAM) !== 0;
         out.push({ type: "data", direction, streamId, data, endStream });
         const msg = this.#streamSide(streamId, direction, out);
         if (msg !== undefined) {
-          this.#appendBody(msg, data);
+          // kept until the stream ends: a copy of its own then, not a view
+          // that would hold a shared block (lib/bytes.ts) for that long
+          this.#appendBody(msg, endStream ? data : data.slice());
           if (endStream) this.#finishSide(streamId, direction, out);
         }
         return;

@@ -5,7 +5,9 @@
  * @module
  */
 
+import { isUtf8 } from "node:buffer";
 import { concat } from "./bytes.ts";
+import { controlBytes } from "./hexdump.ts";
 import { Http1Exchange, type Http1Message, sniffHttp1 } from "./http1.ts";
 import {
   Http2Connection,
@@ -204,9 +206,12 @@ export class HttpConversation {
     const isRequest = direction === this.#requestDirection();
     const parser = isRequest ? h1.requests : h1.responses;
     if (parser.failed) {
-      // Resynchronise when a chunk starts a new message (e.g. after a lost body).
-      if (sniffHttp1(chunk) !== (isRequest ? "request" : "response")) return [];
+      // Resynchronise at the next message (e.g. after lost records): reads
+      // do not start where messages do, so look at every line of the chunk.
+      const at = messageStart(chunk, isRequest ? "request" : "response");
+      if (at < 0) return [];
       h1.reset(isRequest ? "request" : "response");
+      chunk = chunk.subarray(at);
     }
     return h1.push(isRequest ? "request" : "response", chunk).map((message) => ({
       protocol: "http1" as const,
@@ -229,6 +234,23 @@ export class HttpConversation {
   }
 }
 
+const utf8 = new TextDecoder();
+
+/** Where a line of chunk starts an HTTP/1.x message of this kind, or -1. */
+function messageStart(chunk: Uint8Array, kind: "request" | "response"): number {
+  for (let i = 0; i < chunk.length;) {
+    const b = chunk[i];
+    // a status line starts with "H", a request line with a method (A-Z)
+    if (kind === "response" ? b === 0x48 : b >= 0x41 && b <= 0x5a) {
+      if (sniffHttp1(chunk.subarray(i)) === kind) return i;
+    }
+    const lf = chunk.indexOf(0x0a, i);
+    if (lf < 0) return -1;
+    i = lf + 1;
+  }
+  return -1;
+}
+
 /** Options of {@link formatHttpView}. */
 export interface FormatOptions {
   /** Body bytes shown as text at most; default 64 KiB. */
@@ -240,19 +262,21 @@ export interface FormatOptions {
  * mostly printable.
  */
 export function bodyAsText(body: Uint8Array, maxBytes = 64 * 1024): string | undefined {
+  const shown = body.subarray(0, maxBytes);
+  const bad = controlBytes(shown, shown.length / 20);
+  // a string is never longer than its UTF-8 bytes: too many controls for them is too many
+  if (bad * 20 > shown.length) return undefined;
   let s: string;
-  try {
-    // stream: a cut inside a multi-byte character is not an error.
-    s = new TextDecoder("utf-8", { fatal: true }).decode(body.subarray(0, maxBytes), {
-      stream: body.length > maxBytes,
-    });
-  } catch {
-    return undefined;
-  }
-  let bad = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if ((c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) || c === 0x7f) bad++;
+  if (body.length <= maxBytes) {
+    if (!isUtf8(shown)) return undefined;
+    s = utf8.decode(shown);
+  } else {
+    try {
+      // stream: a cut inside a multi-byte character is not an error.
+      s = new TextDecoder("utf-8", { fatal: true }).decode(shown, { stream: true });
+    } catch {
+      return undefined;
+    }
   }
   return bad * 20 > s.length ? undefined : s;
 }

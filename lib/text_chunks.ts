@@ -4,7 +4,7 @@
  * @module
  */
 import type { Btf } from "./btf.ts";
-import { concat } from "./bytes.ts";
+import { allocBytes, concat, copyBytes } from "./bytes.ts";
 import { headerReader, RecordError, type RecordHeader } from "./record_header.ts";
 
 /** One chunk of text, with the header of its record. */
@@ -39,7 +39,7 @@ export function textChunkReader(btf: Btf, wallClock: (mono: bigint) => bigint) {
       const start = view.byteOffset + offset + s.size;
       return {
         header: h,
-        bytes: new Uint8Array(view.buffer.slice(start, start + len)),
+        bytes: copyBytes(new Uint8Array(view.buffer, start, len)),
         more: (f & MORE) !== 0,
         cut: (f & CUT) !== 0,
       };
@@ -65,7 +65,7 @@ export class TextJoiner<K> {
     t.cut ||= chunk.cut;
     if (chunk.more) return undefined;
     this.#open.delete(key);
-    return { header: t.header, bytes: concat(t.parts), cut: t.cut };
+    return { header: t.header, bytes: concat(t.parts, undefined, allocBytes), cut: t.cut };
   }
 
   /** Forgets every unfinished text. */

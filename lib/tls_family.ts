@@ -29,7 +29,7 @@ import { type FilterNode, kernelFilter, parseFilter } from "./packet_filter.ts";
 import { type CaptureInterface, PcapSink } from "./pcap_sink.ts";
 import { headerReader, RecordError, type RecordHeader } from "./record_header.ts";
 import type { BtfStruct } from "./btf.ts";
-import { concat } from "./bytes.ts";
+import { allocBytes, copyBytes } from "./bytes.ts";
 
 /** Options every TLS module takes. */
 export interface TlsFamilyOptions extends CommonOptions {
@@ -154,9 +154,38 @@ function hex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/**
+ * Connections remembered at most: the oldest is forgotten past this (ecap
+ * does not see connections close), and with it its HTTP parsing state.
+ */
+const MAX_CONNECTIONS = 16384;
+
+/** Bytes set aside at a call's first chunk at most; more as they come. */
+const MAX_CALL_BUFFER = 16 << 20;
+
+/** Bytes of an address of this family that mean something. */
+function addrBytes(family: number): number {
+  return family === 2 ? 4 : family === 10 ? 16 : 0;
+}
+
+/** A connection's endpoints and HTTP state, as its records last said. */
+interface Connection {
+  fd: number;
+  family: number;
+  lport: number;
+  rport: number;
+  /** The addresses' bytes that count (4 for IPv4), to notice a change. */
+  laddr: Uint8Array;
+  raddr: Uint8Array;
+  local: Endpoint | null;
+  remote: Endpoint | null;
+  conversation: HttpConversation;
+}
+
 interface PartialCall {
   header: RecordHeader;
-  parts: Uint8Array[];
+  /** The call's bytes so far: data[0, next). */
+  data: Uint8Array;
   next: number;
   incomplete: boolean;
 }
@@ -195,9 +224,50 @@ export function tlsFamilyDecoder<M extends string>(
     raddr: at("raddr"),
   };
   /** Calls being put back together, by thread and direction. */
-  const calls = new Map<string, PartialCall>();
-  /** HTTP state per connection. */
-  const conversations = new Map<string, HttpConversation>();
+  const calls = new Map<number, PartialCall>();
+  /** What is known of each connection, by "pid:conn". */
+  const connections = new Map<string, Connection>();
+
+  /** The connection of a record, its endpoints read once per connection. */
+  function connectionOf(view: DataView, offset: number, id: string): Connection {
+    const fd = view.getInt32(offset + o.fd, true);
+    const family = view.getUint16(offset + o.family, true);
+    let c = connections.get(id);
+    if (c && c.fd === fd && c.family === family && sameAddresses(c, view, offset)) return c;
+    // A connection object seen with other sockets is a new connection
+    // (an address reused after free); one whose socket was unknown is not.
+    const conversation = c && c.family !== 0 && family !== 0 ? undefined : c?.conversation;
+    if (!c && connections.size >= MAX_CONNECTIONS) {
+      connections.delete(connections.keys().next().value!); // the oldest
+    }
+    const lport = view.getUint16(offset + o.lport, true);
+    const rport = view.getUint16(offset + o.rport, true);
+    const bytes = (m: number) => new Uint8Array(view.buffer, view.byteOffset + offset + m, 16);
+    c = {
+      fd,
+      family,
+      lport,
+      rport,
+      laddr: bytes(o.laddr).slice(0, addrBytes(family)),
+      raddr: bytes(o.raddr).slice(0, addrBytes(family)),
+      local: formatAddr(family, bytes(o.laddr), lport),
+      remote: formatAddr(family, bytes(o.raddr), rport),
+      conversation: conversation ?? new HttpConversation(),
+    };
+    connections.set(id, c);
+    return c;
+  }
+
+  /** Ports and addresses as the record has them, unchanged since c was made. */
+  function sameAddresses(c: Connection, view: DataView, offset: number): boolean {
+    if (view.getUint16(offset + o.lport, true) !== c.lport) return false;
+    if (view.getUint16(offset + o.rport, true) !== c.rport) return false;
+    for (let i = 0; i < c.laddr.length; i++) {
+      if (view.getUint8(offset + o.laddr + i) !== c.laddr[i]) return false;
+      if (view.getUint8(offset + o.raddr + i) !== c.raddr[i]) return false;
+    }
+    return true;
+  }
 
   return {
     decode(view, offset, length) {
@@ -213,31 +283,36 @@ export function tlsFamilyDecoder<M extends string>(
       if (s.size + len > length) throw new RecordError(`tls record claims ${len} bytes`);
       const flags = view.getUint32(offset + o.flags, true);
       const chunkOffset = view.getUint32(offset + o.offset, true);
-      const key = `${h.pid}/${h.tid}/${flags & READ}`;
+      const key = h.tid * 2 + ((flags & READ) ? 1 : 0); // thread ids are unique system-wide
+      const total = view.getUint32(offset + o.total, true);
       let call = calls.get(key);
       if (chunkOffset === 0 || !call) {
-        call = { header: h, parts: [], next: 0, incomplete: chunkOffset !== 0 };
+        // one buffer for all of the call's chunks (they follow each other in
+        // the ring): one copy, none to join them
+        const size = Math.min(total, MAX_CALL_BUFFER);
+        call = { header: h, data: allocBytes(size), next: 0, incomplete: chunkOffset !== 0 };
         calls.set(key, call);
       }
       if (chunkOffset !== call.next) call.incomplete = true;
-      const start = view.byteOffset + offset + s.size;
-      call.parts.push(new Uint8Array(view.buffer.slice(start, start + len)));
-      call.next = chunkOffset + len;
+      if (call.next + len > call.data.length) {
+        const grown = allocBytes(Math.max(call.next + len, 2 * call.data.length));
+        grown.set(call.data.subarray(0, call.next));
+        call.data = grown;
+      }
+      call.data.set(new Uint8Array(view.buffer, view.byteOffset + offset + s.size, len), call.next);
+      call.next += len;
       if ((flags & LAST) === 0) return [];
       calls.delete(key);
 
-      const total = view.getUint32(offset + o.total, true);
-      const data = concat(call.parts);
-      const family = view.getUint16(offset + o.family, true);
-      const bytes = (m: number) => new Uint8Array(view.buffer, view.byteOffset + offset + m, 16);
+      const data = call.data.subarray(0, call.next);
       const conn = `${h.pid}:${view.getBigUint64(offset + o.conn, true).toString(16)}`;
+      const c = connectionOf(view, offset, conn);
       const direction = (flags & READ) ? "read" as const : "write" as const;
-      let conversation = conversations.get(conn);
-      if (!conversation) conversations.set(conn, conversation = new HttpConversation());
       const side = direction === "write" ? "out" : "in";
-      const http = conversation.push(side, data);
-      const protocol = conversation.protocol;
-      const inHttp = (protocol === "http1" || protocol === "http2") && conversation.parsing(side);
+      const http = c.conversation.push(side, data);
+      const protocol = c.conversation.protocol;
+      const inHttp = (protocol === "http1" || protocol === "http2") &&
+        c.conversation.parsing(side);
       // fields one by one: an object rest/spread here costs ~10x (a hot path)
       const h0 = call.header;
       return [{
@@ -251,9 +326,9 @@ export function tlsFamilyDecoder<M extends string>(
         cgroupId: h0.cgroupId,
         direction,
         conn,
-        fd: view.getInt32(offset + o.fd, true),
-        local: formatAddr(family, bytes(o.laddr), view.getUint16(offset + o.lport, true)),
-        remote: formatAddr(family, bytes(o.raddr), view.getUint16(offset + o.rport, true)),
+        fd: c.fd,
+        local: c.local,
+        remote: c.remote,
         data,
         total,
         truncated: (flags & CUT) !== 0,
@@ -264,7 +339,7 @@ export function tlsFamilyDecoder<M extends string>(
     },
     flush() {
       calls.clear();
-      conversations.clear();
+      connections.clear();
       return [];
     },
   };
@@ -390,7 +465,7 @@ function packetDecoder<M extends string>(name: M, ctx: DecodeContext) {
       comm: "",
       ifindex: view.getUint32(offset + at("ifindex"), true),
       length: view.getUint32(offset + at("len"), true),
-      data: new Uint8Array(view.buffer.slice(start, start + caplen)),
+      data: copyBytes(new Uint8Array(view.buffer, start, caplen)),
       direction: view.getUint32(offset + at("dir"), true) === INGRESS ? "ingress" : "egress",
     };
     return [event];

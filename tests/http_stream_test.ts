@@ -152,6 +152,34 @@ Deno.test("HttpConversation picks up HTTP/1 after a capture starts mid-body", ()
   assert.equal(c.parsing("in"), true);
 });
 
+Deno.test("HttpConversation resynchronises at a message that starts mid-read", () => {
+  // wrk reads 8 KiB at a time: after lost records the next response starts
+  // inside a read, behind the end of a body it never saw whole
+  const c = new HttpConversation();
+  c.push("in", bytes("HTTP/1.1 200 OK\r\nContent-Length: zz\r\n\r\n"));
+  assert.equal(c.parsing("in"), false);
+  const tail = new Uint8Array(300).fill(0x41);
+  tail[100] = 0x0a; // a line end in the binary tail: a candidate, not a message
+  const views = c.push(
+    "in",
+    cat(tail, "\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 404 Not Found\r\n"),
+  );
+  assert.equal(views.length, 1);
+  assert.equal(views[0].protocol === "http1" && views[0].message.status, 200);
+  assert.equal(c.parsing("in"), true);
+  const [next] = c.push("in", bytes("Content-Length: 0\r\n\r\n"));
+  assert.equal(next.protocol === "http1" && next.message.status, 404);
+  // requests too, found by their method
+  c.push("out", bytes("GET / HTTP/1.1\r\nHost: zz zz\r\n\r\n"));
+  c.push("out", bytes("POST /x HTTP/1.1\r\nbad header\r\n\r\n"));
+  assert.equal(c.parsing("out"), false);
+  const [req] = c.push("out", bytes("junk\r\nPUT /y HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+  assert.equal(
+    req.protocol === "http1" && req.message.kind === "request" && req.message.method,
+    "PUT",
+  );
+});
+
 Deno.test("HttpConversation.push() honours an explicit role", () => {
   const c = new HttpConversation();
   // The process is a server: "out" carries responses even before any request.
