@@ -214,9 +214,18 @@ ECAP_API int ecap_object_load(struct ecap *h)
 
 	if (!h->obj)
 		return fail(h, -EINVAL, "load: no object open");
+	/*
+	 * The verifier gives up with EAGAIN when a signal is pending, and a
+	 * host program may take many (a profiler's SIGPROF): hold them until
+	 * the object is loaded.
+	 */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	log_target = h;
 	err = bpf_object__load(h->obj);
 	log_target = NULL;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err)
 		return fail(h, err, "load object \"%s\" (the kernel's log follows with --verbose)",
 			    bpf_object__name(h->obj));

@@ -37,6 +37,12 @@ const SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
+  /** The same poll, on the caller's thread, for records already there (timeout 0). */
+  ecap_ring_poll_now: {
+    name: "ecap_ring_poll",
+    parameters: ["pointer", "buffer", "usize", "i32"],
+    result: "i32",
+  },
   ecap_wake: { parameters: ["pointer"], result: "i32" },
   ecap_map_read_percpu: {
     parameters: ["pointer", "buffer", "u32", "buffer", "u32"],
@@ -324,6 +330,17 @@ export class BpfHandle {
     } finally {
       this.#polling = false;
     }
+  }
+
+  /**
+   * Copies the records already in the ring buffer, without waiting and on
+   * this thread: no hand-off to a worker thread and back (as poll() makes)
+   * while a reader is behind.
+   */
+  pollNow(buf: Uint8Array<ArrayBuffer>): number {
+    const ptr = this.#live();
+    if (this.#polling) throw new EcapError(`BPF object "${this.name}" is already polled`);
+    return this.#check(this.#lib.ecap_ring_poll_now(ptr, buf, BigInt(buf.length), 0));
   }
 
   /** Ends a poll that is waiting; safe to call at any time. */
