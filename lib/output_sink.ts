@@ -14,6 +14,7 @@ export class OutputSink {
   #w: Writer;
   #name: string;
   #closed = false;
+  #buf = new Uint8Array(1 << 20);
   /** Bytes of whole batches written to a file: what a failed write rolls back to. */
   #committed: number | undefined;
 
@@ -22,6 +23,14 @@ export class OutputSink {
     this.#w = w;
     this.#name = name;
     if (w instanceof Deno.FsFile) this.#committed = w.statSync().size;
+  }
+
+  /** Encoded into a buffer kept between writes: no new one per batch. */
+  #encode(text: string): Uint8Array {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit
+    if (this.#buf.length < text.length * 3) this.#buf = new Uint8Array(text.length * 3);
+    const { written } = encoder.encodeInto(text, this.#buf);
+    return this.#buf.subarray(0, written);
   }
 
   /** True once the reader has closed its end. */
@@ -36,7 +45,7 @@ export class OutputSink {
    */
   write(text: string): boolean {
     if (this.#closed) return false;
-    const bytes = encoder.encode(text);
+    const bytes = this.#encode(text);
     try {
       for (let off = 0; off < bytes.length;) off += this.#w.writeSync(bytes.subarray(off));
       if (this.#committed !== undefined) this.#committed += bytes.length;

@@ -20,6 +20,8 @@ export interface RecordHeader extends Omit<EventBase, "module"> {
 }
 
 const utf8 = new TextDecoder();
+/** Threads whose name is remembered at most (then forgotten, all at once). */
+const MAX_NAMES = 4096;
 
 /** Reads a NUL-terminated string of at most `max` bytes. */
 export function readCString(view: DataView, offset: number, max: number): string {
@@ -53,6 +55,21 @@ export function headerReader(btf: Btf, wallClock: (mono: bigint) => bigint) {
   const ts = at("ts_ns"), comm = at("comm");
   const commLen = s.members.get("comm")!.size;
   const cgroup = s.members.get("cgroup_id")?.offset;
+  /** The last name read per thread, with its first 16 bytes (names rarely change). */
+  const names = new Map<number, { w0: number; w1: number; w2: number; w3: number; comm: string }>();
+  const commOf = (view: DataView, offset: number, tid: number): string => {
+    const at = offset + comm;
+    const w0 = view.getUint32(at, true), w1 = view.getUint32(at + 4, true);
+    const w2 = view.getUint32(at + 8, true), w3 = view.getUint32(at + 12, true);
+    const known = names.get(tid);
+    if (known && known.w0 === w0 && known.w1 === w1 && known.w2 === w2 && known.w3 === w3) {
+      return known.comm;
+    }
+    if (names.size >= MAX_NAMES) names.clear();
+    const name = readCString(view, at, commLen);
+    if (commLen === 16) names.set(tid, { w0, w1, w2, w3, comm: name });
+    return name;
+  };
   return {
     /** Size of the header: a record's body starts here. */
     size: s.size,
@@ -62,13 +79,14 @@ export function headerReader(btf: Btf, wallClock: (mono: bigint) => bigint) {
           `record of ${length} bytes is shorter than its ${s.size}-byte header`,
         );
       }
+      const t = view.getUint32(offset + tid, true);
       return {
         kind: view.getUint32(offset + kind, true),
         pid: view.getUint32(offset + pid, true),
-        tid: view.getUint32(offset + tid, true),
+        tid: t,
         uid: view.getUint32(offset + uid, true),
         timeNs: wallClock(view.getBigUint64(offset + ts, true)),
-        comm: readCString(view, offset + comm, commLen),
+        comm: commOf(view, offset, t),
         cgroupId: cgroup === undefined ? 0 : Number(view.getBigUint64(offset + cgroup, true)),
       };
     },
