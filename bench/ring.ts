@@ -11,6 +11,7 @@ import emptyObject from "../build/bench_empty.bpf.o" with { type: "bytes" };
 import { Capture } from "../lib/capture.ts";
 import { BpfHandle } from "../lib/ffi.ts";
 import type { EventBase, ModuleSpec } from "../lib/module_spec.ts";
+import { copyBytes } from "../lib/bytes.ts";
 import { headerReader } from "../lib/record_header.ts";
 import {
   type BenchOptions,
@@ -56,7 +57,7 @@ const ringSpec: ModuleSpec = {
           uid: h.uid,
           comm: h.comm,
           cgroupId: h.cgroupId,
-          data: new Uint8Array(view.buffer.slice(start, view.byteOffset + offset + length)),
+          data: copyBytes(new Uint8Array(view.buffer, start, length - hdr.size)),
         }];
       },
       flush: () => [],

@@ -2,6 +2,7 @@
 /* libecap: libbpf behind the narrow API of ecap.h. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -503,6 +504,12 @@ ECAP_API int ecap_wake(struct ecap *h)
 	if (write(h->wake_fd, &one, sizeof(one)) < 0)
 		return fail(h, -errno, "wake poll");
 	return 0;
+}
+
+ECAP_API void ecap_tune_malloc(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 }
 
 ECAP_API int ecap_num_cpus(void)

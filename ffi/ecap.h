@@ -60,6 +60,12 @@ ECAP_API int ecap_wake(struct ecap *h);
 /* Reads a per-CPU map value of 8 bytes per CPU; returns the CPU count. */
 ECAP_API int ecap_map_read_percpu(struct ecap *h, const char *map, uint32_t key, uint64_t *out, uint32_t n);
 ECAP_API int ecap_num_cpus(void);
+/*
+ * Keeps freed heap memory of the process for reuse: buffers of up to 32 MiB
+ * come from the heap, and up to 64 MiB of free heap stays mapped, so the
+ * reader's short-lived buffers are not page-faulted in again and again.
+ */
+ECAP_API void ecap_tune_malloc(void);
 /* CLOCK_MONOTONIC now, the clock of bpf_ktime_get_ns(). */
 ECAP_API uint64_t ecap_monotonic_ns(void);
 ECAP_API const char *ecap_last_error(struct ecap *h);
