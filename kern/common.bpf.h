@@ -119,12 +119,15 @@ static __always_inline __u64 wakeup_flag(void)
 									      : BPF_RB_NO_WAKEUP;
 }
 
-static __always_inline void emit(void *rec, __u64 size)
+/* Sends a record; false (and counted as lost) when the ring has no room. */
+static __always_inline bool emit(void *rec, __u64 size)
 {
-	if (bpf_ringbuf_output(&events, rec, size, wakeup_flag()) == 0)
+	if (bpf_ringbuf_output(&events, rec, size, wakeup_flag()) == 0) {
 		stat_add(ECAP_STAT_EVENTS, 1);
-	else
-		stat_add(ECAP_STAT_LOST, 1);
+		return true;
+	}
+	stat_add(ECAP_STAT_LOST, 1);
+	return false;
 }
 
 /*

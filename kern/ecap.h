@@ -127,6 +127,7 @@ enum tls_data_flags {
 	TLS_DATA_READ = 1,	/* SSL_read*: the process received it (else sent) */
 	TLS_DATA_LAST = 2,	/* last chunk of this call */
 	TLS_DATA_CUT = 4,	/* the call moved more than max_call_bytes: the rest is not captured */
+	TLS_DATA_GAP = 8,	/* records of this connection and direction were lost before this call */
 };
 
 #define TLS_CHUNK 16384		/* bytes per record at most (a TLS record's plaintext) */

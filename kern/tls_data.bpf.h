@@ -24,10 +24,30 @@ struct {
 	__type(value, struct tls_record);
 } tls_scratch SEC(".maps");
 
+/*
+ * Connections and directions that lost records, until their next record is
+ * sent marked TLS_DATA_GAP: a parser of the stream then knows it is out of
+ * step, and where. LRU: a connection that never sends again is forgotten.
+ */
+struct gap_key {
+	__u64 conn;
+	__u32 pid;
+	__u32 read; /* TLS_DATA_READ or 0 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct gap_key);
+	__type(value, __u8);
+} tls_gaps SEC(".maps");
+
 struct chunk_ctx {
 	__u64 buf;
 	__u32 captured; /* bytes to send: min(total, max_call_bytes) */
 	__u32 cut;
+	struct gap_key gap;
+	bool lost; /* a chunk of this call found no room */
 };
 
 static long emit_chunk(__u32 i, struct chunk_ctx *ctx)
@@ -50,7 +70,13 @@ static long emit_chunk(__u32 i, struct chunk_ctx *ctx)
 	r->rec.flags &= ~(TLS_DATA_LAST | TLS_DATA_CUT);
 	if (off + n >= ctx->captured)
 		r->rec.flags |= TLS_DATA_LAST | ctx->cut;
-	emit(r, sizeof(r->rec) + n);
+	if (emit(r, sizeof(r->rec) + n)) {
+		if (r->rec.flags & TLS_DATA_GAP) /* the gap is told: forget it */
+			bpf_map_delete_elem(&tls_gaps, &ctx->gap);
+		r->rec.flags &= ~TLS_DATA_GAP;
+	} else {
+		ctx->lost = true;
+	}
 	return 0;
 }
 
@@ -83,7 +109,17 @@ static __always_inline void emit_tls_data(__u64 id, __u64 conn, __s32 fd, __u32 
 		ctx.cut = TLS_DATA_CUT;
 		stat_add(ECAP_STAT_TRUNCATED, 1);
 	}
+	ctx.gap.conn = conn;
+	ctx.gap.pid = id >> 32;
+	ctx.gap.read = flags & TLS_DATA_READ;
+	if (bpf_map_lookup_elem(&tls_gaps, &ctx.gap))
+		r->rec.flags |= TLS_DATA_GAP;
 	bpf_loop((ctx.captured + TLS_CHUNK - 1) / TLS_CHUNK, emit_chunk, &ctx, 0);
+	if (ctx.lost) {
+		__u8 one = 1;
+
+		bpf_map_update_elem(&tls_gaps, &ctx.gap, &one, BPF_ANY);
+	}
 }
 
 #endif

@@ -268,6 +268,18 @@ export class Http2Connection {
     return this.#sides[direction].failed;
   }
 
+  /**
+   * Bytes of one direction were lost: its frames and header compression
+   * state cannot be followed any more, so it stops decoding.
+   */
+  lost(direction: Http2Direction): void {
+    const side = this.#sides[direction];
+    side.failed ??= "records were lost";
+    side.pending = [];
+    side.pendingLength = 0;
+    side.block = undefined;
+  }
+
   /** Whether the client preface was seen (the capture began with the connection). */
   get sawPreface(): boolean {
     return !this.#sides.client.decoder.lenient;

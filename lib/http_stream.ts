@@ -53,6 +53,8 @@ export class HttpConversation {
   #pending: Record<ConversationDirection, Uint8Array[]> = { out: [], in: [] };
   #pendingLength: Record<ConversationDirection, number> = { out: 0, in: 0 };
   #sniffed = 0;
+  /** Directions that lost bytes and have not found a message start since. */
+  #lost: Record<ConversationDirection, boolean> = { out: false, in: false };
   #h1: Http1Exchange | undefined;
   #h2: Http2Connection | undefined;
 
@@ -88,6 +90,43 @@ export class HttpConversation {
       }
       case "http2":
         return this.#h2!.failed(this.#h2Direction(direction)) === undefined;
+    }
+  }
+
+  /**
+   * Whether a direction lost bytes and has not found its footing since: its
+   * bytes are skipped until the next HTTP/1 message starts (HTTP/2 cannot
+   * find it again: its header compression state is gone).
+   */
+  outOfStep(direction: ConversationDirection): boolean {
+    return this.#lost[direction];
+  }
+
+  /**
+   * Says that bytes of one direction were lost (the capture could not keep
+   * up). A message in progress ends, marked incomplete; HTTP/1 decoding
+   * resumes at the next message start, HTTP/2 decoding of it stops.
+   */
+  lost(direction: ConversationDirection): HttpView[] {
+    this.#lost[direction] = this.#protocol === "http1" || this.#protocol === "http2";
+    switch (this.#protocol) {
+      case "unknown":
+        // what was gathered to sniff no longer runs on: start again
+        this.#pending[direction] = [];
+        this.#pendingLength[direction] = 0;
+        return [];
+      case "raw":
+        return [];
+      case "http1": {
+        const kind = direction === this.#requestDirection() ? "request" : "response";
+        const h1 = this.#h1!;
+        const cut = (kind === "request" ? h1.requests : h1.responses).failed ? [] : h1.end(kind);
+        h1.reset(kind);
+        return cut.map((message) => ({ protocol: "http1" as const, direction, message }));
+      }
+      case "http2":
+        this.#h2!.lost(this.#h2Direction(direction));
+        return [];
     }
   }
 
@@ -205,12 +244,13 @@ export class HttpConversation {
     const h1 = this.#h1!;
     const isRequest = direction === this.#requestDirection();
     const parser = isRequest ? h1.requests : h1.responses;
-    if (parser.failed) {
+    if (parser.failed || this.#lost[direction]) {
       // Resynchronise at the next message (e.g. after lost records): reads
       // do not start where messages do, so look at every line of the chunk.
       const at = messageStart(chunk, isRequest ? "request" : "response");
       if (at < 0) return [];
       h1.reset(isRequest ? "request" : "response");
+      this.#lost[direction] = false;
       chunk = chunk.subarray(at);
     }
     return h1.push(isRequest ? "request" : "response", chunk).map((message) => ({

@@ -73,6 +73,11 @@ export interface TlsDataEvent<M extends string = string> extends EventBase {
   truncated: boolean;
   /** Chunks of this call were lost (ring buffer full); see stats. */
   incomplete: boolean;
+  /**
+   * Records of this connection and direction were lost before this call
+   * (ring buffer full): the bytes before these are not all there.
+   */
+  gap: boolean;
   /** HTTP messages or frames completed by these bytes. */
   http: HttpView[];
   /**
@@ -80,6 +85,11 @@ export interface TlsDataEvent<M extends string = string> extends EventBase {
    * frame still in progress when `http` is empty), not unknown bytes.
    */
   inHttp: boolean;
+  /**
+   * HTTP bytes not decoded: this direction lost bytes and is looking for the
+   * next message start (HTTP/1), or lost them for good (HTTP/2).
+   */
+  outOfStep: boolean;
 }
 
 /** A handshake's secrets, or one of them (`-m keylog`, `-m pcap`). */
@@ -188,6 +198,8 @@ interface PartialCall {
   data: Uint8Array;
   next: number;
   incomplete: boolean;
+  /** A record before this call was lost (TLS_DATA_GAP). */
+  gap: boolean;
 }
 
 /** Decodes the TLS records (data, secrets, key log lines, packets) of module `name`. */
@@ -207,7 +219,8 @@ export function tlsFamilyDecoder<M extends string>(
   const f = ctx.btf.enumValues("tls_data_flags");
   const READ = f.get("TLS_DATA_READ")!,
     LAST = f.get("TLS_DATA_LAST")!,
-    CUT = f.get("TLS_DATA_CUT")!;
+    CUT = f.get("TLS_DATA_CUT")!,
+    GAP = f.get("TLS_DATA_GAP")!;
   const s = ctx.btf.struct("tls_data");
   const at = (m: string) => s.members.get(m)!.offset;
   const o = {
@@ -290,10 +303,17 @@ export function tlsFamilyDecoder<M extends string>(
         // one buffer for all of the call's chunks (they follow each other in
         // the ring): one copy, none to join them
         const size = Math.min(total, MAX_CALL_BUFFER);
-        call = { header: h, data: allocBytes(size), next: 0, incomplete: chunkOffset !== 0 };
+        call = {
+          header: h,
+          data: allocBytes(size),
+          next: 0,
+          incomplete: chunkOffset !== 0,
+          gap: false,
+        };
         calls.set(key, call);
       }
       if (chunkOffset !== call.next) call.incomplete = true;
+      if (flags & GAP) call.gap = true;
       if (call.next + len > call.data.length) {
         const grown = allocBytes(Math.max(call.next + len, 2 * call.data.length));
         grown.set(call.data.subarray(0, call.next));
@@ -309,9 +329,14 @@ export function tlsFamilyDecoder<M extends string>(
       const c = connectionOf(view, offset, conn);
       const direction = (flags & READ) ? "read" as const : "write" as const;
       const side = direction === "write" ? "out" : "in";
-      const http = c.conversation.push(side, data);
+      const gap = call.gap || call.incomplete;
+      // bytes missing before or inside this call: the message they broke ends
+      const cut = gap ? c.conversation.lost(side) : [];
+      const pushed = c.conversation.push(side, data);
+      const http = cut.length > 0 ? [...cut, ...pushed] : pushed;
       const protocol = c.conversation.protocol;
-      const inHttp = (protocol === "http1" || protocol === "http2") &&
+      const outOfStep = c.conversation.outOfStep(side);
+      const inHttp = (protocol === "http1" || protocol === "http2") && !outOfStep &&
         c.conversation.parsing(side);
       // fields one by one: an object rest/spread here costs ~10x (a hot path)
       const h0 = call.header;
@@ -333,8 +358,10 @@ export function tlsFamilyDecoder<M extends string>(
         total,
         truncated: (flags & CUT) !== 0,
         incomplete: call.incomplete,
+        gap: call.gap,
         http,
         inHttp,
+        outOfStep,
       }];
     },
     flush() {
@@ -677,15 +704,18 @@ export function formatTlsEvent(ev: TlsFamilyEvent, opts: TlsFamilyOptions): stri
   if (ev.kind === "secret") return ev.complete ? formatSecret(ev) : "";
   if (ev.kind === "packet") return "";
   const dir = ev.direction === "write" ? "->" : "<-";
-  const cut = ev.truncated ? ` (cut: ${ev.total} moved)` : "";
+  const notes = (ev.truncated ? ` (cut: ${ev.total} moved)` : "") +
+    (ev.gap ? " (after lost records)" : "") + (ev.incomplete ? " (parts lost)" : "");
   const head = `${formatTime(ev.timeNs)} ${ev.comm}[${ev.pid}] fd=${ev.fd} ${
     endpoint(ev.local)
-  } ${dir} ${endpoint(ev.remote)} ${ev.direction.toUpperCase()} ${ev.data.length} bytes${cut}`;
+  } ${dir} ${endpoint(ev.remote)} ${ev.direction.toUpperCase()} ${ev.data.length} bytes${notes}`;
   if (opts.hex) return `${head}\n${hexdump(ev.data)}`;
   if (ev.http.length > 0) return `${head}\n${ev.http.map((v) => formatHttpView(v)).join("\n")}`;
   // the middle of an HTTP message: shown whole when it completes, not dumped
   // here too (a hex dump of every 16 KiB of a body cost the reader its pace)
   if (ev.inHttp) return `${head} (HTTP, continued)`;
+  // after lost records: noise to a reader, and dumping it slows the capture further
+  if (ev.outOfStep) return `${head} (HTTP, not decoded: records were lost before)`;
   return `${head}\n${printableText(ev.data) ?? hexdump(ev.data)}`;
 }
 
@@ -721,6 +751,7 @@ export function tlsEventJSON(ev: TlsFamilyEvent): Record<string, unknown> {
     total: ev.total,
     truncated: ev.truncated,
     incomplete: ev.incomplete,
+    gap: ev.gap,
     data: toBase64(ev.data),
     http: ev.http.length ? ev.http.map(jsonValue) : undefined,
   };

@@ -1,0 +1,94 @@
+/**
+ * What ecap tls says when its ring buffer overflows: the lost records are
+ * counted, the next record of each connection and direction says so, and
+ * HTTP decoding finds its footing again at the next message.
+ * @module
+ */
+import assert from "node:assert/strict";
+import { bpfTest, EcapRun, waitFor } from "./_helpers.ts";
+import { Nginx } from "./_nginx.ts";
+
+type Json = Record<string, unknown>;
+
+/** The HTTP/1 messages of an event, as --json prints them. */
+function messages(e: Json): Json[] {
+  const http = (e.http ?? []) as Json[];
+  return http.filter((v) => v.protocol === "http1").map((v) => v.message as Json);
+}
+
+bpfTest(
+  "ecap tls marks records lost to a full ring and decodes HTTP again after them",
+  async () => {
+    const big = new Uint8Array(256 << 10);
+    for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
+    await using nginx = await Nginx.start({ "big.bin": big, "small.txt": "after the gap\n" });
+    // one keep-alive connection: big responses while ecap cannot read, then a small one
+    const py = new Deno.Command("/usr/bin/python3", {
+      args: [
+        "-c",
+        `import http.client, ssl, sys
+c = http.client.HTTPSConnection("127.0.0.1", ${nginx.port}, context=ssl._create_unverified_context())
+sys.stdin.readline()
+for _ in range(4):
+    c.request("GET", "/big.bin")
+    assert len(c.getresponse().read()) == ${big.length}
+print("big", flush=True)
+sys.stdin.readline()
+c.request("GET", "/small.txt")
+print(c.getresponse().read().decode(), end="", flush=True)`,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn();
+    let out = "";
+    const pump = (async () => {
+      for await (const c of py.stdout.pipeThrough(new TextDecoderStream())) out += c;
+    })();
+    const stdin = py.stdin.getWriter();
+    // a 64 KiB ring holds a few 16 KiB records: the 1 MiB each way cannot fit
+    await using run = await EcapRun.start([
+      "tls",
+      "--json",
+      "--mapsize",
+      "65536",
+      "--pid",
+      String(py.pid),
+    ]);
+    Deno.kill(run.pid, "SIGSTOP"); // the reader falls behind
+    try {
+      await stdin.write(new TextEncoder().encode("go\n"));
+      await waitFor(() => out.includes("big"), "python's big downloads");
+    } finally {
+      Deno.kill(run.pid, "SIGCONT");
+    }
+    await new Promise((r) => setTimeout(r, 500)); // what fit in the ring is read
+    await stdin.write(new TextEncoder().encode("go\n"));
+    await stdin.close();
+    await pump;
+    assert.equal((await py.status).code, 0);
+    assert.ok(out.endsWith("after the gap\n"), out);
+    await waitFor(
+      () => run.json().some((e) => messages(e).some((m) => m.body === "after the gap\n")),
+      "the small response decoded",
+    );
+    assert.equal(await run.stop(), 0);
+    const events = run.json();
+    const lost = Number(run.stats()?.lost);
+    assert.ok(lost > 0, `records lost: ${lost}`);
+    // the first read after the loss says so
+    const reads = events.filter((e) => e.kind === "data" && e.direction === "read");
+    const gap = reads.findIndex((e) => e.gap === true);
+    assert.ok(gap >= 0, "a read marked gap");
+    // and the reader found the next message: the small response, whole
+    const after = reads.slice(gap).flatMap(messages);
+    const small = after.find((m) => m.body === "after the gap\n");
+    assert.ok(small, JSON.stringify(after.map((m) => m.status)));
+    assert.equal(small.status, 200);
+    // the request for it too, in python's writes
+    const asked = events.filter((e) => e.direction === "write").flatMap(messages);
+    assert.ok(
+      asked.some((m) => m.target === "/small.txt"),
+      JSON.stringify(asked.map((m) => m.target)),
+    );
+  },
+);
