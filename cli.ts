@@ -18,6 +18,7 @@ import { findModule, MODULES } from "./lib/modules/mod.ts";
 import { checkKernel, checkPid, checkPrivileges } from "./lib/preflight.ts";
 import { openOutputFile } from "./lib/output_file.ts";
 import { OutputSink } from "./lib/output_sink.ts";
+import { setOwnNice } from "./lib/priority.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 const VERSION = denoJson.version;
@@ -73,6 +74,13 @@ const COMMON_OPTIONS: readonly OptionSpec[] = [
     type: "string",
     arg: "BYTES",
     help: "ring buffer size, e.g. 8M (default 8M; rounded up to a power of two)",
+  },
+  {
+    name: "nice",
+    type: "string",
+    arg: "N",
+    help: "ecap's CPU priority, -20 to 19 (default -10: under full load the traced " +
+      "processes wait for ecap rather than it losing their records; 0 leaves it as is)",
   },
   { name: "verbose", short: "d", type: "boolean", help: "show kernel logs and stack traces" },
   {
@@ -140,6 +148,28 @@ function parseSeconds(v: unknown): number | undefined {
   return n;
 }
 
+/** "--nice -5" as "--nice=-5": parseArgs takes a value that starts with "-" for an option. */
+function joinNegativeValues(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--nice" && /^-\d+$/.test(args[i + 1] ?? "")) out.push(`--nice=${args[++i]}`);
+    else out.push(args[i]);
+  }
+  return out;
+}
+
+function parseNice(v: unknown): number {
+  if (v === undefined) return DEFAULT_NICE;
+  const n = Number(v);
+  if (typeof v !== "string" || !/^-?\d+$/.test(v) || n < -20 || n > 19) {
+    throw usage(`Invalid --nice "${v}": expected an integer from -20 to 19`);
+  }
+  return n;
+}
+
+/** See --nice and lib/priority.ts. */
+const DEFAULT_NICE = -10;
+
 function parseSize(v: unknown): number | undefined {
   if (v === undefined) return undefined;
   const m = typeof v === "string" ? /^(\d+)([KMG]?)(i?B)?$/i.exec(v) : null;
@@ -156,6 +186,7 @@ interface Parsed {
   json: boolean;
   output?: string;
   duration?: number;
+  nice: number;
   verbose: boolean;
 }
 
@@ -184,7 +215,7 @@ function parse(argv: string[]): Parsed | string {
   let pidValues: string[] = [];
   try {
     const parsed = parseArgs({
-      args: rest,
+      args: joinNegativeValues(rest),
       options,
       strict: true,
       allowPositionals: spec.positionals !== undefined,
@@ -229,6 +260,7 @@ function parse(argv: string[]): Parsed | string {
     json: values.json === true,
     output: typeof values.output === "string" ? values.output : undefined,
     duration: parseSeconds(values.duration),
+    nice: parseNice(values.nice),
     verbose: values.verbose === true || values.debug === true,
   };
 }
@@ -293,6 +325,7 @@ async function run(p: Parsed): Promise<number> {
   const cap = await Capture.start(p.spec, p.opts, {
     log: p.debug ? (line) => console.error(`ecap: ${line}`) : undefined,
   });
+  if (p.nice !== 0) setOwnNice(p.nice);
   const cgroups = new CgroupNames();
   const stop = () => cap.stop();
   Deno.addSignalListener("SIGINT", stop);

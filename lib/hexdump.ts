@@ -28,9 +28,11 @@ export function controlBytes(bytes: Uint8Array, limit = Infinity): number {
  * (tabs, newlines and carriage returns allowed); otherwise undefined.
  */
 export function printableText(bytes: Uint8Array): string | undefined {
+  // binary is mostly invalid UTF-8: a native check tells it apart first
+  if (!isUtf8(bytes)) return undefined;
   const control = controlBytes(bytes, bytes.length / 100);
   // a string is never longer than its UTF-8 bytes: too many controls for them is too many
-  if (control * 100 > bytes.length || !isUtf8(bytes)) return undefined;
+  if (control * 100 > bytes.length) return undefined;
   const text = utf8.decode(bytes);
   if (control > text.length / 100) return undefined;
   return control === 0 ? text : text.replace(CONTROLS, ".");

@@ -303,12 +303,14 @@ export interface FormatOptions {
  */
 export function bodyAsText(body: Uint8Array, maxBytes = 64 * 1024): string | undefined {
   const shown = body.subarray(0, maxBytes);
+  const whole = body.length <= maxBytes;
+  // binary is mostly invalid UTF-8: a native check tells it apart first
+  if (whole && !isUtf8(shown)) return undefined;
   const bad = controlBytes(shown, shown.length / 20);
   // a string is never longer than its UTF-8 bytes: too many controls for them is too many
   if (bad * 20 > shown.length) return undefined;
   let s: string;
-  if (body.length <= maxBytes) {
-    if (!isUtf8(shown)) return undefined;
+  if (whole) {
     s = utf8.decode(shown);
   } else {
     try {

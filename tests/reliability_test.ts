@@ -259,3 +259,27 @@ bpfTest("a target killed mid-connection does not disturb the capture", async () 
   assert.equal(await run.stop(), 0);
   assert.ok(run.json().some((e) => e.pid === slow.pid), "the killed curl was captured too");
 });
+
+/** The nice value of every thread of pid. */
+function threadNices(pid: number): number[] {
+  return [...Deno.readDirSync(`/proc/${pid}/task`)].map((t) => {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/stat`);
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+  });
+}
+
+bpfTest("ecap runs its threads at nice -10 unless --nice says otherwise", async () => {
+  {
+    await using run = await EcapRun.start(["tls"]);
+    const nices = threadNices(run.pid);
+    assert.ok(nices.length > 1 && nices.every((n) => n === -10), `${nices}`);
+  }
+  {
+    await using run = await EcapRun.start(["tls", "--nice", "-0"]);
+    const nices = threadNices(run.pid);
+    assert.ok(nices.every((n) => n === 0), `${nices}`);
+  }
+  const bad = await EcapRun.start(["tls", "--nice", "-21"], { wait: false });
+  assert.equal(await bad.wait(), 2);
+  assert.match(bad.stderr, /^ecap: Invalid --nice "-21"/);
+});
