@@ -798,7 +798,7 @@ async function planProbes(
       throw new EcapError(`Module ${module} has no target "${p.target}"`);
     }
     for (const [cookie, path] of paths.entries()) {
-      if (p.only && !p.only(path)) continue;
+      if (p.only && !(await p.only(path))) continue;
       const locs = p.locate
         ? (await p.locate(path)).map((l) => ({ path, symbol: l.symbol, offset: l.offset }))
         : [await locateSymbol(path, p.symbols, p.target)].filter((l) => l !== undefined);

@@ -399,6 +399,12 @@ export class ElfFile {
     return undefined;
   }
 
+  /** Up to length bytes of the file from offset (fewer at its end). */
+  bytesAt(offset: number, length: number): Uint8Array {
+    const all = this.#reader.bytes;
+    return all.subarray(Math.min(offset, all.length), Math.min(offset + length, all.length));
+  }
+
   #readSymbols(): ElfSymbol[] {
     if (this.#symbols !== undefined) return this.#symbols;
     const r = this.#reader;

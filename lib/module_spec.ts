@@ -31,7 +31,7 @@ export type ProbeSpec =
      * Probes only the target files this accepts (their BPF cookies stay
      * their index in the role's list); every file by default.
      */
-    only?: (path: string) => boolean;
+    only?: (path: string) => boolean | Promise<boolean>;
     /**
      * Finds the places to probe in a file instead of looking up `symbols`
      * (which then only name them in messages): file offsets, e.g. the return
@@ -46,7 +46,7 @@ export type ProbeSpec =
 type ProbeOpts = {
   optional?: boolean;
   models?: readonly string[];
-  only?: (path: string) => boolean;
+  only?: (path: string) => boolean | Promise<boolean>;
 };
 
 /** A uprobe on the first of `symbols` found in the `target` file. */
@@ -81,6 +81,17 @@ export function uprobeAt(
   opts: ProbeOpts = {},
 ): ProbeSpec {
   return { kind: "uprobe", program, target, symbols: [what], locate, ...opts };
+}
+
+/** A uretprobe at the function starting at the place `locate` finds (see uprobeAt). */
+export function uretprobeAt(
+  program: string,
+  target: string,
+  what: string,
+  locate: (path: string) => Promise<readonly { symbol: string; offset: number }[]>,
+  opts: ProbeOpts = {},
+): ProbeSpec {
+  return { kind: "uretprobe", program, target, symbols: [what], locate, ...opts };
 }
 
 /** A raw tracepoint: needs neither tracefs nor kprobes. */

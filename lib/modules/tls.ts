@@ -14,8 +14,11 @@ import {
   rawTracepoint,
   u32,
   uprobe,
+  uprobeAt,
   uretprobe,
+  uretprobeAt,
 } from "../module_spec.ts";
+import { opensslInternalCalls } from "../ssl_internal.ts";
 import { encodeSslLayout, KNOWN_FAMILIES, layoutFor } from "../ssl_layout.ts";
 import {
   boringsslBuildOf,
@@ -83,6 +86,23 @@ function tlsBtf(): Btf {
 const dataKeyFiles = new Set<string>();
 const dataKeys = (path: string) => dataKeyFiles.has(path);
 
+/** Where a file's internal read or write function is (none: its public ones are probed). */
+function internalCall(dir: "read" | "write") {
+  return async (path: string) => {
+    const calls = await opensslInternalCalls(path);
+    return calls ? [{ symbol: `ssl_${dir}_internal`, offset: calls[dir] }] : [];
+  };
+}
+
+/** Files whose data calls are probed at SSL_read/SSL_write themselves. */
+const publicCalls = async (path: string) => !(await opensslInternalCalls(path));
+
+/** Entry and return probes of a public data function, where no internal one is found. */
+function publicDataProbes(fn: string, entry: string, exit: string, optional = false) {
+  const opts = { optional, models: TEXT_MODEL, only: publicCalls };
+  return [uprobe(entry, LIB, fn, opts), uretprobe(exit, LIB, fn, opts)];
+}
+
 /** What the tls module probes in one file: a line for the user, and its struct offsets. */
 async function fileTarget(path: string, opts: TlsOptions): Promise<FileTarget> {
   const info = await inspectTlsLibrary(path);
@@ -133,14 +153,23 @@ export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
   summary: "Plaintext, keys and packets of OpenSSL/BoringSSL connections",
   object: tlsObject,
   probes: [
-    uprobe("uprobe_ssl_write", LIB, "SSL_write", { models: TEXT_MODEL }),
-    uretprobe("uretprobe_ssl_call", LIB, "SSL_write", { models: TEXT_MODEL }),
-    uprobe("uprobe_ssl_read", LIB, "SSL_read", { models: TEXT_MODEL }),
-    uretprobe("uretprobe_ssl_call", LIB, "SSL_read", { models: TEXT_MODEL }),
-    uprobe("uprobe_ssl_write_ex", LIB, "SSL_write_ex", { optional: true, models: TEXT_MODEL }),
-    uretprobe("uretprobe_ssl_call_ex", LIB, "SSL_write_ex", { optional: true, models: TEXT_MODEL }),
-    uprobe("uprobe_ssl_read_ex", LIB, "SSL_read_ex", { optional: true, models: TEXT_MODEL }),
-    uretprobe("uretprobe_ssl_call_ex", LIB, "SSL_read_ex", { optional: true, models: TEXT_MODEL }),
+    // data calls: where found, the internal functions every SSL_read* and
+    // SSL_write* calls, for a quarter of the trap's cost (lib/ssl_internal.ts)
+    ...(["read", "write"] as const).flatMap((dir) => [
+      uprobeAt(`uprobe_ssl_${dir}_ex`, LIB, `ssl_${dir}_internal`, internalCall(dir), {
+        optional: true,
+        models: TEXT_MODEL,
+      }),
+      uretprobeAt("uretprobe_ssl_call_ex", LIB, `ssl_${dir}_internal`, internalCall(dir), {
+        optional: true,
+        models: TEXT_MODEL,
+      }),
+    ]),
+    // elsewhere (BoringSSL, builds that inline them) the public functions
+    ...publicDataProbes("SSL_write", "uprobe_ssl_write", "uretprobe_ssl_call"),
+    ...publicDataProbes("SSL_read", "uprobe_ssl_read", "uretprobe_ssl_call"),
+    ...publicDataProbes("SSL_write_ex", "uprobe_ssl_write_ex", "uretprobe_ssl_call_ex", true),
+    ...publicDataProbes("SSL_read_ex", "uprobe_ssl_read_ex", "uretprobe_ssl_call_ex", true),
     // handshakes: their secrets; in text mode, the socket their syscalls show,
     // for a first SSL_read served from what the handshake already read
     ...HANDSHAKES.flatMap((f) => [
