@@ -7,6 +7,10 @@
  * interleaved with them.
  * @module
  */
+import emptyObject from "../build/bench_empty.bpf.o" with { type: "bytes" };
+import { Capture } from "../lib/capture.ts";
+import type { EventBase, ModuleSpec } from "../lib/module_spec.ts";
+import { postgres, type PostgresOptions } from "../lib/modules/postgres.ts";
 import { PG_BIN, PgServer } from "../tests/_postgres.ts";
 import {
   type BenchOptions,
@@ -102,6 +106,17 @@ async function bashLatency(o: BenchOptions): Promise<Row[]> {
   ];
 }
 
+/** The postgres module's hooks with empty handlers: what the traps alone cost. */
+const emptyPostgres: ModuleSpec<PostgresOptions, EventBase> = {
+  ...postgres,
+  name: "bench-empty-postgres",
+  object: emptyObject,
+  globals: () => ({}),
+  mapSizes: () => ({}),
+  decoder: () => ({ decode: () => [], flush: () => [] }),
+  createSink: undefined,
+};
+
 async function pgbench(o: BenchOptions): Promise<Row[]> {
   if (!await exists(`${PG_BIN}/postgres`)) {
     o.log("  postgres: PostgreSQL 15 not installed, skipped");
@@ -136,8 +151,18 @@ async function pgbench(o: BenchOptions): Promise<Row[]> {
   const ratios: number[] = [], base: number[] = [], withEcap: number[] = [];
   let lost = 0, events = 0, tx = 0;
   const out = `/dev/shm/ecap-bench-${Deno.pid}-pg`;
+  const emptyRatios: number[] = [], withEmpty: number[] = [];
   for (let rep = 0; rep < reps; rep++) {
     const a = await run();
+    // the physical limit: ecap's hooks with empty handlers
+    const empty = await Capture.start(emptyPostgres, {});
+    let c;
+    try {
+      c = await run();
+    } finally {
+      await empty[Symbol.asyncDispose]();
+    }
+    withEmpty.push(c.tps);
     await Deno.remove(out).catch(() => {});
     const e = await Ecap.start(["postgres", "-o", out]);
     let b;
@@ -154,14 +179,31 @@ async function pgbench(o: BenchOptions): Promise<Row[]> {
     base.push(a.tps);
     withEcap.push(b.tps);
     ratios.push(b.tps / a.tps);
+    emptyRatios.push(b.tps / c.tps);
     o.log(
-      `  pgbench -S rep ${rep + 1}: ${fmt(a.tps)} tps without, ${
-        fmt(b.tps)
-      } tps with ecap (${s?.events} events for ${b.tx} transactions, ${s?.lost} lost)`,
+      `  pgbench -S rep ${rep + 1}: ${fmt(a.tps)} tps without, ${fmt(c.tps)} with empty ` +
+        `probes, ${fmt(b.tps)} with ecap (${s?.events} events for ${b.tx} transactions, ` +
+        `${s?.lost} lost)`,
     );
   }
   const r = median(ratios);
   return [
+    {
+      bench: "5 postgres",
+      figure: "pgbench -S -c2 with empty probes on ecap's hooks vs without",
+      value: `${fmt(median(withEmpty))} tps`,
+      baseline: `${fmt(median(base))} tps`,
+      ratio: ratioText(median(withEmpty.map((t, i) => t / base[i]))),
+      target: "-",
+    },
+    {
+      bench: "5 postgres",
+      figure: "pgbench -S -c2 with ecap postgres vs empty probes",
+      value: `${fmt(median(withEcap))} tps`,
+      baseline: `${fmt(median(withEmpty))} tps`,
+      ratio: ratioText(median(emptyRatios)),
+      target: "-",
+    },
     {
       bench: "5 postgres",
       figure: "pgbench -S -c2 with ecap postgres vs without",

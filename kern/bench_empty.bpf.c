@@ -3,9 +3,10 @@
  * bench_empty: baselines for bench/, never loaded by ecap itself.
  *
  * 1. Empty handlers with the names and section types of kern/tls.bpf.c's
- *    text-mode programs, so bench/ attaches them exactly as `ecap tls` does
- *    (same uprobe.multi grouping, same raw tracepoint): the cost of the hooks
- *    alone, with no work in them.
+ *    text-mode programs and kern/postgres.bpf.c's, so bench/ attaches them
+ *    exactly as `ecap tls` and `ecap postgres` do (same uprobe.multi
+ *    grouping, same raw tracepoints): the cost of the hooks alone, with no
+ *    work in them.
  * 2. bench_produce, a SEC("syscall") program run with BPF_PROG_TEST_RUN by
  *    bench/ring_bench.c: writes `count` records of `size` bytes to the ring
  *    buffer, stopping early while the ring is more than half full, so a
@@ -57,6 +58,30 @@ int uretprobe_ssl_call_ex(struct pt_regs *ctx)
 
 SEC("raw_tp/sys_enter")
 int raw_tp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	return 0;
+}
+
+SEC("uprobe")
+int uprobe_report_activity(struct pt_regs *ctx)
+{
+	return 0;
+}
+
+SEC("uprobe")
+int uprobe_portal_run(struct pt_regs *ctx)
+{
+	return 0;
+}
+
+SEC("uprobe")
+int uprobe_portal_error_cleanup(struct pt_regs *ctx)
+{
+	return 0;
+}
+
+SEC("raw_tp/sched_process_exit")
+int raw_tp_sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	return 0;
 }

@@ -12,6 +12,9 @@
  *	The main loop starts on a Query, Parse, Bind or Execute message; text
  *	is what it runs (Bind and Execute pass the prepared statement's text).
  *	Opens a statement, or updates the text of the open one.
+ *  pgstat_report_activity(STATE_IDLE*, NULL)
+ *	The backend goes idle, right before ReadyForQuery: after a Query, or at
+ *	Sync. Ends the statement (one trap fewer than probing ReadyForQuery).
  *  PortalRun
  *	It executes (once per statement of a Query string, once per Execute).
  *	The text is sent now, from the last text reported running.
@@ -19,8 +22,6 @@
  *	The main loop's error recovery: an ERROR nobody caught below it, so
  *	not errors a PL/pgSQL EXCEPTION block handles. Marks it failed (and
  *	sends the text: a syntax error never reaches PortalRun).
- *  ReadyForQuery
- *	The backend goes idle: after a Query, or at Sync. Ends the statement.
  *
  * A running report after the open statement ran ends it too: several
  * statements pipelined before one Sync are reported one by one. Work that
@@ -31,7 +32,10 @@
 #include "text_chunks.bpf.h"
 
 /* BackendState in utils/backend_status.h, unchanged since 9.2. */
+#define PG_STATE_IDLE 1
 #define PG_STATE_RUNNING 2
+#define PG_STATE_IDLE_IN_TRANSACTION 3
+#define PG_STATE_IDLE_IN_TRANSACTION_ABORTED 5
 
 /* A backend's statement, from its first running report to its end. */
 struct pg_stmt {
@@ -104,6 +108,17 @@ int BPF_KPROBE(uprobe_report_activity, int state, const char *text)
 	__u32 tgid = id >> 32;
 	struct pg_stmt fresh = {}, *s;
 
+	if (state == PG_STATE_IDLE || state == PG_STATE_IDLE_IN_TRANSACTION ||
+	    state == PG_STATE_IDLE_IN_TRANSACTION_ABORTED) {
+		/*
+		 * The backend reports itself idle right before ReadyForQuery: the
+		 * statement ends here, for no trap of its own (each costs ~5 µs).
+		 */
+		s = bpf_map_lookup_elem(&pg_stmts, &tgid);
+		if (s)
+			end_stmt(id, tgid, s);
+		return 0;
+	}
 	if (state != PG_STATE_RUNNING || !text || !process_allowed(id, uid))
 		return 0;
 	s = bpf_map_lookup_elem(&pg_stmts, &tgid);
@@ -148,18 +163,6 @@ int BPF_KPROBE(uprobe_portal_error_cleanup)
 	/* the text is still there: MessageContext is reset after recovery */
 	send_text(id, s);
 	s->failed = 1;
-	return 0;
-}
-
-SEC("uprobe")
-int BPF_KPROBE(uprobe_ready_for_query)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	struct pg_stmt *s = bpf_map_lookup_elem(&pg_stmts, &tgid);
-
-	if (s)
-		end_stmt(id, tgid, s);
 	return 0;
 }
 

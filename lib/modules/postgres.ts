@@ -4,9 +4,10 @@
  *
  * kern/postgres.bpf.c hooks only exported functions, so Debian's stripped
  * server works: pgstat_report_activity (a Query, Parse, Bind or Execute
- * message starts), PortalRun (it executes: the text is sent),
- * PortalErrorCleanup (the main loop recovers from an ERROR) and
- * ReadyForQuery (idle again: the statement ends). One event is one Query
+ * message starts; or the backend is idle again, right before
+ * ReadyForQuery: the statement ends), PortalRun (it executes: the text is
+ * sent) and PortalErrorCleanup (the main loop recovers from an ERROR). One
+ * event is one Query
  * message (all the statements of its string) or one Execute of the extended
  * protocol, with the text of the statement it ran; a Parse that never runs
  * is not reported, a failed one is. The user and database come from each
@@ -204,7 +205,6 @@ export const postgres: ModuleSpec<PostgresOptions, PostgresEvent> = {
     uprobe("uprobe_report_activity", TARGET, SERVER_SYMBOL),
     uprobe("uprobe_portal_run", TARGET, "PortalRun"),
     uprobe("uprobe_portal_error_cleanup", TARGET, "PortalErrorCleanup"),
-    uprobe("uprobe_ready_for_query", TARGET, "ReadyForQuery"),
     rawTracepoint("raw_tp_sched_process_exit", "sched_process_exit"),
   ],
   options: [
