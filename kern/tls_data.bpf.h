@@ -42,6 +42,9 @@ struct {
 	__type(value, __u8);
 } tls_gaps SEC(".maps");
 
+/* Set once a gap is recorded: until then no call looks one up. */
+static volatile bool gaps_recorded;
+
 struct chunk_ctx {
 	__u64 buf;
 	__u32 captured; /* bytes to send: min(total, max_call_bytes) */
@@ -112,13 +115,14 @@ static __always_inline void emit_tls_data(__u64 id, __u64 conn, __s32 fd, __u32 
 	ctx.gap.conn = conn;
 	ctx.gap.pid = id >> 32;
 	ctx.gap.read = flags & TLS_DATA_READ;
-	if (bpf_map_lookup_elem(&tls_gaps, &ctx.gap))
+	if (gaps_recorded && bpf_map_lookup_elem(&tls_gaps, &ctx.gap))
 		r->rec.flags |= TLS_DATA_GAP;
 	bpf_loop((ctx.captured + TLS_CHUNK - 1) / TLS_CHUNK, emit_chunk, &ctx, 0);
 	if (ctx.lost) {
 		__u8 one = 1;
 
 		bpf_map_update_elem(&tls_gaps, &ctx.gap, &one, BPF_ANY);
+		gaps_recorded = true;
 	}
 }
 
