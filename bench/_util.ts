@@ -3,6 +3,7 @@
  * (ecap's CLI among them), and the small C helpers they compile.
  * @module
  */
+import { V8_FLAGS_ARG } from "../lib/v8_flags.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 export const BUILD = `${ROOT}/build/bench`;
@@ -229,7 +230,7 @@ export class Ecap extends Proc {
   startupMs = NaN;
 
   private constructor(args: string[], keepStdout: boolean) {
-    super(Deno.execPath(), ["run", "-A", `${ROOT}/cli.ts`, ...args], { keepStdout });
+    super(Deno.execPath(), ["run", "-A", V8_FLAGS_ARG, `${ROOT}/cli.ts`, ...args], { keepStdout });
   }
 
   /** Spawns ecap and waits until it says it is capturing (throws if it does not). */

@@ -11,6 +11,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { V8_FLAGS_ARG } from "../lib/v8_flags.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const BUILD = `${ROOT}/build`;
@@ -185,7 +186,7 @@ async function compileBinary() {
   const denort = Deno.env.get("DENORT_BIN");
   if (denort) env.DENORT_BIN = denort;
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["compile", "-A", "--no-check", "--output", out, `${ROOT}/cli.ts`],
+    args: ["compile", "-A", V8_FLAGS_ARG, "--no-check", "--output", out, `${ROOT}/cli.ts`],
     env: { ...env, NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",

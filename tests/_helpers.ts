@@ -3,6 +3,7 @@
  * tmux-driven shell, and the ecap CLI run as a child process.
  * @module
  */
+import { V8_FLAGS_ARG } from "../lib/v8_flags.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const textDecoder = new TextDecoder();
@@ -151,7 +152,15 @@ export class EcapRun implements AsyncDisposable {
     args: string[],
     opts: { wait?: boolean; env?: Record<string, string>; prefix?: string[] } = {},
   ) {
-    const argv = [...(opts.prefix ?? []), Deno.execPath(), "run", "-A", `${ROOT}cli.ts`, ...args];
+    const argv = [
+      ...(opts.prefix ?? []),
+      Deno.execPath(),
+      "run",
+      "-A",
+      V8_FLAGS_ARG,
+      `${ROOT}cli.ts`,
+      ...args,
+    ];
     const child = new Deno.Command(argv[0], {
       args: argv.slice(1),
       stdout: "piped",
