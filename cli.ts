@@ -14,7 +14,7 @@ import type {
 } from "./lib/module_spec.ts";
 import { cgroupFields, CgroupNames } from "./lib/cgroup.ts";
 import { findProcessesMapping, formatDev } from "./lib/proc_maps.ts";
-import { findModule, MODULES } from "./lib/modules/mod.ts";
+import { loadAllModules, loadModule, MODULE_INDEX } from "./lib/modules/index.ts";
 import { checkKernel, checkPid, checkPrivileges } from "./lib/preflight.ts";
 import { openOutputFile } from "./lib/output_file.ts";
 import { OutputSink } from "./lib/output_sink.ts";
@@ -99,8 +99,8 @@ function optionHelp(opts: readonly OptionSpec[]): string {
   return rows.join("\n");
 }
 
-function mainHelp(): string {
-  const mods = Object.values(MODULES).map((m) => `  ${m.name.padEnd(10)} ${m.summary}`);
+async function mainHelp(): Promise<string> {
+  const mods = (await loadAllModules()).map((m) => `  ${m.name.padEnd(10)} ${m.summary}`);
   return [
     `ecap ${VERSION}: see what processes say in the clear, with eBPF`,
     "",
@@ -191,14 +191,14 @@ interface Parsed {
 }
 
 /** Parses argv; returns a string to print (help, version) or what to run. */
-function parse(argv: string[]): Parsed | string {
+async function parse(argv: string[]): Promise<Parsed | string> {
   const [first, ...rest] = argv;
-  if (first === undefined || first === "-h" || first === "--help") return mainHelp();
+  if (first === undefined || first === "-h" || first === "--help") return await mainHelp();
   if (first === "--version" || first === "-V") return `ecap ${VERSION}`;
   if (first.startsWith("-")) throw usage(`Expected a module before options, got "${first}"`);
-  const spec = findModule(first);
+  const spec = await loadModule(first);
   if (!spec) {
-    throw usage(`Unknown module "${first}" (modules: ${Object.keys(MODULES).join(", ")})`);
+    throw usage(`Unknown module "${first}" (modules: ${Object.keys(MODULE_INDEX).join(", ")})`);
   }
   const options: Record<
     string,
@@ -419,7 +419,7 @@ async function run(p: Parsed): Promise<number> {
 export async function main(argv: string[]): Promise<number> {
   let verbose = argv.includes("--verbose") || argv.includes("-d") || argv.includes("--debug");
   try {
-    const p = parse(argv);
+    const p = await parse(argv);
     if (typeof p === "string") {
       console.log(p);
       return 0;

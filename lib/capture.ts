@@ -330,6 +330,9 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
         handle.setGlobal(name, value);
       }
       handle.setMapSize("events", ringBytes(opts.mapSize));
+      // a hash map's entries are all allocated as it is made (65,536: 6 ms):
+      // as many as the pids given, unless their children join them
+      if (!opts.followChildren) handle.setMapSize("allowed_pids", Math.max(1, pids.length));
       for (const [map, entries] of Object.entries(spec.mapSizes?.(opts) ?? {})) {
         handle.setMapSize(map, entries);
       }

@@ -3,7 +3,7 @@
  * one entry here plus its kern/<name>.bpf.c and lib/modules/<name>.ts.
  * @module
  */
-import type { CommonOptions, EventBase, ModuleSpec } from "../module_spec.ts";
+import type { ModuleSpec } from "../module_spec.ts";
 import { bash, type BashEvent, type BashOptions } from "./bash.ts";
 import { zsh, type ZshEvent, type ZshOptions } from "./zsh.ts";
 import { tls, type TlsEvent, type TlsOptions } from "./tls.ts";
@@ -50,11 +50,3 @@ export const MODULES: {
   mysqld,
   postgres,
 };
-
-/** A module by its name or one of its aliases. */
-export function findModule(name: string): ModuleSpec<CommonOptions, EventBase> | undefined {
-  for (const spec of Object.values(MODULES) as ModuleSpec<CommonOptions, EventBase>[]) {
-    if (spec.name === name || spec.aliases?.includes(name)) return spec;
-  }
-  return undefined;
-}
