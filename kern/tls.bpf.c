@@ -72,6 +72,14 @@ struct tls_call {
 	__u32 handshake; /* SSL_do_handshake, SSL_connect, SSL_accept */
 };
 
+/*
+ * Entries of active_calls: while none, the sys_enter program, run for every
+ * syscall of every process, returns before its hash lookup (-m keylog, or
+ * a server between requests). A call whose return is never seen leaves it
+ * high: then every syscall looks, as before.
+ */
+static volatile __s64 calls_in_flight;
+
 /* Calls in flight, by thread. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -122,7 +130,8 @@ static __always_inline int start_call(void *ctx, __u64 id, void *ssl, const void
 	call.lib = (__u32)bpf_get_attach_cookie(ctx);
 	fd = bpf_map_lookup_elem(&ssl_fds, &key);
 	call.fd = fd ? *fd : -1;
-	bpf_map_update_elem(&active_calls, &id, &call, BPF_ANY);
+	if (bpf_map_update_elem(&active_calls, &id, &call, BPF_NOEXIST) == 0)
+		__sync_fetch_and_add(&calls_in_flight, 1);
 	return 0;
 }
 
@@ -390,7 +399,8 @@ done:
 
 		bpf_map_update_elem(&ssl_fds, &key, &c->fd, BPF_ANY);
 	}
-	bpf_map_delete_elem(&active_calls, &id);
+	if (bpf_map_delete_elem(&active_calls, &id) == 0)
+		__sync_fetch_and_add(&calls_in_flight, -1);
 	return 0;
 }
 
@@ -639,11 +649,15 @@ int BPF_KRETPROBE(uretprobe_ssl_call_ex, long ret)
 SEC("raw_tp/sys_enter")
 int raw_tp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct tls_call *c = bpf_map_lookup_elem(&active_calls, &id);
+	struct tls_call *c;
 	struct pt_regs *regs;
+	__u64 id;
 
-	if (!c || c->fd_seen || !is_io_syscall(ctx->args[1]))
+	if (!calls_in_flight || !is_io_syscall(ctx->args[1]))
+		return 0;
+	id = bpf_get_current_pid_tgid();
+	c = bpf_map_lookup_elem(&active_calls, &id);
+	if (!c || c->fd_seen)
 		return 0;
 	regs = (struct pt_regs *)ctx->args[0];
 	c->fd = (__s32)PT_REGS_PARM1_CORE_SYSCALL(regs);

@@ -758,9 +758,15 @@ export function tlsEventJSON(ev: TlsFamilyEvent): Record<string, unknown> {
 }
 
 function formatSecret(ev: TlsSecretEvent): string {
-  return `${formatTime(ev.timeNs)} ${ev.comm}[${ev.pid}] fd=${ev.fd} ${endpoint(ev.local)} ${
-    endpoint(ev.remote)
-  } ${ev.version} keys for client random ${ev.clientRandom.slice(0, 16)}...`;
+  // a socket not learnt (no syscall seen in the handshake) is left out
+  const conn = ev.fd < 0 && !ev.local
+    ? ""
+    : ` fd=${ev.fd} ${endpoint(ev.local)} ${endpoint(ev.remote)}`;
+  return `${
+    formatTime(ev.timeNs)
+  } ${ev.comm}[${ev.pid}]${conn} ${ev.version} keys for client random ${
+    ev.clientRandom.slice(0, 16)
+  }...`;
 }
 
 /** -m keylog: secrets to the key log file, a line per handshake to stdout. */
