@@ -60,6 +60,12 @@ export type ModuleName = keyof ModuleOptions;
  * @throws {EcapError} If the target cannot be found, or the BPF object
  * cannot be loaded or attached (e.g. without root).
  *
+ * The first capture of a process raises glibc's mmap and trim thresholds
+ * (mallopt) so that the blocks event payloads are copied into are reused
+ * rather than page-faulted in again; payloads of one batch share a buffer
+ * (`data.buffer`), so copy one you keep for long. The CLI also lowers its
+ * nice value (--nice); a library caller decides that for itself.
+ *
  * @example Commands that failed in bash, for ten seconds
  * ```ts ignore
  * await using cap = await capture("bash", { errnumber: 1 });
