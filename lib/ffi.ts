@@ -32,6 +32,13 @@ const SYMBOLS = {
   ecap_attach_raw_tp: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
   ecap_detach: { parameters: ["pointer", "i32"], result: "i32" },
   ecap_link_count: { parameters: ["pointer"], result: "i32" },
+  /** The object's load on a worker thread: the caller goes on meanwhile. */
+  ecap_object_load_async: {
+    name: "ecap_object_load",
+    parameters: ["pointer"],
+    result: "i32",
+    nonblocking: true,
+  },
   ecap_ring_poll: {
     parameters: ["pointer", "buffer", "usize", "i32"],
     result: "i32",
@@ -214,6 +221,14 @@ export class BpfHandle {
 
   load() {
     this.#check(this.#lib.ecap_object_load(this.#live()));
+  }
+
+  /**
+   * load() on a worker thread. Nothing else may use the handle until it
+   * settles (close() included: the load would touch freed memory).
+   */
+  async loadAsync(): Promise<void> {
+    this.#check(await this.#lib.ecap_object_load_async(this.#live()));
   }
 
   /** Attaches a uprobe (or uretprobe) at a file offset; pid 0 = every process. */

@@ -204,8 +204,19 @@ export interface ModuleSpec<
   targets(opts: O): Promise<TargetSet>;
   /** Maps to size before load (max_entries), e.g. a scratch array per CPU. */
   mapSizes?(opts: O): Record<string, number>;
+  /**
+   * Loads what the decoder and sinks need that is slow to import; a capture
+   * runs it while its BPF object loads, and waits for it before events.
+   */
+  prepare?(): Promise<void>;
   /** Module-specific `const volatile` globals, as their exact bytes. */
   globals(opts: O): Record<string, Uint8Array>;
+  /**
+   * globals() uses what targets() found (a struct offset read from the
+   * binary): the object is then loaded after targets(), not while they are
+   * sought (which saves the load's time, ~150 ms, or the search's).
+   */
+  globalsNeedTargets?: boolean;
   /** Makes a (possibly stateful) decoder for one capture. */
   decoder(ctx: DecodeContext, opts: O): RecordDecoder<E>;
   /** One human-readable block per event. */

@@ -372,6 +372,7 @@ export const mysqld: ModuleSpec<MysqldOptions, MysqldEvent> = {
       },
     };
   },
+  globalsNeedTargets: true,
   globals(opts) {
     const id = resolved.get(opts);
     return { thd_id_offset: s32(id?.offset ?? -1), thd_id_size: u32(id?.size ?? 8) };

@@ -206,6 +206,7 @@ export const zsh: ModuleSpec<ZshOptions, ZshEvent> = {
     resolved.set(opts, t);
     return { files: { zsh: [t.zsh], zle: [t.zle] }, notes: [`zsh line editor: ${t.zle}`] };
   },
+  globalsNeedTargets: true,
   globals(opts) {
     const t = resolved.get(opts);
     if (!t) throw new EcapError("zsh: globals() called before targets() for these options");
