@@ -3,7 +3,6 @@
  * tshark read), and a file that keeps each line once.
  * @module
  */
-import { createHmac } from "node:crypto";
 import { openOutputFile } from "./output_file.ts";
 import { OutputSink } from "./output_sink.ts";
 
@@ -29,6 +28,16 @@ const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "
 /** TLS 1.3 cipher suites whose hash is SHA-384 (only TLS_AES_256_GCM_SHA384 today). */
 const SHA384_SUITES = new Set([0x03001302]);
 
+let nodeCrypto: typeof import("node:crypto") | undefined;
+
+/**
+ * Loads node:crypto for hkdfExpandLabel() (TLS 1.3 key log lines): its
+ * import takes time a capture spends while its BPF object loads instead.
+ */
+export async function loadCrypto(): Promise<void> {
+  nodeCrypto ??= await import("node:crypto");
+}
+
 /** HKDF-Expand-Label of TLS 1.3 (RFC 8446 §7.1), for outputs of at most one hash block. */
 export function hkdfExpandLabel(
   hash: "sha256" | "sha384",
@@ -47,7 +56,11 @@ export function hkdfExpandLabel(
   info[at++] = context.length;
   info.set(context, at), at += context.length;
   info[at] = 1; // HKDF-Expand's block counter: one block is enough
-  return new Uint8Array(createHmac(hash, secret).update(info).digest()).subarray(0, length);
+  if (!nodeCrypto) throw new Error("hkdfExpandLabel() before loadCrypto()");
+  return new Uint8Array(nodeCrypto.createHmac(hash, secret).update(info).digest()).subarray(
+    0,
+    length,
+  );
 }
 
 /** The key log lines of one handshake (none if the secrets are incomplete). */

@@ -11,7 +11,8 @@ import { numCpus } from "./ffi.ts";
 import { formatTime } from "./format.ts";
 import { hexdump, printableText, toBase64 } from "./hexdump.ts";
 import { formatHttpView, HttpConversation, type HttpView } from "./http_stream.ts";
-import { KeylogFile, keylogLines, type TlsSecrets } from "./keylog.ts";
+import { KeylogFile, keylogLines, loadCrypto, type TlsSecrets } from "./keylog.ts";
+import { loadZlib } from "./http1.ts";
 import {
   bool,
   type CommonOptions,
@@ -654,6 +655,7 @@ type FamilyPart<O extends TlsFamilyOptions, M extends string> = Pick<
   | "positionals"
   | "mapSizes"
   | "globals"
+  | "prepare"
   | "decoder"
   | "createSink"
   | "format"
@@ -675,6 +677,9 @@ export function tlsFamily<O extends TlsFamilyOptions, M extends string>(
     options: [...own, ...FAMILY_OPTIONS],
     parseOptions: (v) => ({ ...parseFamilyOptions(v), ...parseOwn(v) }) as Partial<O>,
     mapSizes: () => ({ packet_scratch: Math.max(1, numCpus()) }),
+    prepare: async () => {
+      await Promise.all([loadZlib(), loadCrypto()]);
+    },
     globals(opts) {
       const g: Record<string, Uint8Array> = {
         max_call_bytes: u32(opts.maxCallBytes ?? DEFAULT_MAX_CALL),

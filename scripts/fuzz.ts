@@ -11,7 +11,7 @@
 import { Btf } from "../lib/btf.ts";
 import { ElfFile } from "../lib/elf.ts";
 import { HpackDecoder, HpackEncoder } from "../lib/hpack.ts";
-import { Http1Exchange } from "../lib/http1.ts";
+import { Http1Exchange, loadZlib } from "../lib/http1.ts";
 import { Http2Connection } from "../lib/http2.ts";
 import { HttpConversation } from "../lib/http_stream.ts";
 import { parseLdCache } from "../lib/ld_cache.ts";
@@ -20,6 +20,7 @@ import { tls } from "../lib/modules/tls.ts";
 import { parseMaps } from "../lib/proc_maps.ts";
 import { scanTlsVersion } from "../lib/tls_library.ts";
 
+await loadZlib(); // gzip bodies are decoded as in a capture
 const seconds = Number(Deno.args[0] ?? 10);
 let seed = Number(Deno.args[1] ?? 20261125) >>> 0;
 

@@ -7,10 +7,13 @@ import {
   Http1Parser,
   type Http1ParserOptions,
   HttpParseError,
+  loadZlib,
   looksLikeHttp1,
   sniffHttp1,
 } from "../lib/http1.ts";
 import { mulberry32 } from "./_random.ts";
+
+await loadZlib(); // decodeContent() needs it (a capture loads it in prepare())
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { loadZlib } from "../lib/http1.ts";
 import { gzipSync } from "node:zlib";
 import { type HeaderField, HpackEncoder } from "../lib/hpack.ts";
 import {
@@ -13,6 +14,8 @@ import {
   sniffHttp2Preface,
 } from "../lib/http2.ts";
 import { mulberry32 } from "./_random.ts";
+
+await loadZlib(); // decodeContent() needs it (a capture loads it in prepare())
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

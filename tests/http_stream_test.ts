@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { loadZlib } from "../lib/http1.ts";
 import { gzipSync } from "node:zlib";
 import { HpackEncoder } from "../lib/hpack.ts";
 import { HTTP2_PREFACE } from "../lib/http2.ts";
@@ -10,6 +11,8 @@ import {
   type HttpView,
 } from "../lib/http_stream.ts";
 import { mulberry32 } from "./_random.ts";
+
+await loadZlib(); // decodeContent() needs it (a capture loads it in prepare())
 
 const enc = new TextEncoder();
 const bytes = (s: string) => enc.encode(s);
