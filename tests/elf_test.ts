@@ -409,3 +409,26 @@ Deno.test("ElfFile survives 2,000 seeded mutations with only ElfError", () =>
     assert.ok(failures > 100, `only ${failures} mutations were rejected`);
     assert.ok(ms < 20_000, `fuzzing took ${ms} ms`);
   }));
+
+Deno.test("readElf reads a file sparsely and gives what parsing it whole gives", async () => {
+  for (const path of ["/usr/bin/bash", "/usr/lib/x86_64-linux-gnu/libssl.so.3"]) {
+    const sparse = await readElf(path);
+    const whole = ElfFile.parse(await Deno.readFile(path));
+    assert.deepStrictEqual(sparse.needed, whole.needed);
+    assert.equal(sparse.soname, whole.soname);
+    for (const s of whole.sections) {
+      assert.deepStrictEqual(sparse.section(s.name), whole.section(s.name), `${path} ${s.name}`);
+    }
+    const names = [...whole.symbols()].map((s) => s.name);
+    assert.ok(names.length > 100);
+    for (const name of names.slice(0, 200)) {
+      assert.deepStrictEqual(sparse.symbol(name), whole.symbol(name), name);
+    }
+    assert.equal(sparse.symbol("no_such_symbol_anywhere"), undefined);
+    const main = whole.symbol(names[0])!;
+    assert.deepStrictEqual(
+      sparse.bytesAt(main.fileOffset!, 64),
+      whole.bytesAt(main.fileOffset!, 64),
+    );
+  }
+});
