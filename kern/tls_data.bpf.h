@@ -117,7 +117,10 @@ static __always_inline void emit_tls_data(__u64 id, __u64 conn, __s32 fd, __u32 
 	ctx.gap.read = flags & TLS_DATA_READ;
 	if (gaps_recorded && bpf_map_lookup_elem(&tls_gaps, &ctx.gap))
 		r->rec.flags |= TLS_DATA_GAP;
-	bpf_loop((ctx.captured + TLS_CHUNK - 1) / TLS_CHUNK, emit_chunk, &ctx, 0);
+	if (ctx.captured <= TLS_CHUNK)
+		emit_chunk(0, &ctx); /* most calls: no bpf_loop round trip */
+	else
+		bpf_loop((ctx.captured + TLS_CHUNK - 1) / TLS_CHUNK, emit_chunk, &ctx, 0);
 	if (ctx.lost) {
 		__u8 one = 1;
 
