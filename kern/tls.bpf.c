@@ -653,6 +653,8 @@ int raw_tp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	struct pt_regs *regs;
 	__u64 id;
 
+	if (watch_mmap_inline)
+		watch_mmap(ctx);
 	if (!calls_in_flight || !is_io_syscall(ctx->args[1]))
 		return 0;
 	id = bpf_get_current_pid_tgid();

@@ -289,6 +289,9 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     const model = opts.model ?? "text";
     const probes = spec.probes.filter((p) => !p.models || p.models.includes(model));
     const follow = opts.follow ? spec.follow?.(opts) : undefined;
+    // the module's sys_enter program watches mmaps too, if it is attached
+    const mmapInline = follow?.mappedPrefix !== undefined && follow.mmapWatchIn !== undefined &&
+      probes.some((p) => p.kind === "raw_tp" && p.program === follow.mmapWatchIn);
     const btf = Btf.fromElf(ElfFile.parse(spec.object));
     const offsetNs = BigInt(Date.now()) * 1_000_000n - monotonicNs();
     const decoder = spec.decoder({ btf, wallClock: (mono) => mono + offsetNs }, opts);
@@ -323,6 +326,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
           handle.setGlobal("watch_exec_hold_bytes", u64(follow.holdExecBytes));
         }
         handle.setGlobal("ecap_tgid", u32(Deno.pid));
+        if (mmapInline) handle.setGlobal("watch_mmap_inline", bool(true));
       }
       for (const [name, value] of Object.entries(spec.globals(opts))) {
         handle.setGlobal(name, value);
@@ -366,7 +370,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
         cap.#watchRecord = watchReader(btf);
         // held processes are continued even if this process is killed
         handle.guard("held_tgids");
-        if (follow.mappedPrefix) cap.#attachRaw("ecap_watch_mmap", "sys_enter");
+        if (follow.mappedPrefix && !mmapInline) cap.#attachRaw("ecap_watch_mmap", "sys_enter");
         cap.#attachRaw("ecap_watch_exec", "sched_process_exec");
       }
       if (follow || opts.followChildren) cap.#attachRaw("ecap_watch_exit", "sched_process_exit");

@@ -254,6 +254,12 @@ export interface FollowSpec {
   role: string;
   /** Name prefix of libraries to probe when mapped, e.g. "libssl.so". */
   mappedPrefix?: string;
+  /**
+   * The module's own sys_enter program that also watches mmaps when the
+   * object's `watch_mmap_inline` is set (one program run per syscall, not
+   * two); attached when it is, ecap_watch_mmap is not.
+   */
+  mmapWatchIn?: string;
   /** Inspect binaries exec'd too. */
   exec?: boolean;
   /**

@@ -101,6 +101,7 @@ export function followLibrary<O extends TlsFamilyOptions>(
   return {
     role: m.role,
     mappedPrefix: m.kind.prefix,
+    mmapWatchIn: "raw_tp_sys_enter", // kern/tls.bpf.c
     exec: true,
     holdExecBytes: m.holdExecBytes,
     async inspect(path) {
