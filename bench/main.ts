@@ -3,7 +3,7 @@
  * in the same run, printed as a table, checked against its target.
  *
  *   deno task bench              # all of it, under 10 minutes; exit 1 if a target is missed
- *   deno run -A bench/main.ts --quick [--only tls,percall,ring,startup,shell]
+ *   deno run -A bench/main.ts --quick [--only tls,percall,ring,decode,startup,shell]
  *
  * --quick is a smoke run of a few seconds per benchmark: targets are shown,
  * not enforced. Needs root, nginx, wrk, gcc and (for the peer) bpftrace.
@@ -14,10 +14,11 @@ import { type BenchOptions, ROOT, type Row } from "./_util.ts";
 import { runTls } from "./tls.ts";
 import { runPerCall } from "./percall.ts";
 import { runRing } from "./ring.ts";
+import { runDecode } from "./decode.ts";
 import { runStartup } from "./startup.ts";
 import { runShellSql } from "./shell_sql.ts";
 
-const BENCHES = ["tls", "percall", "ring", "startup", "shell"] as const;
+const BENCHES = ["tls", "percall", "ring", "decode", "startup", "shell"] as const;
 
 const { values } = parseArgs({
   options: { quick: { type: "boolean" }, only: { type: "string" }, help: { type: "boolean" } },
@@ -82,6 +83,7 @@ try {
   });
   await section("percall", () => runPerCall(opts));
   await section("ring", () => runRing(opts));
+  await section("decode", () => runDecode(opts));
   await section("startup", () => runStartup(opts, peakRss));
   await section("shell", () => runShellSql(opts));
 } finally {
