@@ -3,12 +3,32 @@
  * (ecap's CLI among them), and the small C helpers they compile.
  * @module
  */
+import emptyObject from "../build/bench_empty.bpf.o" with { type: "bytes" };
+import type { CommonOptions, EventBase, ModuleSpec } from "../lib/module_spec.ts";
 import { V8_FLAGS_ARG } from "../lib/v8_flags.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 export const BUILD = `${ROOT}/build/bench`;
 const HOME = Deno.env.get("HOME") ?? "/root";
 export const DEPS = Deno.env.get("ECAP_DEPS") ?? `${HOME}/.cache/ecap/deps-v1`;
+
+/**
+ * A module's hooks with empty handlers (kern/bench_empty.bpf.c): what the
+ * traps alone cost, the baseline ecap's own programs are compared with.
+ */
+export function emptyProbesOf<O extends CommonOptions>(
+  spec: ModuleSpec<O, EventBase>,
+): ModuleSpec<O, EventBase> {
+  return {
+    ...spec,
+    name: `bench-empty-${spec.name}`,
+    object: emptyObject,
+    globals: () => ({}),
+    mapSizes: () => ({}),
+    decoder: () => ({ decode: () => [], flush: () => [] }),
+    createSink: undefined,
+  };
+}
 
 /** One line of the final table. */
 export interface Row {

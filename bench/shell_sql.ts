@@ -7,7 +7,6 @@
  * interleaved with them.
  * @module
  */
-import emptyObject from "../build/bench_empty.bpf.o" with { type: "bytes" };
 import { Capture } from "../lib/capture.ts";
 import type { EventBase, ModuleSpec } from "../lib/module_spec.ts";
 import { postgres, type PostgresOptions } from "../lib/modules/postgres.ts";
@@ -15,6 +14,7 @@ import { PG_BIN, PgServer } from "../tests/_postgres.ts";
 import {
   type BenchOptions,
   Ecap,
+  emptyProbesOf,
   exists,
   fmt,
   median,
@@ -107,15 +107,7 @@ async function bashLatency(o: BenchOptions): Promise<Row[]> {
 }
 
 /** The postgres module's hooks with empty handlers: what the traps alone cost. */
-const emptyPostgres: ModuleSpec<PostgresOptions, EventBase> = {
-  ...postgres,
-  name: "bench-empty-postgres",
-  object: emptyObject,
-  globals: () => ({}),
-  mapSizes: () => ({}),
-  decoder: () => ({ decode: () => [], flush: () => [] }),
-  createSink: undefined,
-};
+const emptyPostgres = emptyProbesOf(postgres as ModuleSpec<PostgresOptions, EventBase>);
 
 async function pgbench(o: BenchOptions): Promise<Row[]> {
   if (!await exists(`${PG_BIN}/postgres`)) {

@@ -8,7 +8,6 @@
  * Also records ecap's peak RSS (benchmark 4).
  * @module
  */
-import emptyObject from "../build/bench_empty.bpf.o" with { type: "bytes" };
 import { Capture } from "../lib/capture.ts";
 import type { EventBase, ModuleSpec } from "../lib/module_spec.ts";
 import { tls, type TlsOptions } from "../lib/modules/tls.ts";
@@ -16,6 +15,7 @@ import {
   type BenchOptions,
   cpuTicks,
   Ecap,
+  emptyProbesOf,
   fmt,
   median,
   peakRss,
@@ -56,15 +56,7 @@ interface Run {
 }
 
 /** The empty-handler object under the tls module's probe list: ecap's hooks, no work. */
-const emptySpec: ModuleSpec<TlsOptions, EventBase> = {
-  ...tls,
-  name: "bench-empty",
-  object: emptyObject,
-  globals: () => ({}),
-  mapSizes: () => ({}),
-  decoder: () => ({ decode: () => [], flush: () => [] }),
-  createSink: undefined,
-};
+const emptySpec = emptyProbesOf(tls as ModuleSpec<TlsOptions, EventBase>);
 
 /** Starts empty probes on the hooks `ecap tls` (text) attaches; returns what it attached. */
 export async function startEmptyProbes(): Promise<Capture<EventBase>> {

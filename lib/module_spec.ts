@@ -49,6 +49,20 @@ type ProbeOpts = {
   only?: (path: string) => boolean | Promise<boolean>;
 };
 
+/** Finds the places to probe in a file (see ProbeSpec.locate). */
+type Locate = (path: string) => Promise<readonly { symbol: string; offset: number }[]>;
+
+function fileProbe(
+  kind: "uprobe" | "uretprobe",
+  program: string,
+  target: string,
+  symbols: string | readonly string[],
+  opts: ProbeOpts,
+  locate?: Locate,
+): ProbeSpec {
+  return { kind, program, target, symbols: [symbols].flat(), ...opts, ...locate && { locate } };
+}
+
 /** A uprobe on the first of `symbols` found in the `target` file. */
 export function uprobe(
   program: string,
@@ -56,7 +70,7 @@ export function uprobe(
   symbols: string | readonly string[],
   opts: ProbeOpts = {},
 ): ProbeSpec {
-  return { kind: "uprobe", program, target, symbols: [symbols].flat(), ...opts };
+  return fileProbe("uprobe", program, target, symbols, opts);
 }
 
 /** A uretprobe (on the function's return) on the first of `symbols` found. */
@@ -66,7 +80,7 @@ export function uretprobe(
   symbols: string | readonly string[],
   opts: ProbeOpts = {},
 ): ProbeSpec {
-  return { kind: "uretprobe", program, target, symbols: [symbols].flat(), ...opts };
+  return fileProbe("uretprobe", program, target, symbols, opts);
 }
 
 /**
@@ -77,10 +91,10 @@ export function uprobeAt(
   program: string,
   target: string,
   what: string,
-  locate: (path: string) => Promise<readonly { symbol: string; offset: number }[]>,
+  locate: Locate,
   opts: ProbeOpts = {},
 ): ProbeSpec {
-  return { kind: "uprobe", program, target, symbols: [what], locate, ...opts };
+  return fileProbe("uprobe", program, target, what, opts, locate);
 }
 
 /** A uretprobe at the function starting at the place `locate` finds (see uprobeAt). */
@@ -88,10 +102,10 @@ export function uretprobeAt(
   program: string,
   target: string,
   what: string,
-  locate: (path: string) => Promise<readonly { symbol: string; offset: number }[]>,
+  locate: Locate,
   opts: ProbeOpts = {},
 ): ProbeSpec {
-  return { kind: "uretprobe", program, target, symbols: [what], locate, ...opts };
+  return fileProbe("uretprobe", program, target, what, opts, locate);
 }
 
 /** A raw tracepoint: needs neither tracefs nor kprobes. */
