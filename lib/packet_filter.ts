@@ -47,7 +47,7 @@ export interface PacketInfo {
   /** EtherType of the network layer (after one VLAN tag). */
   ethertype?: number;
   ipVersion?: 4 | 6;
-  /** Source address: 4 bytes for IPv4, 16 for IPv6. */
+  /** Source address: 4 bytes for IPv4, 16 for IPv6 (views of the packet's bytes). */
   src?: Uint8Array;
   dst?: Uint8Array;
   /** IP protocol number: 6 tcp, 17 udp, 1 icmp, 58 icmp6. */
@@ -505,8 +505,8 @@ function parseIPv4Packet(data: Uint8Array, v: DataView, off: number, info: Packe
   if (ihl < 20 || data.length - off < ihl) return;
   info.ipVersion = 4;
   info.proto = data[off + 9];
-  info.src = data.slice(off + 12, off + 16);
-  info.dst = data.slice(off + 16, off + 20);
+  info.src = data.subarray(off + 12, off + 16);
+  info.dst = data.subarray(off + 16, off + 20);
   // Only the first fragment carries the transport header.
   if ((v.getUint16(off + 6) & 0x1fff) !== 0) return;
   const totalLength = v.getUint16(off + 2);
@@ -518,8 +518,8 @@ function parseIPv4Packet(data: Uint8Array, v: DataView, off: number, info: Packe
 function parseIPv6Packet(data: Uint8Array, v: DataView, off: number, info: PacketInfo): void {
   if (data.length - off < 40 || data[off] >> 4 !== 6) return;
   info.ipVersion = 6;
-  info.src = data.slice(off + 8, off + 24);
-  info.dst = data.slice(off + 24, off + 40);
+  info.src = data.subarray(off + 8, off + 24);
+  info.dst = data.subarray(off + 24, off + 40);
   const end = Math.min(data.length, off + 40 + v.getUint16(off + 4));
   let next = data[off + 6];
   off += 40;

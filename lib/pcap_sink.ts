@@ -52,7 +52,7 @@ export interface ConnectionOwner {
 function addrKey(bytes: Uint8Array | undefined, port: number | undefined): string {
   if (!bytes) return "";
   const addr = bytes.length === 4
-    ? Array.from(bytes).join(".")
+    ? `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}` // once per packet written
     : Array.from({ length: 8 }, (_, i) => ((bytes[2 * i] << 8) | bytes[2 * i + 1]).toString(16))
       .join(":");
   return `${addr}|${port ?? 0}`;
