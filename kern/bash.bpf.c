@@ -9,19 +9,7 @@
  * User space joins the two by pid.
  */
 #include "text_chunks.bpf.h"
-
-/* A shell whose line was read and whose command has not ended yet. */
-struct pending {
-	__u32 depth; /* execute_command frames open for this line */
-};
-
-/* Shells with a command in flight, by tgid. LRU: a killed shell's entry ages out. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, struct pending);
-} pending_commands SEC(".maps");
+#include "shell_pending.bpf.h"
 
 static __always_inline void emit_status(__u64 id, __s32 status, __u32 end)
 {
@@ -44,7 +32,7 @@ int BPF_KRETPROBE(uretprobe_readline, const char *line)
 	if (!line || !process_allowed(id, uid))
 		return 0;
 	/* readline inside a running command (read -e) is input, not a command */
-	p = bpf_map_lookup_elem(&pending_commands, &tgid);
+	p = pending_get(tgid);
 	if (p && p->depth > 0)
 		return 0;
 	emit_user_text(ECAP_KIND_BASH_LINE, id, uid, line, TEXT_CHUNKS);
@@ -56,7 +44,7 @@ SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_execute_command)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct pending *p = bpf_map_lookup_elem(&pending_commands, &tgid);
+	struct pending *p = pending_get(tgid);
 
 	if (p)
 		p->depth++;
@@ -68,15 +56,9 @@ SEC("uretprobe.multi")
 int BPF_KRETPROBE(uretprobe_execute_command, int ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	struct pending *p = bpf_map_lookup_elem(&pending_commands, &tgid);
 
-	if (!p || p->depth == 0)
-		return 0;
-	if (--p->depth > 0)
-		return 0;
-	bpf_map_delete_elem(&pending_commands, &tgid);
-	emit_status(id, ret, BASH_END_RETURN);
+	if (pending_leave(pending_get(id >> 32)) && pending_end(id >> 32))
+		emit_status(id, ret, BASH_END_RETURN);
 	return 0;
 }
 
@@ -86,7 +68,7 @@ int BPF_KPROBE(uprobe_parser_error)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	struct pending *p = bpf_map_lookup_elem(&pending_commands, &tgid);
+	struct pending *p = pending_get(tgid);
 
 	if (!p || p->depth > 0)
 		return 0;
@@ -102,7 +84,7 @@ int BPF_KPROBE(uprobe_parse_command)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	struct pending *p = bpf_map_lookup_elem(&pending_commands, &tgid);
+	struct pending *p = pending_get(tgid);
 
 	if (!p || p->depth > 0)
 		return 0;
@@ -116,12 +98,9 @@ SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_exit_shell, int status)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
 
-	if (!bpf_map_lookup_elem(&pending_commands, &tgid))
-		return 0;
-	bpf_map_delete_elem(&pending_commands, &tgid);
-	emit_status(id, status, BASH_END_EXIT);
+	if (pending_end(id >> 32))
+		emit_status(id, status, BASH_END_EXIT);
 	return 0;
 }
 
@@ -131,11 +110,8 @@ SEC("raw_tp/sched_process_exec")
 int raw_tp_sched_process_exec(void *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
 
-	if (!bpf_map_lookup_elem(&pending_commands, &tgid))
-		return 0;
-	bpf_map_delete_elem(&pending_commands, &tgid);
-	emit_status(id, 0, BASH_END_EXEC);
+	if (pending_end(id >> 32))
+		emit_status(id, 0, BASH_END_EXEC);
 	return 0;
 }

@@ -15,6 +15,7 @@
  * User space joins lines and status by pid.
  */
 #include "text_chunks.bpf.h"
+#include "shell_pending.bpf.h"
 
 /* zleread's context argument (zsh.h enum ZLCON_*). */
 #define ZLCON_SELECT 2
@@ -38,21 +39,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct zle_call);
 } zle_calls SEC(".maps");
-
-/* A shell whose line was read and whose command has not ended yet. */
-struct pending {
-	__u32 depth;		/* execode frames open for this line */
-	__u32 error;		/* zsh printed an error before anything ran */
-	__u64 lastval;		/* where lastval is in this process; 0 until known */
-};
-
-/* Shells with a command in flight, by tgid. LRU: a killed shell's entry ages out. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, struct pending);
-} pending_commands SEC(".maps");
 
 /* Where lastval is, from the run-time address of a function at link-time
  * address `vaddr`. Load biases are page-aligned; the mask also absorbs an ip
@@ -125,7 +111,7 @@ int BPF_KRETPROBE(uretprobe_zlegetline, const char *line)
 	bpf_map_delete_elem(&zle_calls, &tid);
 	if (!line || !process_allowed(id, uid))
 		return 0;
-	p = bpf_map_lookup_elem(&pending_commands, &tgid);
+	p = pending_get(tgid);
 	if (p && p->depth > 0)
 		return 0;
 	emit_user_text(ECAP_KIND_ZSH_LINE, id, uid, line, TEXT_CHUNKS);
@@ -152,7 +138,7 @@ int BPF_KPROBE(uprobe_parse_event)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	struct pending *p = bpf_map_lookup_elem(&pending_commands, &tgid);
+	struct pending *p = pending_get(tgid);
 	__u32 end;
 	__s32 status;
 
@@ -169,7 +155,7 @@ SEC("uprobe")
 int BPF_KPROBE(uprobe_execode, void *prog, int dont_change_job, int exiting, const char *context)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct pending *p = bpf_map_lookup_elem(&pending_commands, &tgid);
+	struct pending *p = pending_get(tgid);
 	char name[9] = {};
 
 	if (!p)
@@ -191,17 +177,14 @@ SEC("uretprobe")
 int BPF_KRETPROBE(uretprobe_execode)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	struct pending *p = bpf_map_lookup_elem(&pending_commands, &tgid);
+	struct pending *p = pending_get(id >> 32);
 	__s32 status;
 
-	if (!p || p->depth == 0)
-		return 0;
-	if (--p->depth > 0)
+	if (!pending_leave(p))
 		return 0;
 	status = read_lastval(p->lastval);
-	bpf_map_delete_elem(&pending_commands, &tgid);
-	emit_status(id, status, ZSH_END_RETURN);
+	if (pending_end(id >> 32))
+		emit_status(id, status, ZSH_END_RETURN);
 	return 0;
 }
 
@@ -210,7 +193,7 @@ int BPF_KRETPROBE(uretprobe_execode)
 static __always_inline void mark_error(void)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct pending *p = bpf_map_lookup_elem(&pending_commands, &tgid);
+	struct pending *p = pending_get(tgid);
 
 	if (p && p->depth == 0)
 		p->error = 1;
@@ -243,9 +226,8 @@ int raw_tp_sched_process_exit(void *ctx)
 	struct task_struct *task;
 	int code;
 
-	if ((__u32)id != tgid || !bpf_map_lookup_elem(&pending_commands, &tgid))
+	if ((__u32)id != tgid || !pending_end(tgid))
 		return 0;
-	bpf_map_delete_elem(&pending_commands, &tgid);
 	task = bpf_get_current_task_btf();
 	code = BPF_CORE_READ(task, exit_code);
 	/* a shell's convention: 128 + signal for a killed one */
@@ -258,11 +240,8 @@ SEC("raw_tp/sched_process_exec")
 int raw_tp_sched_process_exec(void *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
 
-	if (!bpf_map_lookup_elem(&pending_commands, &tgid))
-		return 0;
-	bpf_map_delete_elem(&pending_commands, &tgid);
-	emit_status(id, 0, ZSH_END_EXEC);
+	if (pending_end(id >> 32))
+		emit_status(id, 0, ZSH_END_EXEC);
 	return 0;
 }
