@@ -31,14 +31,23 @@ const SCAN_BYTES = 128;
  * each call the same one first and it starts with an instruction the kernel
  * emulates; undefined otherwise (then the public functions are probed).
  */
-export function opensslInternalCalls(path: string): Promise<InternalCalls | undefined> {
-  let found = cache.get(path);
+export async function opensslInternalCalls(path: string): Promise<InternalCalls | undefined> {
+  // by the file's identity, not its name: a library upgraded in place has
+  // other offsets, and a probe at a stale one would break its code
+  let key: string;
+  try {
+    const st = await Deno.stat(path);
+    key = `${st.dev}:${st.ino}:${st.size}:${st.mtime?.getTime()}`;
+  } catch {
+    return undefined;
+  }
+  let found = cache.get(key);
   if (!found) {
     found = find(path).catch(() => undefined);
-    cache.set(path, found);
+    cache.set(key, found);
     if (cache.size > 64) cache.delete(cache.keys().next().value!);
   }
-  return found;
+  return await found;
 }
 
 const cache = new Map<string, Promise<InternalCalls | undefined>>();

@@ -38,3 +38,18 @@ Deno.test("opensslInternalCalls() finds the functions Debian's SSL_read* and SSL
 Deno.test("opensslInternalCalls() finds nothing in a library that is not OpenSSL", async () => {
   assert.equal(await opensslInternalCalls("/usr/lib/x86_64-linux-gnu/libz.so.1"), undefined);
 });
+
+Deno.test("opensslInternalCalls() looks again when the file at a path is replaced", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/libssl.so.3`;
+    await Deno.copyFile(LIBSSL, path);
+    assert.ok(await opensslInternalCalls(path));
+    // an upgrade in place: another file under the same name
+    await Deno.remove(path);
+    await Deno.copyFile("/usr/lib/x86_64-linux-gnu/libz.so.1", path);
+    assert.equal(await opensslInternalCalls(path), undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
