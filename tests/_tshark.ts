@@ -108,3 +108,8 @@ export class TsharkCapture implements AsyncDisposable {
     await this.stop();
   }
 }
+
+/** ecap's arguments for `-m pcap` of loopback into out, then the rest (options, a filter). */
+export function pcapArgs(module: string, out: string, ...rest: string[]): string[] {
+  return [module, "-m", "pcap", "-w", out, "-i", "lo", ...rest];
+}

@@ -7,7 +7,13 @@
 import assert from "node:assert/strict";
 import { bpfTest, EcapRun, waitFor } from "./_helpers.ts";
 import { Nginx } from "./_nginx.ts";
-import { clientRandoms, httpRequestUris, httpResponseBodies, TsharkCapture } from "./_tshark.ts";
+import {
+  clientRandoms,
+  httpRequestUris,
+  httpResponseBodies,
+  pcapArgs,
+  TsharkCapture,
+} from "./_tshark.ts";
 
 type Json = Record<string, unknown> & {
   pid: number;
@@ -187,18 +193,9 @@ bpfTest("ecap gnutls -m pcap writes pcapng that tshark decrypts with no options"
   try {
     await using nginx = await Nginx.start({ "p.txt": "gnutls pcap body\n" });
     const out = `${dir}/out.pcapng`;
-    await using run = await EcapRun.start([
-      "gnutls",
-      "-m",
-      "pcap",
-      "-w",
-      out,
-      "-i",
-      "lo",
-      "tcp",
-      "port",
-      String(nginx.port),
-    ]);
+    await using run = await EcapRun.start(
+      pcapArgs("gnutls", out, "tcp", "port", String(nginx.port)),
+    );
     await gnutlsCli(nginx, "/p.txt?cli12", TLS12);
     await gnutlsCli(nginx, "/p.txt?cli13", TLS13);
     await wget(nginx.url("/p.txt?wget"));

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { readGoBinary } from "../lib/gopclntab.ts";
 import { instructions, retOffsets } from "../lib/x86_ret.ts";
 import { bpfTest, EcapRun, sh, waitFor } from "./_helpers.ts";
-import { httpRequestUris, TsharkCapture, tsharkFields } from "./_tshark.ts";
+import { httpRequestUris, pcapArgs, TsharkCapture, tsharkFields } from "./_tshark.ts";
 
 const FIXTURES = new URL("./fixtures/gotls/", import.meta.url).pathname;
 const HOME = Deno.env.get("HOME") ?? "/root";
@@ -270,18 +270,9 @@ bpfTest("ecap gotls -m pcap writes a pcapng tshark decrypts on its own", async (
   try {
     await using server = await GoServer.start(p.server);
     const file = `${dir}/cap.pcapng`;
-    await using run = await EcapRun.start([
-      "gotls",
-      "-e",
-      p.server,
-      "-m",
-      "pcap",
-      "-w",
-      file,
-      "-i",
-      "lo",
-      `tcp port ${server.port}`,
-    ]);
+    await using run = await EcapRun.start(
+      pcapArgs("gotls", file, "-e", p.server, `tcp port ${server.port}`),
+    );
     await runClient(p.client, [server.url("/body?n=70000&a"), server.url("/body?n=3&b")]);
     await new Promise((r) => setTimeout(r, 700));
     assert.equal(await run.stop(), 0);

@@ -11,6 +11,7 @@ import {
   clientRandoms,
   httpRequestUris,
   httpResponseBodies,
+  pcapArgs,
   TsharkCapture,
   tsharkFields,
 } from "./_tshark.ts";
@@ -103,18 +104,9 @@ bpfTest(
       await using nginx = await Nginx.start({ "p.txt": "pcap body text\n" });
       await using other = await Nginx.start({ "o.txt": "other server\n" });
       const out = `${dir}/out.pcapng`;
-      await using run = await EcapRun.start([
-        "tls",
-        "-m",
-        "pcap",
-        "-w",
-        out,
-        "-i",
-        "lo",
-        "tcp",
-        "port",
-        String(nginx.port),
-      ]);
+      await using run = await EcapRun.start(
+        pcapArgs("tls", out, "tcp", "port", String(nginx.port)),
+      );
       await curl(["--http1.1", "--tlsv1.3", nginx.url("/p.txt?curl13")]);
       await curl(["--http1.1", "--tls-max", "1.2", nginx.url("/p.txt?curl12")]);
       await curl(["--http2", nginx.url("/p.txt?curlh2")]);
@@ -218,15 +210,7 @@ bpfTest("ecap tls -m pcap stops with one line on a full disk and leaves a valid 
   assert.equal(mounted.code, 0, mounted.stderr);
   try {
     await using nginx = await Nginx.start({ "big.bin": new Uint8Array(1 << 20).fill(7) });
-    await using run = await EcapRun.start([
-      "tls",
-      "-m",
-      "pcap",
-      "-w",
-      `${dir}/out.pcapng`,
-      "-i",
-      "lo",
-    ]);
+    await using run = await EcapRun.start(pcapArgs("tls", `${dir}/out.pcapng`));
     await sh("curl", ["-sk", "--http1.1", "-o", "/dev/null", nginx.url("/big.bin")]);
     const code = await Promise.race([
       run.wait(),

@@ -8,7 +8,13 @@
 import assert from "node:assert/strict";
 import { bpfTest, EcapRun, sh, waitFor } from "./_helpers.ts";
 import { Nginx } from "./_nginx.ts";
-import { clientRandoms, httpRequestUris, TsharkCapture, tsharkFields } from "./_tshark.ts";
+import {
+  clientRandoms,
+  httpRequestUris,
+  pcapArgs,
+  TsharkCapture,
+  tsharkFields,
+} from "./_tshark.ts";
 
 const HOME = Deno.env.get("HOME") ?? "/root";
 const RELEASES = Deno.env.get("ECAP_OPENSSL_RELEASES") ?? `${HOME}/.cache/ecap/openssl-releases-v1`;
@@ -138,19 +144,9 @@ for (const r of RELEASE_LIST) {
         assert.equal(await run.stop(), 0);
       } else {
         const out = `${dir}/out.pcapng`;
-        await using run = await EcapRun.start([
-          "tls",
-          "-m",
-          "pcap",
-          "-w",
-          out,
-          "-i",
-          "lo",
-          "--libssl",
-          lib,
-          "port",
-          String(nginx.port),
-        ]);
+        await using run = await EcapRun.start(
+          pcapArgs("tls", out, "--libssl", lib, "port", String(nginx.port)),
+        );
         assert.match(run.stderr, r.version);
         await get("/r.txt?v13", "13");
         await get("/r.txt?v12", "12");
