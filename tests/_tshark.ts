@@ -113,3 +113,21 @@ export class TsharkCapture implements AsyncDisposable {
 export function pcapArgs(module: string, out: string, ...rest: string[]): string[] {
   return [module, "-m", "pcap", "-w", out, "-i", "lo", ...rest];
 }
+
+/**
+ * Waits until the key log file keys holds a TLS 1.2 handshake's line
+ * (CLIENT_RANDOM) and the TLS 1.3 line `last`, then stops cap half a second
+ * later: the handshakes' last packets may still be on their way to it.
+ */
+export async function stopAfterKeys(
+  keys: string,
+  cap: TsharkCapture,
+  last = "CLIENT_TRAFFIC_SECRET_0",
+): Promise<void> {
+  await waitFor(async () => {
+    const t = await Deno.readTextFile(keys).catch(() => "");
+    return t.includes("CLIENT_RANDOM") && t.includes(last);
+  }, "both handshakes' keys");
+  await new Promise((r) => setTimeout(r, 500));
+  await cap.stop();
+}

@@ -12,6 +12,7 @@ import {
   httpRequestUris,
   httpResponseBodies,
   pcapArgs,
+  stopAfterKeys,
   TsharkCapture,
 } from "./_tshark.ts";
 
@@ -157,12 +158,7 @@ bpfTest("ecap gnutls -m keylog writes TLS 1.2 and 1.3 keys that let tshark decry
     await using cap = await TsharkCapture.start(`${dir}/cap.pcapng`, nginx.port);
     const v12 = await gnutlsCli(nginx, "/k.txt?v12", TLS12);
     const v13 = await gnutlsCli(nginx, "/k.txt?v13", TLS13);
-    await waitFor(async () => {
-      const t = await Deno.readTextFile(keys).catch(() => "");
-      return t.includes("CLIENT_RANDOM") && t.includes("SERVER_TRAFFIC_SECRET_0");
-    }, "both handshakes' keys");
-    await new Promise((r) => setTimeout(r, 500));
-    await cap.stop();
+    await stopAfterKeys(keys, cap, "SERVER_TRAFFIC_SECRET_0");
     assert.equal(await run.stop(), 0);
     const lines = (await Deno.readTextFile(keys)).trim().split("\n");
     assert.equal(new Set(lines).size, lines.length, "no line twice");

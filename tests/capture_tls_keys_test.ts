@@ -12,6 +12,7 @@ import {
   httpRequestUris,
   httpResponseBodies,
   pcapArgs,
+  stopAfterKeys,
   TsharkCapture,
   tsharkFields,
 } from "./_tshark.ts";
@@ -41,12 +42,7 @@ bpfTest(
       await using cap = await TsharkCapture.start(`${dir}/cap.pcapng`, nginx.port);
       await curl(["--http1.1", "--tlsv1.3", nginx.url("/k.txt?v13")]);
       await curl(["--http1.1", "--tls-max", "1.2", nginx.url("/k.txt?v12")]);
-      await waitFor(async () => {
-        const t = await Deno.readTextFile(keys).catch(() => "");
-        return t.includes("CLIENT_RANDOM") && t.includes("CLIENT_TRAFFIC_SECRET_0");
-      }, "both handshakes' keys");
-      await new Promise((r) => setTimeout(r, 500));
-      await cap.stop();
+      await stopAfterKeys(keys, cap);
       assert.equal(await run.stop(), 0);
       assert.equal((await Deno.stat(keys)).mode! & 0o777, 0o600);
       const lines = (await Deno.readTextFile(keys)).trim().split("\n");

@@ -6,12 +6,13 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { bpfTest, EcapRun, sh, waitFor } from "./_helpers.ts";
+import { bpfTest, EcapRun, sh } from "./_helpers.ts";
 import { Nginx } from "./_nginx.ts";
 import {
   clientRandoms,
   httpRequestUris,
   pcapArgs,
+  stopAfterKeys,
   TsharkCapture,
   tsharkFields,
 } from "./_tshark.ts";
@@ -163,12 +164,7 @@ for (const r of RELEASE_LIST) {
         await using dumper = await TsharkCapture.start(cap, nginx.port);
         await get("/r.txt?k13", "13");
         await get("/r.txt?k12", "12");
-        await waitFor(async () => {
-          const t = await Deno.readTextFile(keys).catch(() => "");
-          return t.includes("CLIENT_RANDOM") && t.includes("CLIENT_TRAFFIC_SECRET_0");
-        }, "both handshakes' keys");
-        await new Promise((res) => setTimeout(res, 500));
-        await dumper.stop();
+        await stopAfterKeys(keys, dumper);
         assert.equal(await run.stop(), 0);
         const lines = (await Deno.readTextFile(keys)).trim().split("\n");
         assert.deepEqual(lines.map((l) => l.split(" ")[0]).sort(), r.keylogLines);
