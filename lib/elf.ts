@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { asciiText } from "./bytes.ts";
 
 /** Raised for any malformed, truncated or unsupported ELF input. */
 export class ElfError extends SyntaxError {
@@ -211,16 +212,8 @@ function cString(table: Uint8Array, off: number, what: string): string {
   }
   const end = table.indexOf(0, off);
   if (end < 0) throw new ElfError(`${what}: unterminated string at ${off}`);
-  // symbol names are ASCII almost always: built here ~3x faster than a
-  // decoder call (30,000 names in mariadbd)
-  if (end - off <= 1024) {
-    let ascii = true;
-    for (let i = off; i < end && ascii; i++) ascii = table[i] < 0x80;
-    if (ascii) {
-      return String.fromCharCode.apply(null, table.subarray(off, end) as unknown as number[]);
-    }
-  }
-  return decoder.decode(table.subarray(off, end));
+  const bytes = table.subarray(off, end);
+  return asciiText(bytes) ?? decoder.decode(bytes);
 }
 
 /** Ranks duplicates so that {@link ElfFile.symbol} returns an attachable one. */

@@ -5,7 +5,7 @@
  */
 
 import { isUtf8 } from "node:buffer";
-import { allocBytes, concat } from "./bytes.ts";
+import { allocBytes, asciiText, concat } from "./bytes.ts";
 
 /** Input that is not HTTP/1.x (or breaks its framing rules). */
 export class HttpParseError extends SyntaxError {
@@ -97,15 +97,7 @@ const latin1 = new TextDecoder("latin1");
 
 /** Octets as text: UTF-8 when valid, else Latin-1 (which maps every byte). */
 function text(bytes: Uint8Array): string {
-  let ascii = true;
-  for (let i = 0; i < bytes.length && ascii; i++) ascii = bytes[i] < 0x80;
-  if (!ascii) return isUtf8(bytes) ? utf8.decode(bytes) : latin1.decode(bytes);
-  // ASCII header lines are short: building them here beats a decoder call (~3x)
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 4096) {
-    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 4096) as unknown as number[]);
-  }
-  return s;
+  return asciiText(bytes) ?? (isUtf8(bytes) ? utf8.decode(bytes) : latin1.decode(bytes));
 }
 
 /**
