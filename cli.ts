@@ -389,7 +389,11 @@ async function run(p: Parsed): Promise<number> {
   }
   const s = cap.stats();
   if (exited) console.error(`ecap: process ${pids.join(", ")} exited`);
-  const perCpu = s.lost > 0 ? ` (per CPU: ${s.lostPerCpu.join(" ")}; raise --mapsize)` : "";
+  const why = [
+    s.lost > s.unfollowed ? `per CPU: ${s.lostPerCpu.join(" ")}; raise --mapsize` : "",
+    s.unfollowed ? `${s.unfollowed} calls not followed` : "",
+  ].filter((w) => w).join("; ");
+  const perCpu = why ? ` (${why})` : "";
   const extra = [
     s.truncated ? `, ${s.truncated} cut at cap` : "",
     s.malformed ? `, ${s.malformed} malformed` : "",
@@ -401,6 +405,7 @@ async function run(p: Parsed): Promise<number> {
       events: s.events,
       lost: s.lost,
       lost_per_cpu: s.lostPerCpu,
+      unfollowed: s.unfollowed,
       truncated: s.truncated,
       malformed: s.malformed,
     };

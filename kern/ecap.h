@@ -32,7 +32,8 @@ enum ecap_stat {
 	ECAP_STAT_EVENTS = 0,	/* records written to the ring */
 	ECAP_STAT_LOST = 1,	/* records the ring had no room for */
 	ECAP_STAT_TRUNCATED = 2, /* records cut at a documented cap */
-	ECAP_STAT_MAX = 3,
+	ECAP_STAT_UNFOLLOWED = 3, /* calls not reported: nested too deep, or their return never seen */
+	ECAP_STAT_MAX = 4,
 };
 
 /* Starts every record. */

@@ -64,29 +64,53 @@ struct tls_call {
 	__u64 ssl;
 	__u64 buf;
 	__u64 moved_ptr; /* _ex variants: where the byte count is written */
+	__u64 sp;	 /* the stack pointer at entry: tells its return, and a return missed */
 	__s32 fd;	 /* seen in a syscall inside the call, else cached */
 	__u32 flags;	 /* TLS_DATA_READ or 0 */
-	__u16 nested;	 /* SSL_write calling SSL_write_ex, say */
-	__u16 fd_seen;	 /* fd comes from this call's own syscall */
 	__u32 lib;	 /* index of the library in ssl_layouts (the BPF cookie) */
-	__u32 handshake; /* SSL_do_handshake, SSL_connect, SSL_accept */
+	__u16 role;	 /* enum call_role */
+	__u8 fd_seen;	 /* fd comes from this call's own syscall */
+	__u8 tail_calls; /* probed functions it tail-called: their returns are its own */
+};
+
+enum call_role {
+	CALL_DATA = 0,	    /* SSL_read, SSL_write and their likes: reports bytes */
+	CALL_HANDSHAKE = 1, /* SSL_do_handshake, SSL_connect, SSL_accept: secrets */
+	CALL_FLUSH = 2,	    /* gnutls_record_uncork: sends what earlier calls reported */
+};
+
+/*
+ * Calls can nest for real: node runs JavaScript from inside SSL_read (a
+ * session ticket's or a handshake's callback), and that JavaScript writes
+ * the next request with SSL_write before SSL_read returns. So each thread
+ * keeps a small stack of calls; deeper nesting is counted, never dropped
+ * silently.
+ */
+#define TLS_CALL_DEPTH 4
+
+struct tls_calls {
+	__u32 depth;
+	__u32 pad;
+	struct tls_call at[TLS_CALL_DEPTH];
 };
 
 /*
  * Entries of active_calls: while none, the sys_enter program, run for every
  * syscall of every process, returns before its hash lookup (-m keylog, or
- * a server between requests). A call whose return is never seen leaves it
- * high: then every syscall looks, as before.
+ * a server between requests).
  */
 static volatile __s64 calls_in_flight;
 
-/* Calls in flight, by thread. */
+/* Calls in flight, by thread: threads with none have no entry. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64); /* pid_tgid */
-	__type(value, struct tls_call);
+	__type(value, struct tls_calls);
 } active_calls SEC(".maps");
+
+/* What a thread's first call starts from. */
+static struct tls_calls no_calls;
 
 struct ssl_key {
 	__u64 ssl;
@@ -102,47 +126,146 @@ struct {
 	__type(value, __s32);
 } ssl_fds SEC(".maps");
 
-/* A probed call inside one in progress on this thread (SSL_write calling
- * SSL_write_ex): counted, so that only the outermost call's return reports. */
-static __always_inline bool nested_call(__u64 id)
+/* The innermost call in progress, or NULL. */
+static __always_inline struct tls_call *top_call(struct tls_calls *st)
 {
-	struct tls_call *c = bpf_map_lookup_elem(&active_calls, &id);
+	__u32 d = st->depth;
 
-	if (!c)
+	if (d == 0 || d > TLS_CALL_DEPTH)
+		return NULL;
+	return &st->at[(d - 1) & (TLS_CALL_DEPTH - 1)];
+}
+
+/* A call ecap cannot report: counted, and its stream marked as having a hole. */
+static __always_inline void call_unfollowed(__u64 id, __u64 conn, __u32 flags, __u32 role)
+{
+	struct gap_key gap = { .conn = conn, .pid = id >> 32, .read = flags & TLS_DATA_READ };
+
+	stat_add(ECAP_STAT_UNFOLLOWED, 1);
+	if (role == CALL_DATA)
+		record_gap(&gap);
+}
+
+/*
+ * Pops calls whose frame is gone although their return was never seen (a
+ * longjmp, a uretprobe the kernel gave up on): those whose entry stack
+ * pointer is at or below `sp` (the stack grows down, so a call nested in
+ * another starts below it, and a sibling at the same place).
+ */
+static __always_inline void drop_returned(struct tls_calls *st, __u64 id, __u64 sp)
+{
+	for (int i = 0; i < TLS_CALL_DEPTH; i++) {
+		struct tls_call *c = top_call(st);
+
+		if (!c || c->sp > sp)
+			break;
+		call_unfollowed(id, c->ssl, c->flags, c->role);
+		st->depth--;
+	}
+}
+
+/* Forgets the thread's stack once it is empty. */
+static __always_inline void release_calls(struct tls_calls *st, __u64 id)
+{
+	if (st->depth == 0 && bpf_map_delete_elem(&active_calls, &id) == 0)
+		__sync_fetch_and_add(&calls_in_flight, -1);
+}
+
+/*
+ * The calls in progress on this thread, after dropping those that returned
+ * unseen; NULL when none. One at the entry's own stack pointer stays: it may
+ * have tail-called this one (see wrapped_call).
+ */
+static __always_inline struct tls_calls *calls_at_entry(__u64 id, __u64 sp)
+{
+	struct tls_calls *st = bpf_map_lookup_elem(&active_calls, &id);
+
+	if (!st)
+		return NULL;
+	drop_returned(st, id, sp - 1);
+	if (st->depth == 0) {
+		release_calls(st, id);
+		return NULL;
+	}
+	return st;
+}
+
+/*
+ * A probed function that another probed one calls for the same work, which
+ * the outer call reports: SSL_write calling SSL_write_ex, gnutls_record_send
+ * calling _send2 (the same object and buffer), gnutls_record_uncork calling
+ * gnutls_record_send on the bytes corked calls reported already. A tail
+ * call (a jmp: the same entry stack pointer) shares the outer call's return,
+ * whose probes then run once per function, innermost first: counted, so
+ * that the outer one's reports.
+ */
+static __always_inline bool wrapped_call(struct tls_calls *st, __u64 sp, const void *ssl,
+					 const void *buf, __u32 flags, __u32 role)
+{
+	struct tls_call *c = st ? top_call(st) : NULL;
+
+	if (!c || c->ssl != (__u64)ssl)
 		return false;
-	c->nested++;
+	if (c->role != CALL_FLUSH &&
+	    (c->buf != (__u64)buf || c->flags != flags || c->role != role))
+		return false;
+	if (c->sp == sp)
+		c->tail_calls++;
 	return true;
 }
 
 /* Notes a call that passed the filters, for its return probe. */
-static __always_inline int start_call(void *ctx, __u64 id, void *ssl, const void *buf,
-				      void *moved_ptr, __u32 flags, __u32 handshake)
+static __always_inline int start_call(void *ctx, __u64 id, struct tls_calls *st, void *ssl,
+				      const void *buf, void *moved_ptr, __u32 flags, __u32 role)
 {
-	struct tls_call call = {};
 	struct ssl_key key = { .ssl = (__u64)ssl, .tgid = id >> 32 };
+	struct tls_call *c;
 	__s32 *fd;
+	__u32 d;
 
-	call.ssl = (__u64)ssl;
-	call.buf = (__u64)buf;
-	call.moved_ptr = (__u64)moved_ptr;
-	call.flags = flags;
-	call.handshake = handshake;
-	call.lib = (__u32)bpf_get_attach_cookie(ctx);
+	__u64 sp = PT_REGS_SP((struct pt_regs *)ctx);
+
+	if (st) {
+		drop_returned(st, id, sp); /* a sibling this call did not wrap */
+	} else {
+		if (bpf_map_update_elem(&active_calls, &id, &no_calls, BPF_NOEXIST) == 0)
+			__sync_fetch_and_add(&calls_in_flight, 1);
+		st = bpf_map_lookup_elem(&active_calls, &id);
+	}
+	if (!st || st->depth >= TLS_CALL_DEPTH) {
+		call_unfollowed(id, (__u64)ssl, flags, role);
+		return 0;
+	}
+	d = st->depth & (TLS_CALL_DEPTH - 1);
+	c = &st->at[d];
+	c->ssl = (__u64)ssl;
+	c->buf = (__u64)buf;
+	c->moved_ptr = (__u64)moved_ptr;
+	c->sp = sp;
+	c->flags = flags;
+	c->role = role;
+	c->fd_seen = 0;
+	c->tail_calls = 0;
+	c->lib = (__u32)bpf_get_attach_cookie(ctx);
 	fd = bpf_map_lookup_elem(&ssl_fds, &key);
-	call.fd = fd ? *fd : -1;
-	if (bpf_map_update_elem(&active_calls, &id, &call, BPF_NOEXIST) == 0)
-		__sync_fetch_and_add(&calls_in_flight, 1);
+	c->fd = fd ? *fd : -1;
+	st->depth = d + 1;
 	return 0;
 }
 
 static __always_inline int call_enter(void *ctx, void *ssl, const void *buf, void *moved_ptr,
-				      __u32 flags, __u32 handshake)
+				      __u32 flags, __u32 role)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	__u64 sp = PT_REGS_SP((struct pt_regs *)ctx);
+	struct tls_calls *st;
 
-	if (!process_allowed(id, (__u32)bpf_get_current_uid_gid()) || nested_call(id))
+	if (!process_allowed(id, (__u32)bpf_get_current_uid_gid()))
 		return 0;
-	return start_call(ctx, id, ssl, buf, moved_ptr, flags, handshake);
+	st = calls_at_entry(id, sp);
+	if (wrapped_call(st, sp, ssl, buf, flags, role))
+		return 0;
+	return start_call(ctx, id, st, ssl, buf, moved_ptr, flags, role);
 }
 
 #define TLS1_3_VERSION 0x0304
@@ -367,22 +490,29 @@ static __always_inline void emit_secret(__u64 ssl, __u64 id, int fd, __u32 lib)
 	bpf_map_update_elem(&secrets_sent, &seen_key, &cr_head, BPF_ANY);
 }
 
-static __always_inline int call_return(long ret, bool ex)
+static __always_inline int call_return(struct pt_regs *regs, long ret, bool ex)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct tls_call *c = bpf_map_lookup_elem(&active_calls, &id);
-	__u64 moved = 0;
+	struct tls_calls *st = bpf_map_lookup_elem(&active_calls, &id);
+	/* the returning call's entry stack pointer: its return address is popped */
+	__u64 sp = PT_REGS_SP(regs) - 8, moved = 0;
+	struct tls_call *c;
 
-	if (!c)
+	if (!st)
 		return 0;
-	if (c->nested > 0) {
-		c->nested--;
-		return 0;
-	}
-	if (c->handshake) {
-		if (ret == 1)
-			emit_secret(c->ssl, id, c->fd, c->lib);
+	drop_returned(st, id, sp - 1);
+	c = top_call(st);
+	/* a wrapped or unfollowed call inside the top one returns: that one reports */
+	if (!c || c->sp != sp)
 		goto done;
+	if (c->tail_calls > 0) {
+		c->tail_calls--;
+		goto done;
+	}
+	if (c->role != CALL_DATA) {
+		if (c->role == CALL_HANDSHAKE && ret == 1)
+			emit_secret(c->ssl, id, c->fd, c->lib);
+		goto pop;
 	}
 	if (secrets_on_data && ret > 0)
 		emit_secret(c->ssl, id, c->fd, c->lib);
@@ -393,14 +523,15 @@ static __always_inline int call_return(long ret, bool ex)
 		moved = ret;
 	}
 	emit_tls_data(id, c->ssl, c->fd, c->flags, c->buf, moved);
-done:
+pop:
 	if (c->fd_seen) {
 		struct ssl_key key = { .ssl = c->ssl, .tgid = id >> 32 };
 
 		bpf_map_update_elem(&ssl_fds, &key, &c->fd, BPF_ANY);
 	}
-	if (bpf_map_delete_elem(&active_calls, &id) == 0)
-		__sync_fetch_and_add(&calls_in_flight, -1);
+	st->depth--;
+done:
+	release_calls(st, id);
 	return 0;
 }
 
@@ -455,12 +586,16 @@ static __always_inline int nspr_enter(void *ctx, void *fd, const void *buf, __u3
 {
 	__u64 id = bpf_get_current_pid_tgid();
 
-	/* inside a call kept: counted as nested whatever its descriptor */
-	if (!process_allowed(id, (__u32)bpf_get_current_uid_gid()) || nested_call(id))
+	__u64 sp = PT_REGS_SP((struct pt_regs *)ctx);
+	struct tls_calls *st;
+
+	if (!process_allowed(id, (__u32)bpf_get_current_uid_gid()))
 		return 0;
-	if (!nss_ssl_socket(fd))
+	st = calls_at_entry(id, sp);
+	/* PR_Write calling PR_Send, say; a lower layer's call is not an SSL socket */
+	if (wrapped_call(st, sp, fd, buf, flags, CALL_DATA) || !nss_ssl_socket(fd))
 		return 0;
-	return start_call(ctx, id, fd, buf, NULL, flags, 0);
+	return start_call(ctx, id, st, fd, buf, NULL, flags, CALL_DATA);
 }
 
 /* PR_Write, PR_Send (fd, buf, amount, ...) on an NSS SSL socket. */
@@ -480,32 +615,39 @@ int BPF_KPROBE(uprobe_nspr_read, void *fd, void *buf)
 SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_ssl_write, void *ssl, const void *buf)
 {
-	return call_enter(ctx, ssl, buf, NULL, 0, 0);
+	return call_enter(ctx, ssl, buf, NULL, 0, CALL_DATA);
 }
 
 SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_ssl_write_ex, void *ssl, const void *buf, __u64 num, void *written)
 {
-	return call_enter(ctx, ssl, buf, written, 0, 0);
+	return call_enter(ctx, ssl, buf, written, 0, CALL_DATA);
 }
 
 SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_ssl_read, void *ssl, void *buf)
 {
-	return call_enter(ctx, ssl, buf, NULL, TLS_DATA_READ, 0);
+	return call_enter(ctx, ssl, buf, NULL, TLS_DATA_READ, CALL_DATA);
 }
 
 SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_ssl_read_ex, void *ssl, void *buf, __u64 num, void *readbytes)
 {
-	return call_enter(ctx, ssl, buf, readbytes, TLS_DATA_READ, 0);
+	return call_enter(ctx, ssl, buf, readbytes, TLS_DATA_READ, CALL_DATA);
 }
 
 /* SSL_do_handshake, SSL_connect, SSL_accept: secrets once they return 1. */
 SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_ssl_handshake, void *ssl)
 {
-	return call_enter(ctx, ssl, NULL, NULL, 0, 1);
+	return call_enter(ctx, ssl, NULL, NULL, 0, CALL_HANDSHAKE);
+}
+
+/* gnutls_record_uncork: the sends inside it were reported by the corked calls. */
+SEC("uprobe.multi")
+int BPF_KPROBE(uprobe_gnutls_uncork, void *session)
+{
+	return call_enter(ctx, session, NULL, NULL, 0, CALL_FLUSH);
 }
 
 /* Data calls in -m keylog/pcap: secrets of handshakes done implicitly. */
@@ -597,6 +739,7 @@ int BPF_KPROBE(uprobe_gnutls_keylog, void *session, const char *label, const voi
 	struct tls_keylog *r = bpf_map_lookup_elem(&keylog_scratch, &zero);
 	struct gnutls_datum d = {};
 	struct sock_info si = {};
+	struct tls_calls *st;
 	struct tls_call *c;
 	__s32 fd = -1, *cached;
 
@@ -615,7 +758,8 @@ int BPF_KPROBE(uprobe_gnutls_keylog, void *session, const char *label, const voi
 				(const char *)session + *random_at))
 		return 0;
 	/* the handshake call in progress knows the socket, else an earlier call */
-	c = bpf_map_lookup_elem(&active_calls, &id);
+	st = bpf_map_lookup_elem(&active_calls, &id);
+	c = st ? top_call(st) : NULL;
 	if (c && c->ssl == (__u64)session && c->fd >= 0) {
 		fd = c->fd;
 	} else {
@@ -636,19 +780,20 @@ int BPF_KPROBE(uprobe_gnutls_keylog, void *session, const char *label, const voi
 SEC("uretprobe.multi")
 int BPF_KRETPROBE(uretprobe_ssl_call, long ret)
 {
-	return call_return((int)ret, false);
+	return call_return(ctx, (int)ret, false);
 }
 
 SEC("uretprobe.multi")
 int BPF_KRETPROBE(uretprobe_ssl_call_ex, long ret)
 {
-	return call_return((int)ret, true);
+	return call_return(ctx, (int)ret, true);
 }
 
 /* The library's own read/write inside SSL_read/SSL_write names the socket. */
 SEC("raw_tp/sys_enter")
 int raw_tp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
+	struct tls_calls *st;
 	struct tls_call *c;
 	struct pt_regs *regs;
 	__u64 id;
@@ -658,7 +803,8 @@ int raw_tp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	if (!calls_in_flight || !is_io_syscall(ctx->args[1]))
 		return 0;
 	id = bpf_get_current_pid_tgid();
-	c = bpf_map_lookup_elem(&active_calls, &id);
+	st = bpf_map_lookup_elem(&active_calls, &id);
+	c = st ? top_call(st) : NULL;
 	if (!c || c->fd_seen)
 		return 0;
 	regs = (struct pt_regs *)ctx->args[0];

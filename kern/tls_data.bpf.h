@@ -45,6 +45,15 @@ struct {
 /* Set once a gap is recorded: until then no call looks one up. */
 static volatile bool gaps_recorded;
 
+/* Marks the next record of a connection and direction: bytes before it are missing. */
+static __always_inline void record_gap(struct gap_key *gap)
+{
+	__u8 one = 1;
+
+	bpf_map_update_elem(&tls_gaps, gap, &one, BPF_ANY);
+	gaps_recorded = true;
+}
+
 struct chunk_ctx {
 	__u64 buf;
 	__u32 captured; /* bytes to send: min(total, max_call_bytes) */
@@ -121,12 +130,8 @@ static __always_inline void emit_tls_data(__u64 id, __u64 conn, __s32 fd, __u32 
 		emit_chunk(0, &ctx); /* most calls: no bpf_loop round trip */
 	else
 		bpf_loop((ctx.captured + TLS_CHUNK - 1) / TLS_CHUNK, emit_chunk, &ctx, 0);
-	if (ctx.lost) {
-		__u8 one = 1;
-
-		bpf_map_update_elem(&tls_gaps, &ctx.gap, &one, BPF_ANY);
-		gaps_recorded = true;
-	}
+	if (ctx.lost)
+		record_gap(&ctx.gap);
 }
 
 #endif

@@ -60,7 +60,12 @@ export interface CaptureStats {
   records: number;
   /** Records the kernel could not write (ring buffer full), per CPU. */
   lostPerCpu: number[];
-  /** Sum of lostPerCpu. */
+  /**
+   * Calls the probes could not follow (nested deeper than they track, or
+   * whose return was never seen): their bytes are not reported.
+   */
+  unfollowed: number;
+  /** Everything not delivered: the sum of lostPerCpu, and unfollowed. */
   lost: number;
   /** Records cut at a documented cap. */
   truncated: number;
@@ -442,7 +447,14 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
   #attachUprobes(planned: (PlannedProbe | MultiProbe)[]): number[] {
     const links: number[] = [];
     const pid = this.#attachPid;
-    for (const p of planned) {
+    // Return probes first: a call that entered before its return probe was
+    // attached would look, to modules that pair the two, like one whose
+    // return was lost.
+    const returnsFirst = [
+      ...planned.filter((p) => p.kind === "uretprobe"),
+      ...planned.filter((p) => p.kind === "uprobe"),
+    ];
+    for (const p of returnsFirst) {
       if (p.kind !== "uprobe" && p.kind !== "uretprobe") continue;
       if ("offsets" in p) {
         links.push(this.#handle.attachUprobeMulti(p.program, p.path, p.offsets, {
@@ -647,10 +659,12 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     const lostPerCpu = this.#handle.readPerCpu("ecap_stats", 1).map(Number);
     const sum = (slot: number) =>
       this.#handle.readPerCpu("ecap_stats", slot).reduce((a, b) => a + Number(b), 0);
+    const unfollowed = sum(3);
     return {
       records: sum(0),
       lostPerCpu,
-      lost: lostPerCpu.reduce((a, b) => a + b, 0),
+      unfollowed,
+      lost: lostPerCpu.reduce((a, b) => a + b, 0) + unfollowed,
       truncated: sum(2),
       malformed: this.#malformed,
       events: this.#events,

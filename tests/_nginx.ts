@@ -96,6 +96,14 @@ http {
     return n;
   }
 
+  /** The pid of its one worker, which does the TLS (the master only forks it). */
+  workerPid(): number {
+    const children = Deno.readTextFileSync(`/proc/${this.pid}/task/${this.pid}/children`);
+    const pid = Number(children.trim().split(" ")[0]);
+    if (!pid) throw new Error(`nginx ${this.pid} has no worker`);
+    return pid;
+  }
+
   /** https://127.0.0.1:PORT + path */
   url(path: string): string {
     return `https://127.0.0.1:${this.port}${path}`;

@@ -60,9 +60,9 @@ const KEYLOG_FUNC = "_gnutls_nss_keylog_func";
 
 // gnutls_record_send forwards to gnutls_record_send2; send_range and the
 // early data calls take their own paths; recv and recv_seq both call the
-// internal _gnutls_recv_int. Nested probed calls (send -> send2) are counted
-// once by kern/tls.bpf.c. gnutls_record_recv_packet hands out the library's
-// own buffer (another shape) and is not probed.
+// internal _gnutls_recv_int. A probed call inside another for the same work
+// (send -> send2) is reported once by kern/tls.bpf.c. gnutls_record_recv_packet
+// hands out the library's own buffer (another shape) and is not probed.
 const WRITES = [
   "gnutls_record_send",
   "gnutls_record_send2",
@@ -276,8 +276,8 @@ export const gnutls: ModuleSpec<GnutlsOptions, GnutlsEvent> = {
       uretprobe("uretprobe_ssl_call", LIB, f, { optional: i > 0, models: TEXT_MODEL }),
     ]),
     // uncork sends what corked gnutls_record_send calls already reported:
-    // a call of no data of its own, so the sends inside count as nested
-    uprobe("uprobe_ssl_handshake", LIB, "gnutls_record_uncork", { models: TEXT_MODEL }),
+    // a call of no data of its own, so the sends inside are not reported again
+    uprobe("uprobe_gnutls_uncork", LIB, "gnutls_record_uncork", { models: TEXT_MODEL }),
     uretprobe("uretprobe_ssl_call", LIB, "gnutls_record_uncork", { models: TEXT_MODEL }),
     // handshakes: the socket their syscalls show, for the keys and for a
     // first read served from what the handshake already read
