@@ -20,7 +20,7 @@ import type {
 } from "./module_spec.ts";
 import { bool, u32 } from "./module_spec.ts";
 import { resolveCgroup } from "./cgroup.ts";
-import { hostPath } from "./proc_maps.ts";
+import { mappedPath } from "./proc_maps.ts";
 import { headerReader, readCString, RecordError, type RecordHeader } from "./record_header.ts";
 import { locateSymbol } from "./targets.ts";
 
@@ -563,8 +563,9 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     // A name for people, resolved in the process's own root (its container);
     // the fd path opens the very file while the process is held.
     const seen = await Deno.readLink(fdPath).catch(() => undefined);
-    const host = seen && await hostPath(rec.pid, seen).catch(() => undefined);
-    const path = host && fileKeyOf(host)?.text === key ? host : undefined;
+    const path = seen === undefined
+      ? undefined
+      : await mappedPath(rec.pid, seen, (p) => Promise.resolve(fileKeyOf(p)?.text === key));
     const opener = path ?? fdPath;
     let target = this.#inspected.get(key);
     if (target === undefined) {

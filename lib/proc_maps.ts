@@ -299,6 +299,34 @@ export async function hostPath(pid: number, path: string): Promise<string | unde
   }
 }
 
+/**
+ * A host path that opens the file process `pid` maps (or holds open) under
+ * `path`, the one `isIt` recognises. The kernel prints such a path from the
+ * reader's root when the file is reachable from there (a process in a
+ * chroot: the path as it is), else from the root of the process's mount
+ * namespace (a container: the path inside /proc/PID/root). Undefined when
+ * neither is that file.
+ */
+export async function mappedPath(
+  pid: number,
+  path: string,
+  isIt: (candidate: string) => Promise<boolean>,
+): Promise<string | undefined> {
+  const inRoot = await hostPath(pid, path).catch(() => undefined);
+  for (const candidate of [inRoot, path]) {
+    if (candidate !== undefined && await isIt(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+/** Whether a path is the file with this device (as maps prints it) and inode. */
+export function isDevInode(dev: string, inode: number): (path: string) => Promise<boolean> {
+  return async (path) => {
+    const st = await Deno.stat(path).catch(() => undefined);
+    return st !== undefined && st.ino === inode && formatDev(st.dev!) === dev;
+  };
+}
+
 /** The real uid from the text of `/proc/PID/status`. */
 function statusUid(text: string): number | undefined {
   const m = /^Uid:\s+([0-9]{1,10})\b/m.exec(text);
@@ -405,7 +433,7 @@ export async function findProcessesMapping(
         host = g.deleted
           // No name reaches an unlinked file; map_files does (as root).
           ? `/proc/${pid}/map_files/${seen.range}`
-          : await hostPath(pid, seen.path);
+          : await mappedPath(pid, seen.path, isDevInode(g.dev, g.inode));
         if (host !== undefined && g.deleted) await Deno.stat(host);
       } catch {
         host = undefined;

@@ -13,8 +13,9 @@ import { findInLdCache } from "./ld_cache.ts";
 import {
   findProcessesMapping,
   formatDev,
-  hostPath,
+  isDevInode,
   mappedFiles,
+  mappedPath,
   resolveInRoot,
 } from "./proc_maps.ts";
 
@@ -174,12 +175,15 @@ const MULTIARCH: Record<string, string> = {
  * Finds the file the dynamic linker would load for DT_NEEDED `name` next to
  * `libPath`: its own directory first, then the standard library
  * directories — inside the same /proc/PID/root when `libPath` is under one.
+ * A file opened through /proc/PID/fd or map_files has no directory known
+ * here, and the host's directories are not its process's: undefined.
  */
 async function findNeeded(
   libPath: string,
   name: string,
   machineName: string,
 ): Promise<string | undefined> {
+  if (/^\/proc\/\d+\/(?!root\/)/.test(libPath)) return undefined;
   const root = /^\/proc\/\d+\/root(?=\/)/.exec(libPath)?.[0];
   const inner = root === undefined ? libPath : libPath.slice(root.length);
   const arch = MULTIARCH[machineName];
@@ -358,15 +362,9 @@ async function discoverForPid(pid: number, kind: TlsLibraryKind): Promise<Discov
     seen.add(key);
     out.push({ path, inode: f.inode, dev: f.dev, pids: [pid], source: "maps" });
   };
-  const open = async (f: (typeof files)[number]) => {
+  const open = (f: (typeof files)[number]) =>
     // A deleted path now names another file (or none); map_files names the mapped one.
-    if (f.deleted) return f.mapFile;
-    try {
-      return await hostPath(pid, f.path);
-    } catch {
-      return undefined;
-    }
-  };
+    f.deleted ? Promise.resolve(f.mapFile) : mappedPath(pid, f.path, isDevInode(f.dev, f.inode));
   for (const f of files) {
     if (!basename(f.path).startsWith(kind.prefix)) continue;
     const path = await open(f);

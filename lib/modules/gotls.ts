@@ -29,7 +29,7 @@ import {
   rawTracepoint,
   uprobeAt,
 } from "../module_spec.ts";
-import { formatDev, hostPath, listPids } from "../proc_maps.ts";
+import { formatDev, isDevInode, listPids, mappedPath } from "../proc_maps.ts";
 import { checkArchitecture } from "../targets.ts";
 import {
   PACKET_PROBES,
@@ -223,15 +223,10 @@ async function findRunningGo(only?: number[]): Promise<RunningGo[]> {
     let path: string | undefined;
     try {
       if (!await mayBeGoBinary(exe)) continue;
-      // a name for people: as the process sees it when the host sees the
-      // same file there, else resolved in its root (a container's)
+      // a name for people: the path the host opens it by (see mappedPath)
       const seen = await Deno.readLink(exe);
-      const isIt = async (p: string | undefined) => {
-        const s = p === undefined ? undefined : await Deno.stat(p).catch(() => undefined);
-        return s !== undefined && s.ino === st.ino && s.dev === st.dev;
-      };
-      const host = await hostPath(pid, seen).catch(() => undefined);
-      path = await isIt(seen) ? seen : await isIt(host) ? host! : exe;
+      const isIt = isDevInode(formatDev(st.dev!), st.ino!);
+      path = await mappedPath(pid, seen, isIt) ?? exe;
       await analyze(path);
     } catch {
       continue; // not a Go program using crypto/tls
