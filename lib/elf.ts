@@ -632,15 +632,30 @@ const TABLE_SECTIONS = new Set([SHT_SYMTAB, SHT_STRTAB, SHT_DYNAMIC, SHT_DYNSYM]
 /** Reads and parses the ELF file at `path` (sparsely: see ElfFile.openSparse). */
 export async function readElf(path: string): Promise<ElfFile> {
   // One start reads the same large binary (node: ~100 MB) for several
-  // probes; keep the parsed file while it is unchanged on disk.
+  // probes, so the parsed file is kept a few seconds, by identity: the same
+  // file reached by other paths (/proc/PID/root/..., one per process) is
+  // one entry. Kept longer or by path, a capture following node processes
+  // held a copy of node's symbol tables per process (700 MB).
   const st = await Deno.stat(path);
   const key = `${st.dev}:${st.ino}:${st.size}:${st.mtime?.getTime()}`;
-  const hit = cache.get(path);
-  if (hit?.key === key) return hit.elf;
-  const elf = ElfFile.openSparse(path, st.size);
-  cache.set(path, { key, elf });
-  if (cache.size > 32) cache.delete(cache.keys().next().value!);
-  return elf;
+  let hit = cache.get(key);
+  if (hit === undefined) {
+    hit = { elf: ElfFile.openSparse(path, st.size), timer: 0 };
+    cache.set(key, hit);
+    if (cache.size > MAX_CACHED) forget(cache.keys().next().value!);
+  }
+  clearTimeout(hit.timer);
+  hit.timer = Number(setTimeout(() => forget(key), CACHE_MS)); // a number in Deno
+  Deno.unrefTimer(hit.timer);
+  return hit.elf;
 }
 
-const cache = new Map<string, { key: string; elf: ElfFile }>();
+/** How long a parsed file is kept after its last use, and how many at most. */
+const CACHE_MS = 5_000;
+const MAX_CACHED = 8;
+const cache = new Map<string, { elf: ElfFile; timer: number }>();
+
+function forget(key: string) {
+  clearTimeout(cache.get(key)?.timer);
+  cache.delete(key);
+}

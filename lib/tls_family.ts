@@ -171,6 +171,16 @@ function hex(bytes: Uint8Array): string {
  */
 const MAX_CONNECTIONS = 16384;
 
+/**
+ * A connection with no record for this long is forgotten, HTTP state and
+ * all (its process may be gone); so is a call whose last chunk never came.
+ * Longer than servers keep idle connections (nginx: 75 s; browsers' HTTP/2:
+ * about 5 min), so a live one keeps its HPACK state.
+ */
+const IDLE_NS = 330_000_000_000n;
+/** How often idle state is looked for, in record time. */
+const SWEEP_NS = 10_000_000_000n;
+
 /** Bytes set aside at a call's first chunk at most; more as they come. */
 const MAX_CALL_BUFFER = 16 << 20;
 
@@ -191,6 +201,8 @@ interface Connection {
   local: Endpoint | null;
   remote: Endpoint | null;
   conversation: HttpConversation;
+  /** Time of its last record (monotonic ns). */
+  lastSeen: bigint;
 }
 
 interface PartialCall {
@@ -241,13 +253,24 @@ export function tlsFamilyDecoder<M extends string>(
   const calls = new Map<number, PartialCall>();
   /** What is known of each connection, by "pid:conn". */
   const connections = new Map<string, Connection>();
+  let lastSweep = 0n;
+
+  /** Forgets connections and calls with no record for IDLE_NS. */
+  function sweep(now: bigint) {
+    lastSweep = now;
+    for (const [id, c] of connections) if (now - c.lastSeen > IDLE_NS) connections.delete(id);
+    for (const [key, call] of calls) if (now - call.header.timeNs > IDLE_NS) calls.delete(key);
+  }
 
   /** The connection of a record, its endpoints read once per connection. */
-  function connectionOf(view: DataView, offset: number, id: string): Connection {
+  function connectionOf(view: DataView, offset: number, id: string, now: bigint): Connection {
     const fd = view.getInt32(offset + o.fd, true);
     const family = view.getUint16(offset + o.family, true);
     let c = connections.get(id);
-    if (c && c.fd === fd && c.family === family && sameAddresses(c, view, offset)) return c;
+    if (c && c.fd === fd && c.family === family && sameAddresses(c, view, offset)) {
+      c.lastSeen = now;
+      return c;
+    }
     // A connection object seen with other sockets is a new connection
     // (an address reused after free); one whose socket was unknown is not.
     const conversation = c && c.family !== 0 && family !== 0 ? undefined : c?.conversation;
@@ -267,6 +290,7 @@ export function tlsFamilyDecoder<M extends string>(
       local: formatAddr(family, bytes(o.laddr), lport),
       remote: formatAddr(family, bytes(o.raddr), rport),
       conversation: conversation ?? new HttpConversation(),
+      lastSeen: now,
     };
     connections.set(id, c);
     return c;
@@ -327,7 +351,8 @@ export function tlsFamilyDecoder<M extends string>(
 
       const data = call.data.subarray(0, call.next);
       const conn = `${h.pid}:${view.getBigUint64(offset + o.conn, true).toString(16)}`;
-      const c = connectionOf(view, offset, conn);
+      if (h.timeNs - lastSweep > SWEEP_NS) sweep(h.timeNs);
+      const c = connectionOf(view, offset, conn, h.timeNs);
       const direction = (flags & READ) ? "read" as const : "write" as const;
       const side = direction === "write" ? "out" : "in";
       const gap = call.gap || call.incomplete;

@@ -175,15 +175,23 @@ const MULTIARCH: Record<string, string> = {
  * Finds the file the dynamic linker would load for DT_NEEDED `name` next to
  * `libPath`: its own directory first, then the standard library
  * directories — inside the same /proc/PID/root when `libPath` is under one.
- * A file opened through /proc/PID/fd or map_files has no directory known
- * here, and the host's directories are not its process's: undefined.
+ * For a file opened through /proc/PID/fd, map_files or exe, never the
+ * host's directories: the file of that name the process maps, else (the
+ * loader may not have mapped it yet) the search in the process's root.
  */
 async function findNeeded(
   libPath: string,
   name: string,
   machineName: string,
 ): Promise<string | undefined> {
-  if (/^\/proc\/\d+\/(?!root\/)/.test(libPath)) return undefined;
+  const opened = /^\/proc\/(\d+)\/(?!root\/)/.exec(libPath);
+  if (opened) {
+    const mapped = await mappedByName(Number(opened[1]), name);
+    if (mapped !== undefined) return mapped;
+    const seen = (await Deno.readLink(libPath).catch(() => ""))?.replace(/ \(deleted\)$/, "");
+    if (!seen.startsWith("/")) return undefined;
+    libPath = `/proc/${opened[1]}/root${seen}`;
+  }
   const root = /^\/proc\/\d+\/root(?=\/)/.exec(libPath)?.[0];
   const inner = root === undefined ? libPath : libPath.slice(root.length);
   const arch = MULTIARCH[machineName];
@@ -212,6 +220,14 @@ async function findNeeded(
     }
   }
   return undefined;
+}
+
+/** A host path to the file called `name` that process `pid` maps, if any. */
+async function mappedByName(pid: number, name: string): Promise<string | undefined> {
+  const files = await mappedFiles(pid, { all: true }).catch(() => []);
+  const f = files.find((f) => basename(f.path) === name);
+  if (f === undefined) return undefined;
+  return f.deleted ? f.mapFile : await mappedPath(pid, f.path, isDevInode(f.dev, f.inode));
 }
 
 /** Version info from the libcrypto `elf` links against (OpenSSL 3 keeps it there). */
