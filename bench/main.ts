@@ -2,8 +2,8 @@
  * ecap's benchmarks: every speed claim, measured against a baseline taken
  * in the same run, printed as a table, checked against its target.
  *
- *   deno task bench              # all of it, under 10 minutes; exit 1 if a target is missed
- *   deno run -A bench/main.ts --quick [--only tls,percall,ring,decode,startup,shell]
+ *   deno task bench              # all of it, about 16 minutes; exit 1 if a target is missed
+ *   deno run -A bench/main.ts --quick [--only tls,percall,ring,decode,startup,shell,mixed]
  *
  * --quick is a smoke run of a few seconds per benchmark: targets are shown,
  * not enforced. Needs root, nginx, wrk, gcc and (for the peer) bpftrace.
@@ -17,8 +17,9 @@ import { runRing } from "./ring.ts";
 import { runDecode } from "./decode.ts";
 import { runStartup } from "./startup.ts";
 import { runShellSql } from "./shell_sql.ts";
+import { runMixed } from "./mixed.ts";
 
-const BENCHES = ["tls", "percall", "ring", "decode", "startup", "shell"] as const;
+const BENCHES = ["tls", "percall", "ring", "decode", "startup", "shell", "mixed"] as const;
 
 const { values } = parseArgs({
   options: { quick: { type: "boolean" }, only: { type: "string" }, help: { type: "boolean" } },
@@ -86,6 +87,7 @@ try {
   await section("decode", () => runDecode(opts));
   await section("startup", () => runStartup(opts, peakRss));
   await section("shell", () => runShellSql(opts));
+  await section("mixed", () => runMixed(opts));
 } finally {
   await Deno.remove(tmp, { recursive: true }).catch(() => {});
 }

@@ -432,3 +432,13 @@ Deno.test("readElf reads a file sparsely and gives what parsing it whole gives",
     );
   }
 });
+
+Deno.test("readElf() keeps one parse per file, whatever path reaches it", async () => {
+  // a capture following node reached it as /proc/PID/root/usr/bin/node, one
+  // path per process: a parse per path held 700 MB
+  const direct = await readElf("/usr/bin/bash");
+  const viaRoot = await readElf(`/proc/${Deno.pid}/root/usr/bin/bash`);
+  assert.equal(viaRoot, direct);
+  // a file of other content is another parse
+  assert.notEqual(await readElf("/usr/bin/env"), direct);
+});
