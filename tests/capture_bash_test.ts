@@ -231,6 +231,37 @@ Deno.test("ecap refuses to run without CAP_BPF, in one line, with exit code 3", 
   );
 });
 
+Deno.test("deno task capture without privileges or a build cache says so, exit 3", async () => {
+  // another user's HOME has no ~/.cache/ecap: the built shim is used as it is
+  const home = await Deno.makeTempDir({ prefix: "ecap-home-" });
+  try {
+    const out = await new Deno.Command("setpriv", {
+      args: [
+        "--bounding-set=-all",
+        "--inh-caps=-all",
+        Deno.execPath(),
+        "task",
+        "-q",
+        "capture",
+        "bash",
+      ],
+      cwd: new URL("..", import.meta.url).pathname,
+      clearEnv: true, // no ECAP_DEPS either
+      env: { HOME: home, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(
+      new TextDecoder().decode(out.stderr),
+      "ecap: Cannot load BPF programs: missing CAP_BPF and CAP_PERFMON (run ecap as root)\n",
+    );
+    assert.equal(out.code, 3);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
 bpfTest("ecap bash rejects an unknown pid with one line and exit code 4", async () => {
   await using run = await EcapRun.start(["bash", "-p", "999999999"], { wait: false });
   assert.equal(await run.wait(), 4);
