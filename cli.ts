@@ -13,6 +13,7 @@ import type {
   OptionSpec,
 } from "./lib/module_spec.ts";
 import { cgroupFields, CgroupNames } from "./lib/cgroup.ts";
+import { DayLines } from "./lib/format.ts";
 import { findProcessesMapping, formatDev } from "./lib/proc_maps.ts";
 import { loadAllModules, loadModule, MODULE_INDEX } from "./lib/modules/index.ts";
 import { checkKernel, checkPid, checkPrivileges } from "./lib/preflight.ts";
@@ -358,14 +359,21 @@ async function run(p: Parsed): Promise<number> {
       cap.stop();
     }
   }, 250);
+  // times in text are HH:MM:SS: a line names the day (in files, the first too)
+  const days = new DayLines(p.output !== undefined);
+  const dayLine = (ev: EventBase) => {
+    const d = days.next(ev.timeNs);
+    return d === undefined ? "" : d + "\n";
+  };
   try {
     for await (const batch of cap.batches()) {
       const text = sink && !p.json
-        ? sink.write(batch)
+        ? (batch.length > 0 ? dayLine(batch[0]) : "") + sink.write(batch)
         : batch.map((ev) =>
-          (p.json
-            ? JSON.stringify({ ...p.spec.toJSON(ev), ...cgroupFields(cgroups, ev.cgroupId) })
-            : p.spec.format(ev, p.opts)) + "\n"
+          p.json
+            ? JSON.stringify({ ...p.spec.toJSON(ev), ...cgroupFields(cgroups, ev.cgroupId) }) +
+              "\n"
+            : dayLine(ev) + p.spec.format(ev, p.opts) + "\n"
         ).join("");
       if (p.json && sink) sink.write(batch);
       if (text && !out.write(text)) cap.stop(); // stdout closed (`| head -1`): end quietly

@@ -30,3 +30,32 @@ let lastPrefix = "";
 function pad2(n: number): string {
   return n < 10 ? `0${n}` : `${n}`;
 }
+
+/**
+ * Text output's times carry no date: this says when a line naming the day
+ * is due. `next()` returns "--- YYYY-MM-DD ---" (the local date) for the
+ * first event of a new day, and for the very first event when `first` is
+ * set (files, which are read later); else undefined. Cheap per event: a
+ * Date only when an event leaves the day last seen.
+ */
+export class DayLines {
+  #first: boolean;
+  #start = Infinity;
+  #end = -Infinity;
+
+  constructor(first: boolean) {
+    this.#first = first;
+  }
+
+  next(timeNs: bigint): string | undefined {
+    const ms = Number(timeNs / 1_000_000n);
+    if (ms >= this.#start && ms < this.#end) return undefined;
+    const d = new Date(ms);
+    const seen = this.#end !== -Infinity;
+    this.#start = new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+    this.#end = new Date(d.getFullYear(), d.getMonth(), d.getDate() + 1).getTime();
+    if (!seen && !this.#first) return undefined;
+    const date = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
+    return `--- ${date} ---`;
+  }
+}

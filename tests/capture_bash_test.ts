@@ -140,6 +140,32 @@ bpfTest("ecap bash text output shows time, pid, uid, comm, status and line", asy
   );
 });
 
+bpfTest("ecap bash -o FILE writes the events after a line naming the day", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ecap-out-" });
+  try {
+    await using pane = await TmuxPane.start(BASH);
+    await using run = await EcapRun.start(["bash", "-p", String(pane.pid), "-o", `${dir}/out`]);
+    await pane.type("true # day");
+    await waitFor(
+      async () => (await Deno.readTextFile(`${dir}/out`).catch(() => "")).includes("# day"),
+      "the line in the file",
+    );
+    assert.equal(await run.stop(), 0);
+    const d = new Date();
+    const today = `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${
+      String(d.getDate()).padStart(2, "0")
+    }`;
+    assert.match(
+      await Deno.readTextFile(`${dir}/out`),
+      new RegExp(
+        `^--- ${today} ---\n\\d\\d:\\d\\d:\\d\\d\\.\\d{3} pid=${pane.pid} .*\n    true # day\n$`,
+      ),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 bpfTest("ecap bash stops on SIGTERM and --duration, printing a summary", async () => {
   const t0 = performance.now();
   await using timed = await EcapRun.start(["bash", "--duration", "0.5"]);
