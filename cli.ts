@@ -39,7 +39,7 @@ const COMMON_OPTIONS: readonly OptionSpec[] = [
     help: "with -p: also what those processes fork or exec later",
   },
   { name: "uid", short: "u", type: "string", arg: "UID", help: "only processes of this user id" },
-  { name: "comm", short: "c", type: "string", arg: "NAME", help: "only tasks of this name" },
+  { name: "comm", short: "c", type: "string", arg: "NAME", help: "only processes of this name" },
   {
     name: "cgroup",
     type: "string",

@@ -60,11 +60,21 @@ static __always_inline void stat_add(__u32 slot, __u64 n)
 		*v += n;
 }
 
+/* The process's name: its thread group leader's comm (not the thread's). */
+static __always_inline void process_name(char name[ECAP_COMM_LEN])
+{
+	struct task_struct *leader = BPF_CORE_READ(bpf_get_current_task_btf(), group_leader);
+
+	if (bpf_probe_read_kernel(name, ECAP_COMM_LEN, &leader->comm))
+		name[0] = 0;
+}
+
+/* -c/--comm names a process: Firefox's TLS runs in its "Socket Thread". */
 static __always_inline bool comm_allowed(void)
 {
 	char comm[ECAP_COMM_LEN];
 
-	bpf_get_current_comm(comm, sizeof(comm));
+	process_name(comm);
 #pragma unroll
 	for (int i = 0; i < ECAP_COMM_LEN; i++) {
 		if (comm[i] != filter_comm[i])
@@ -101,6 +111,10 @@ static __always_inline void fill_hdr(struct ecap_hdr *h, __u32 kind, __u64 pid_t
 	h->ts_ns = bpf_ktime_get_ns();
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 	h->cgroup_id = bpf_get_current_cgroup_id();
+	if (h->tid != h->pid)
+		process_name(h->process);
+	else
+		h->process[0] = 0;
 }
 
 /* Writes a record, counting it as sent or lost. */

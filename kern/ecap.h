@@ -43,8 +43,11 @@ struct ecap_hdr {
 	__u32 tid;
 	__u32 uid;
 	__u64 ts_ns;	/* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
-	char comm[ECAP_COMM_LEN];
+	char comm[ECAP_COMM_LEN];	/* the thread's name */
 	__u64 cgroup_id;	/* cgroup v2 id: the inode number of its directory */
+	/* The process's name (its thread group leader's comm) when the record
+	 * comes from another thread (Firefox's "Socket Thread"), else empty. */
+	char process[ECAP_COMM_LEN];
 };
 
 /*

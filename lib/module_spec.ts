@@ -164,8 +164,13 @@ export interface EventBase {
   /** Thread id. */
   tid: number;
   uid: number;
-  /** The task's name, at most 15 bytes. */
+  /** The task's (thread's) name, at most 15 bytes. */
   comm: string;
+  /**
+   * The process's name (its first thread's comm) when the event comes from
+   * a thread named otherwise (Firefox's "Socket Thread"); else absent.
+   */
+  process?: string;
   /** cgroup v2 id of the task (0 or absent when not known). */
   cgroupId?: number;
 }

@@ -55,19 +55,23 @@ export function headerReader(btf: Btf, wallClock: (mono: bigint) => bigint) {
   const ts = at("ts_ns"), comm = at("comm");
   const commLen = s.members.get("comm")!.size;
   const cgroup = s.members.get("cgroup_id")?.offset;
-  /** The last name read per thread, with its first 16 bytes (names rarely change). */
-  const names = new Map<number, { w0: number; w1: number; w2: number; w3: number; comm: string }>();
-  const commOf = (view: DataView, offset: number, tid: number): string => {
-    const at = offset + comm;
+  const processAt = s.members.get("process")?.offset;
+  type Name = { w0: number; w1: number; w2: number; w3: number; name: string };
+  /**
+   * The last name read per thread (and per process), with its first 16
+   * bytes: names rarely change.
+   */
+  const threadNames = new Map<number, Name>(), processNames = new Map<number, Name>();
+  const nameAt = (view: DataView, at: number, key: number, names: Map<number, Name>) => {
     const w0 = view.getUint32(at, true), w1 = view.getUint32(at + 4, true);
     const w2 = view.getUint32(at + 8, true), w3 = view.getUint32(at + 12, true);
-    const known = names.get(tid);
+    const known = names.get(key);
     if (known && known.w0 === w0 && known.w1 === w1 && known.w2 === w2 && known.w3 === w3) {
-      return known.comm;
+      return known.name;
     }
     if (names.size >= MAX_NAMES) names.clear();
     const name = readCString(view, at, commLen);
-    if (commLen === 16) names.set(tid, { w0, w1, w2, w3, comm: name });
+    if (commLen === 16) names.set(key, { w0, w1, w2, w3, name });
     return name;
   };
   return {
@@ -80,13 +84,20 @@ export function headerReader(btf: Btf, wallClock: (mono: bigint) => bigint) {
         );
       }
       const t = view.getUint32(offset + tid, true);
+      const p = view.getUint32(offset + pid, true);
+      const thread = nameAt(view, offset + comm, t, threadNames);
+      const process = t === p || processAt === undefined
+        ? undefined
+        : nameAt(view, offset + processAt, p, processNames);
       return {
         kind: view.getUint32(offset + kind, true),
-        pid: view.getUint32(offset + pid, true),
+        pid: p,
         tid: t,
         uid: view.getUint32(offset + uid, true),
         timeNs: wallClock(view.getBigUint64(offset + ts, true)),
-        comm: commOf(view, offset, t),
+        comm: thread,
+        // a thread named like its process adds nothing
+        process: process === thread || process === "" ? undefined : process,
         cgroupId: cgroup === undefined ? 0 : Number(view.getBigUint64(offset + cgroup, true)),
       };
     },

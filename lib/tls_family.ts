@@ -374,6 +374,7 @@ export function tlsFamilyDecoder<M extends string>(
         tid: h0.tid,
         uid: h0.uid,
         comm: h0.comm,
+        process: h0.process,
         cgroupId: h0.cgroupId,
         direction,
         conn,
@@ -420,6 +421,7 @@ function secretEnvelope<M extends string>(
     tid: h.tid,
     uid: h.uid,
     comm: h.comm,
+    process: h.process,
     cgroupId: h.cgroupId,
     conn: `${h.pid}:${view.getBigUint64(at("conn"), true).toString(16)}`,
     fd: view.getInt32(at("fd"), true),
@@ -729,6 +731,11 @@ export function tlsFamily<O extends TlsFamilyOptions, M extends string>(
   };
 }
 
+/** "comm[pid]", or "process[pid]/thread" for a thread named otherwise. */
+function who(ev: EventBase): string {
+  return ev.process === undefined ? `${ev.comm}[${ev.pid}]` : `${ev.process}[${ev.pid}]/${ev.comm}`;
+}
+
 /** The text line(s) of a TLS event. */
 export function formatTlsEvent(ev: TlsFamilyEvent, opts: TlsFamilyOptions): string {
   if (ev.kind === "secret") return ev.complete ? formatSecret(ev) : "";
@@ -736,9 +743,9 @@ export function formatTlsEvent(ev: TlsFamilyEvent, opts: TlsFamilyOptions): stri
   const dir = ev.direction === "write" ? "->" : "<-";
   const notes = (ev.truncated ? ` (cut: ${ev.total} moved)` : "") +
     (ev.gap ? " (after lost records)" : "") + (ev.incomplete ? " (parts lost)" : "");
-  const head = `${formatTime(ev.timeNs)} ${ev.comm}[${ev.pid}] fd=${ev.fd} ${
-    endpoint(ev.local)
-  } ${dir} ${endpoint(ev.remote)} ${ev.direction.toUpperCase()} ${ev.data.length} bytes${notes}`;
+  const head = `${formatTime(ev.timeNs)} ${who(ev)} fd=${ev.fd} ${endpoint(ev.local)} ${dir} ${
+    endpoint(ev.remote)
+  } ${ev.direction.toUpperCase()} ${ev.data.length} bytes${notes}`;
   if (opts.hex) return `${head}\n${hexdump(ev.data)}`;
   if (ev.http.length > 0) return `${head}\n${ev.http.map((v) => formatHttpView(v)).join("\n")}`;
   // the middle of an HTTP message: shown whole when it completes, not dumped
@@ -759,11 +766,12 @@ export function tlsEventJSON(ev: TlsFamilyEvent): Record<string, unknown> {
   if (ev.kind === "packet") {
     return { ...base, ifindex: ev.ifindex, direction: ev.direction, length: ev.length };
   }
-  const who = {
+  const owner = {
     pid: ev.pid,
     tid: ev.tid,
     uid: ev.uid,
     comm: ev.comm,
+    process: ev.process ?? ev.comm,
     conn: ev.conn,
     fd: ev.fd,
     local: ev.local,
@@ -771,11 +779,11 @@ export function tlsEventJSON(ev: TlsFamilyEvent): Record<string, unknown> {
   };
   if (ev.kind === "secret") {
     // secrets go to the key log file only, never to stdout
-    return { ...base, ...who, version: ev.version, client_random: ev.clientRandom };
+    return { ...base, ...owner, version: ev.version, client_random: ev.clientRandom };
   }
   return {
     ...base,
-    ...who,
+    ...owner,
     direction: ev.direction,
     length: ev.data.length,
     total: ev.total,
@@ -792,9 +800,7 @@ function formatSecret(ev: TlsSecretEvent): string {
   const conn = ev.fd < 0 && !ev.local
     ? ""
     : ` fd=${ev.fd} ${endpoint(ev.local)} ${endpoint(ev.remote)}`;
-  return `${
-    formatTime(ev.timeNs)
-  } ${ev.comm}[${ev.pid}]${conn} ${ev.version} keys for client random ${
+  return `${formatTime(ev.timeNs)} ${who(ev)}${conn} ${ev.version} keys for client random ${
     ev.clientRandom.slice(0, 16)
   }...`;
 }
@@ -843,7 +849,12 @@ function pcapSink<M extends string>(
             direction: ev.direction,
           });
         } else if (ev.kind === "secret") {
-          sink.owner({ pid: ev.pid, comm: ev.comm, local: ev.local, remote: ev.remote });
+          sink.owner({
+            pid: ev.pid,
+            comm: ev.process ?? ev.comm,
+            local: ev.local,
+            remote: ev.remote,
+          });
           const fresh = ev.keylog.filter((l) => !seen.has(l));
           for (const l of fresh) seen.add(l);
           sink.secrets(fresh);

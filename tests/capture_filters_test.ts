@@ -21,6 +21,8 @@ async function output(argv: string[]): Promise<string> {
   return new TextDecoder().decode(r.stdout);
 }
 
+const CLIENT_C = new URL("./fixtures/tls_client.c", import.meta.url).pathname;
+
 const curlArgs = (url: string) => ["curl", "-sk", "--http1.1", "--max-time", "20", url];
 
 /** A shell that runs `curl URL` for each line it reads: a parent whose children come later. */
@@ -103,6 +105,37 @@ urllib.request.urlopen("${
   await run.stop();
   assert.ok(!sent(run).includes("who=python"));
   assert.ok((run.json() as Json[]).every((e) => e.comm === "curl"));
+});
+
+bpfTest("-c matches the process's name, not its thread's; output names both", async () => {
+  // Firefox's TLS runs in a thread called "Socket Thread": -c firefox-esr
+  // must still take it (the client here does its TLS in such a thread)
+  const dir = await Deno.makeTempDir({ prefix: "ecap-thread-" });
+  try {
+    const client = `${dir}/threaded-client`;
+    const cc = await new Deno.Command("gcc", {
+      args: ["-O1", "-o", client, CLIENT_C, "-lssl", "-lcrypto", "-lpthread"],
+    }).output();
+    assert.equal(cc.code, 0, new TextDecoder().decode(cc.stderr));
+    await using nginx = await Nginx.start({ "t.txt": "threaded\n" });
+    await using run = await EcapRun.start(["tls", "--json", "-c", "threaded-client"]);
+    await using text = await EcapRun.start(["tls", "-c", "threaded-client"]);
+    const out = await output([client, String(nginx.port), "/t.txt?thread", "13", "thread"]);
+    assert.match(out, /threaded/);
+    await waitFor(() => sent(run).includes("/t.txt?thread"), "the threaded client's request");
+    await waitFor(() => text.stdout.includes("/t.txt?thread"), "the text view of it");
+    await run.stop();
+    await text.stop();
+    const mine = (run.json() as Json[]).filter((e) => e.kind === "data");
+    assert.ok(mine.length >= 2);
+    for (const e of mine) {
+      assert.equal(e.comm, "Socket Thread");
+      assert.equal(e.process, "threaded-client");
+    }
+    assert.match(text.stdout, /threaded-client\[\d+\]\/Socket Thread fd=/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 bpfTest("--cgroup takes processes in that cgroup (and below) and names the container", async () => {
