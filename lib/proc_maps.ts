@@ -302,21 +302,19 @@ export async function hostPath(pid: number, path: string): Promise<string | unde
 /**
  * A host path that opens the file process `pid` maps (or holds open) under
  * `path`, the one `isIt` recognises. The kernel prints such a path from the
- * reader's root when the file is reachable from there (a process in a
- * chroot: the path as it is), else from the root of the process's mount
- * namespace (a container: the path inside /proc/PID/root). Undefined when
- * neither is that file.
+ * reader's root when the file is reachable from there (the host's own
+ * processes, and a chroot: the path as it is), else from the root of the
+ * process's mount namespace (a container: the path inside /proc/PID/root).
+ * Undefined when neither is that file.
  */
 export async function mappedPath(
   pid: number,
   path: string,
   isIt: (candidate: string) => Promise<boolean>,
 ): Promise<string | undefined> {
+  if (await isIt(path)) return path;
   const inRoot = await hostPath(pid, path).catch(() => undefined);
-  for (const candidate of [inRoot, path]) {
-    if (candidate !== undefined && await isIt(candidate)) return candidate;
-  }
-  return undefined;
+  return inRoot !== undefined && await isIt(inRoot) ? inRoot : undefined;
 }
 
 /** Whether a path is the file with this device (as maps prints it) and inode. */

@@ -181,9 +181,10 @@ Deno.test("discoverTlsLibraries finds the libssl a python3 process maps", async 
   try {
     const inode = (await Deno.stat(`/proc/${child.pid}/root${libssl}`)).ino;
 
+    // the path as maps names it: this process shares ecap's root
     const forPid = await discoverTlsLibraries({ pid: child.pid });
     assert.deepEqual(forPid.map((l) => [l.path, l.inode, l.pids, l.source]), [
-      [`/proc/${child.pid}/root${libssl}`, inode, [child.pid], "maps"],
+      [libssl, inode, [child.pid], "maps"],
     ]);
 
     const all = await discoverTlsLibraries();
@@ -253,7 +254,7 @@ Deno.test({
         await new Promise((r) => setTimeout(r, 20));
       }
       const found = await discoverTlsLibraries({ pid: child.pid });
-      const exe = found.find((l) => l.path === `/proc/${child.pid}/root${node}`);
+      const exe = found.find((l) => l.path === node);
       assert.ok(exe, JSON.stringify(found));
       assert.equal(exe.inode, (await Deno.stat(node)).ino);
       assert.deepEqual(exe.pids, [child.pid]);
