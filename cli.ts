@@ -3,23 +3,23 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { Capture } from "./lib/capture.ts";
-import { EcapError, EXIT_CODES } from "./lib/errors.ts";
+import { Capture } from "./lib/core/capture.ts";
+import { EcapError, EXIT_CODES } from "./lib/base/errors.ts";
 import type {
   CommonOptions,
   EventBase,
   ListedTarget,
   ModuleSpec,
   OptionSpec,
-} from "./lib/module_spec.ts";
-import { cgroupFields, CgroupNames } from "./lib/cgroup.ts";
-import { DayLines } from "./lib/format.ts";
-import { findProcessesMapping, formatDev } from "./lib/proc_maps.ts";
+} from "./lib/core/module_spec.ts";
+import { cgroupFields, CgroupNames } from "./lib/binary/cgroup.ts";
+import { DayLines } from "./lib/base/format.ts";
+import { findProcessesMapping, formatDev } from "./lib/binary/proc_maps.ts";
 import { loadAllModules, loadModule, MODULE_INDEX } from "./lib/modules/index.ts";
-import { checkKernel, checkPid, checkPrivileges } from "./lib/preflight.ts";
-import { openOutputFile } from "./lib/output_file.ts";
-import { OutputSink } from "./lib/output_sink.ts";
-import { setOwnNice } from "./lib/priority.ts";
+import { checkKernel, checkPid, checkPrivileges } from "./lib/core/preflight.ts";
+import { openOutputFile } from "./lib/core/output_file.ts";
+import { OutputSink } from "./lib/core/output_sink.ts";
+import { setOwnNice } from "./lib/core/priority.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 const VERSION = denoJson.version;
@@ -168,7 +168,7 @@ function parseNice(v: unknown): number {
   return n;
 }
 
-/** See --nice and lib/priority.ts. */
+/** See --nice and lib/core/priority.ts. */
 const DEFAULT_NICE = -10;
 
 function parseSize(v: unknown): number | undefined {

@@ -11,12 +11,12 @@
  * ```
  * @module
  */
-import { Capture } from "./lib/capture.ts";
+import { Capture } from "./lib/core/capture.ts";
 import { type ModuleEvents, type ModuleOptions, MODULES } from "./lib/modules/mod.ts";
 
-export { Capture, type CaptureStats } from "./lib/capture.ts";
-export { EcapError, type EcapErrorKind } from "./lib/errors.ts";
-export type { CommonOptions, EventBase } from "./lib/module_spec.ts";
+export { Capture, type CaptureStats } from "./lib/core/capture.ts";
+export { EcapError, type EcapErrorKind } from "./lib/base/errors.ts";
+export type { CommonOptions, EventBase } from "./lib/core/module_spec.ts";
 export type { BashEnd, BashEvent, BashOptions } from "./lib/modules/bash.ts";
 export type {
   Endpoint,

@@ -4,8 +4,8 @@
  * @module
  */
 import emptyObject from "../build/bench_empty.bpf.o" with { type: "bytes" };
-import type { CommonOptions, EventBase, ModuleSpec } from "../lib/module_spec.ts";
-import { V8_FLAGS_ARG } from "../lib/v8_flags.ts";
+import type { CommonOptions, EventBase, ModuleSpec } from "../lib/core/module_spec.ts";
+import { V8_FLAGS_ARG } from "../lib/core/v8_flags.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 export const BUILD = `${ROOT}/build/bench`;

@@ -3,17 +3,17 @@
  * without the kernel or a target in the way. Records an HTTPS conversation
  * would produce (wrk's request and nginx's response, each seen by both
  * ends, 50 connections) are laid out as in a ring batch, then decoded
- * (lib/tls_family.ts), formatted and encoded into an output sink writing
+ * (lib/tls/tls_family.ts), formatted and encoded into an output sink writing
  * to /dev/null, as `ecap tls` does. Reported: µs of one CPU per event.
  * @module
  */
 import tlsObject from "../build/tls.bpf.o" with { type: "bytes" };
-import { Btf } from "../lib/btf.ts";
-import { ElfFile } from "../lib/elf.ts";
-import { loadZlib } from "../lib/http1.ts";
-import { loadCrypto } from "../lib/keylog.ts";
-import { OutputSink } from "../lib/output_sink.ts";
-import { formatTlsEvent, tlsFamilyDecoder } from "../lib/tls_family.ts";
+import { Btf } from "../lib/binary/btf.ts";
+import { ElfFile } from "../lib/binary/elf.ts";
+import { loadZlib } from "../lib/http/http1.ts";
+import { loadCrypto } from "../lib/tls/keylog.ts";
+import { OutputSink } from "../lib/core/output_sink.ts";
+import { formatTlsEvent, tlsFamilyDecoder } from "../lib/tls/tls_family.ts";
 import { type BenchOptions, fmt, median, type Row } from "./_util.ts";
 
 const CONNECTIONS = 50;

@@ -3,15 +3,15 @@
  * calls SSL_write (64 bytes, memory BIO) in a loop; one process is timed
  * bare, with an empty uprobe+uretprobe on SSL_write (where peers attach),
  * with one at ecap's own site (the internal function SSL_write calls, see
- * lib/ssl_internal.ts; attached as ecap attaches: uprobe.multi with the
+ * lib/tls/ssl_internal.ts; attached as ecap attaches: uprobe.multi with the
  * process's pid), and under `ecap tls -p PID`, interleaved. Cost = time per
  * call minus the bare time of the same round.
  * @module
  */
 import emptyObject from "../build/bench_empty.bpf.o" with { type: "bytes" };
-import { BpfHandle } from "../lib/ffi.ts";
-import { opensslInternalCalls } from "../lib/ssl_internal.ts";
-import { locateSymbol } from "../lib/targets.ts";
+import { BpfHandle } from "../lib/core/ffi.ts";
+import { opensslInternalCalls } from "../lib/tls/ssl_internal.ts";
+import { locateSymbol } from "../lib/core/targets.ts";
 import {
   type BenchOptions,
   compileHelper,
@@ -96,7 +96,7 @@ export async function runPerCall(o: BenchOptions): Promise<Row[]> {
   await loop.time(calls / 10); // warm up
   o.log(`percall: ${calls} SSL_write(${SIZE} B) per round, ${reps} rounds; ${libssl}`);
 
-  // ecap's own site: the internal write function when it finds one (lib/ssl_internal.ts)
+  // ecap's own site: the internal write function when it finds one (lib/tls/ssl_internal.ts)
   const internal = await opensslInternalCalls(libssl);
   const site = internal ? { path: libssl, offset: internal.write } : loc;
   const bare: number[] = [], empty: number[] = [], emptySite: number[] = [], ecap: number[] = [];

@@ -2,17 +2,17 @@
  * Benchmark 3: how many events per second ecap's user space takes out of
  * the ring buffer. bench_produce (kern/bench_empty.bpf.c), run with
  * BPF_PROG_TEST_RUN by bench/ring_bench.c, writes records as fast as the
- * ring has room; ecap's consumer (lib/capture.ts: BpfHandle.poll, the batch
+ * ring has room; ecap's consumer (lib/core/capture.ts: BpfHandle.poll, the batch
  * walk, and a decoder reading each record's header and copying its payload)
  * takes them, and so does a minimal C consumer on libbpf, in the same run.
  * @module
  */
 import emptyObject from "../build/bench_empty.bpf.o" with { type: "bytes" };
-import { Capture } from "../lib/capture.ts";
-import { BpfHandle } from "../lib/ffi.ts";
-import type { EventBase, ModuleSpec } from "../lib/module_spec.ts";
-import { copyBytes } from "../lib/bytes.ts";
-import { headerReader } from "../lib/record_header.ts";
+import { Capture } from "../lib/core/capture.ts";
+import { BpfHandle } from "../lib/core/ffi.ts";
+import type { EventBase, ModuleSpec } from "../lib/core/module_spec.ts";
+import { copyBytes } from "../lib/base/bytes.ts";
+import { headerReader } from "../lib/core/record_header.ts";
 import {
   type BenchOptions,
   compileHelper,

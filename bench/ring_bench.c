@@ -4,7 +4,7 @@
  *   ring_bench produce SIZE SECONDS
  *       Runs bench_produce (kern/bench_empty.bpf.c) with BPF_PROG_TEST_RUN
  *       for SECONDS: the newest loaded program of that name, i.e. the one
- *       bench/ring.ts just loaded through lib/ffi.ts and consumes. Prints
+ *       bench/ring.ts just loaded through lib/core/ffi.ts and consumes. Prints
  *       "produced=N seconds=S".
  *   ring_bench consume OBJECT SIZE SECONDS RING_BYTES
  *       Loads OBJECT itself and consumes its ring buffer with libbpf's

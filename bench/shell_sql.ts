@@ -7,8 +7,8 @@
  * interleaved with them.
  * @module
  */
-import { Capture } from "../lib/capture.ts";
-import type { EventBase, ModuleSpec } from "../lib/module_spec.ts";
+import { Capture } from "../lib/core/capture.ts";
+import type { EventBase, ModuleSpec } from "../lib/core/module_spec.ts";
 import { postgres, type PostgresOptions } from "../lib/modules/postgres.ts";
 import { PG_BIN, PgServer } from "../tests/_postgres.ts";
 import {

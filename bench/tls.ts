@@ -8,8 +8,8 @@
  * Also records ecap's peak RSS (benchmark 4).
  * @module
  */
-import { Capture } from "../lib/capture.ts";
-import type { EventBase, ModuleSpec } from "../lib/module_spec.ts";
+import { Capture } from "../lib/core/capture.ts";
+import type { EventBase, ModuleSpec } from "../lib/core/module_spec.ts";
 import { tls, type TlsOptions } from "../lib/modules/tls.ts";
 import {
   type BenchOptions,

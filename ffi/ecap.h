@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * libecap: the narrow C API that lib/ffi.ts binds. Every call that can fail
+ * libecap: the narrow C API that lib/core/ffi.ts binds. Every call that can fail
  * returns a negative errno and leaves a message on the handle
  * (ecap_last_error); nothing here prints or exits.
  */

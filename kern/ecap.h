@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
 /*
  * Records that cross the ring buffer, and the constants both sides use.
- * This is the only definition: lib/btf.ts reads these layouts from each
+ * This is the only definition: lib/binary/btf.ts reads these layouts from each
  * object's BTF, so TypeScript never retypes an offset or a constant.
  */
 #ifndef ECAP_H
@@ -24,7 +24,7 @@ enum ecap_kind {
 	ECAP_KIND_TLS_PACKET = 10,	/* struct tls_packet */
 	ECAP_KIND_TLS_KEYLOG = 11,	/* struct tls_keylog */
 	ECAP_KIND_ZSH_STATUS = 16,	/* struct zsh_status */
-	ECAP_KIND_WATCH = 32,		/* struct ecap_watch: read by lib/capture.ts itself */
+	ECAP_KIND_WATCH = 32,		/* struct ecap_watch: read by lib/core/capture.ts itself */
 };
 
 /* Slots of the per-CPU "ecap_stats" array every object carries. */
@@ -52,7 +52,7 @@ struct ecap_hdr {
 
 /*
  * Text of any length read from user memory (a shell line, an SQL query),
- * streamed as chunks: kern/text_chunks.bpf.h writes them, lib/text_chunks.ts
+ * streamed as chunks: kern/text_chunks.bpf.h writes them, lib/core/text_chunks.ts
  * reads them. The record kind says whose text it is.
  */
 enum text_chunk_flags {
@@ -156,7 +156,7 @@ struct tls_data {
 /*
  * tls: a connection's secrets, read from the library's own state when its
  * handshake completes. Offsets of the library's structs are set per version
- * (lib/openssl_offsets.json); user space turns this into key log lines.
+ * (lib/tls/openssl_offsets.json); user space turns this into key log lines.
  */
 #define TLS_SECRET_MAX 64	/* EVP_MAX_MD_SIZE */
 

@@ -6,7 +6,7 @@
  * CX, DI, SI, R8, R9, R10, R11) and keeps the running goroutine's g in R14.
  * The runtime moves goroutine stacks as they grow, so a uretprobe (which
  * swaps the return address on the stack) is unsafe: user space probes every
- * RET instruction of the function instead (lib/x86_ret.ts finds them).
+ * RET instruction of the function instead (lib/binary/x86_ret.ts finds them).
  *
  * A goroutine may move to another thread inside a call (it parks on the
  * netpoller and resumes elsewhere), so calls in flight are keyed by

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Computes lib/boringssl_offsets.json: where Debian's BoringSSL
+# Computes lib/tls/boringssl_offsets.json: where Debian's BoringSSL
 # (android-libboringssl, source android-platform-external-boringssl) keeps
 # what ecap reads for its key log, from the exact source Debian built, its
 # patches applied, compiled with the flags of its debian/rules and
 # debian/libssl.mk that can change layouts. Each entry also records the
 # GNU build-id of the libssl.so.0 Debian shipped from that source (from the
 # binary package), so ecap gives keys for that build only.
-#   bash scripts/boringssl_offsets.sh > lib/boringssl_offsets.json
+#   bash scripts/boringssl_offsets.sh > lib/tls/boringssl_offsets.json
 # Needs: apt-get, dpkg-source, dpkg-deb (dpkg-dev), g++, readelf (binutils);
 # network access to this machine's Debian mirror. The system's apt
 # configuration is not touched: sources and lists live in a temporary

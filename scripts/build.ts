@@ -11,7 +11,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { V8_FLAGS_ARG } from "../lib/v8_flags.ts";
+import { V8_FLAGS_ARG } from "../lib/core/v8_flags.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const BUILD = `${ROOT}/build`;

@@ -8,17 +8,17 @@
  *   deno task fuzz [SECONDS_PER_PARSER] [SEED]
  * @module
  */
-import { Btf } from "../lib/btf.ts";
-import { ElfFile } from "../lib/elf.ts";
-import { HpackDecoder, HpackEncoder } from "../lib/hpack.ts";
-import { Http1Exchange, loadZlib } from "../lib/http1.ts";
-import { Http2Connection } from "../lib/http2.ts";
-import { HttpConversation } from "../lib/http_stream.ts";
-import { parseLdCache } from "../lib/ld_cache.ts";
+import { Btf } from "../lib/binary/btf.ts";
+import { ElfFile } from "../lib/binary/elf.ts";
+import { HpackDecoder, HpackEncoder } from "../lib/http/hpack.ts";
+import { Http1Exchange, loadZlib } from "../lib/http/http1.ts";
+import { Http2Connection } from "../lib/http/http2.ts";
+import { HttpConversation } from "../lib/http/http_stream.ts";
+import { parseLdCache } from "../lib/binary/ld_cache.ts";
 import { bash } from "../lib/modules/bash.ts";
 import { tls } from "../lib/modules/tls.ts";
-import { parseMaps } from "../lib/proc_maps.ts";
-import { scanTlsVersion } from "../lib/tls_library.ts";
+import { parseMaps } from "../lib/binary/proc_maps.ts";
+import { scanTlsVersion } from "../lib/tls/tls_library.ts";
 
 await loadZlib(); // gzip bodies are decoded as in a capture
 const seconds = Number(Deno.args[0] ?? 10);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Computes the OpenSSL struct offsets in lib/openssl_offsets.json from two
+# Computes the OpenSSL struct offsets in lib/tls/openssl_offsets.json from two
 # sources:
 #  1. the OpenSSL source packages Debian ships (bullseye: 1.1.1, bookworm:
 #     3.0, trixie: 3.5), Debian's patches applied and Debian's feature
@@ -16,7 +16,7 @@
 # For each: Configure, generate the headers, build scripts/openssl_offsets.c
 # against the internal headers and run it. Not run by CI; it documents where
 # the numbers come from.
-#   OPENSSL_GIT=/path/to/openssl.git bash scripts/openssl_offsets.sh > lib/openssl_offsets.json
+#   OPENSSL_GIT=/path/to/openssl.git bash scripts/openssl_offsets.sh > lib/tls/openssl_offsets.json
 # Without OPENSSL_GIT only the Debian entries are made. Needs: apt-get,
 # dpkg-source (dpkg-dev), perl, make, gcc, git; network access to this
 # machine's Debian mirror. Progress goes to stderr.

@@ -3,7 +3,7 @@
  * tmux-driven shell, and the ecap CLI run as a child process.
  * @module
  */
-import { V8_FLAGS_ARG } from "../lib/v8_flags.ts";
+import { V8_FLAGS_ARG } from "../lib/core/v8_flags.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const textDecoder = new TextDecoder();

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { bpfTest, EcapRun, waitFor } from "./_helpers.ts";
 import { Nginx } from "./_nginx.ts";
-import { cgroupRoot } from "../lib/cgroup.ts";
+import { cgroupRoot } from "../lib/binary/cgroup.ts";
 
 type Json = Record<string, unknown> & { pid: number; comm: string; data: string };
 

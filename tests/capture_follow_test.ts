@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { bpfTest, EcapRun, sh, waitFor } from "./_helpers.ts";
 import { Nginx } from "./_nginx.ts";
-import { Capture } from "../lib/capture.ts";
+import { Capture } from "../lib/core/capture.ts";
 import { tls, type TlsEvent } from "../lib/modules/tls.ts";
 
 const SYSTEM_LIBSSL = "/usr/lib/x86_64-linux-gnu/libssl.so.3";

@@ -7,8 +7,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { readGoBinary } from "../lib/gopclntab.ts";
-import { instructions, retOffsets } from "../lib/x86_ret.ts";
+import { readGoBinary } from "../lib/binary/gopclntab.ts";
+import { instructions, retOffsets } from "../lib/binary/x86_ret.ts";
 import { bpfTest, EcapRun, sh, waitFor } from "./_helpers.ts";
 import { httpRequestUris, pcapArgs, TsharkCapture, tsharkFields } from "./_tshark.ts";
 

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { bpfTest, EcapRun, waitFor } from "./_helpers.ts";
 import { MariaDb, run } from "./_mariadb.ts";
 import { decodeThdIdLoad } from "../lib/modules/mysqld.ts";
-import { EM_AARCH64, EM_X86_64 } from "../lib/elf.ts";
+import { EM_AARCH64, EM_X86_64 } from "../lib/binary/elf.ts";
 
 type Json = Record<string, unknown>;
 

@@ -4,7 +4,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { pcapngBlocksComplete, readPcapng } from "../lib/pcapng_reader.ts";
+import { pcapngBlocksComplete, readPcapng } from "../lib/pcap/pcapng_reader.ts";
 import { bpfTest, EcapRun, sh, waitFor } from "./_helpers.ts";
 import { Nginx } from "./_nginx.ts";
 import {

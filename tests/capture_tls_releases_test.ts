@@ -64,7 +64,7 @@ const RELEASE_LIST: Release[] = [
     ],
   },
   {
-    // Debian's android-libboringssl: keys for its build (lib/boringssl_offsets.json)
+    // Debian's android-libboringssl: keys for its build (lib/tls/boringssl_offsets.json)
     name: "BoringSSL",
     version:
       /libssl\.so\.0: BoringSSL; keys from the layout of Debian bookworm's 13\.0\.0\+r24-2 build/,

@@ -285,7 +285,7 @@ bpfTest("ecap runs its threads at nice -10 unless --nice says otherwise", async 
 });
 
 Deno.test("deno task capture runs the CLI with the V8 flags the binary is built with", async () => {
-  const { V8_FLAGS_ARG } = await import("../lib/v8_flags.ts");
+  const { V8_FLAGS_ARG } = await import("../lib/core/v8_flags.ts");
   const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).tasks;
   assert.ok(tasks.capture.endsWith(`deno run -A ${V8_FLAGS_ARG} cli.ts`), tasks.capture);
 });

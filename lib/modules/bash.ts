@@ -5,7 +5,7 @@
  * @module
  */
 import bashObject from "../../build/bash.bpf.o" with { type: "bytes" };
-import { EcapError } from "../errors.ts";
+import { EcapError } from "../base/errors.ts";
 import {
   type CommonOptions,
   type DecodeContext,
@@ -14,15 +14,15 @@ import {
   type RecordDecoder,
   uprobe,
   uretprobe,
-} from "../module_spec.ts";
+} from "../core/module_spec.ts";
 import {
   formatShellEvent,
   shellDecoder,
   type ShellEnd,
   type ShellEvent,
   shellEventJSON,
-} from "../shell_decoder.ts";
-import { findShell, followPrograms } from "../targets.ts";
+} from "../shell/shell_decoder.ts";
+import { findShell, followPrograms } from "../core/targets.ts";
 
 /** Options of the bash module. */
 export interface BashOptions extends CommonOptions {

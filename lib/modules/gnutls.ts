@@ -3,12 +3,12 @@
  * and gnutls_record_recv have SSL_write/SSL_read's shape, so the programs of
  * kern/tls.bpf.c serve them; secrets come from GnuTLS's own keylog hook
  * (see {@link gnutlsKeys}). What every TLS module shares is in
- * lib/tls_family.ts.
+ * lib/tls/tls_family.ts.
  * @module
  */
 import tlsObject from "../../build/tls.bpf.o" with { type: "bytes" };
-import { ElfError, ElfFile } from "../elf.ts";
-import { EcapError } from "../errors.ts";
+import { ElfError, ElfFile } from "../binary/elf.ts";
+import { EcapError } from "../base/errors.ts";
 import {
   type FileTarget,
   type ModuleSpec,
@@ -17,9 +17,9 @@ import {
   uprobe,
   uprobeAt,
   uretprobe,
-} from "../module_spec.ts";
-import { parseMaps } from "../proc_maps.ts";
-import { checkArchitecture } from "../targets.ts";
+} from "../core/module_spec.ts";
+import { parseMaps } from "../binary/proc_maps.ts";
+import { checkArchitecture } from "../core/targets.ts";
 import {
   PACKET_PROBES,
   SECRET_MODELS,
@@ -30,14 +30,14 @@ import {
   type TlsFamilyOptions,
   type TlsPacketEvent as PacketEvent,
   type TlsSecretEvent as SecretEvent,
-} from "../tls_family.ts";
+} from "../tls/tls_family.ts";
 import {
   followLibrary,
   libraryTargets,
   listLibraryTargets,
   type TlsLibraryModule,
-} from "../tls_targets.ts";
-import { readLibraryFile } from "../tls_library.ts";
+} from "../tls/tls_targets.ts";
+import { readLibraryFile } from "../tls/tls_library.ts";
 
 /** Options of the gnutls module. */
 export interface GnutlsOptions extends TlsFamilyOptions {

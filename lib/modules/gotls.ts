@@ -5,7 +5,7 @@
  * are unsafe), the handshake functions for the socket, and
  * (*Config).writeKeyLog for the secrets. Functions are found in the Go
  * function table (.gopclntab), so stripped binaries work; what every TLS
- * module shares (events, models, decoder, sinks) is in lib/tls_family.ts.
+ * module shares (events, models, decoder, sinks) is in lib/tls/tls_family.ts.
  *
  * The socket comes from the read/write syscall the runtime makes inside a
  * call, matched to the call by the goroutine (R14 at sys_enter), and is
@@ -19,18 +19,18 @@
  * @module
  */
 import gotlsObject from "../../build/gotls.bpf.o" with { type: "bytes" };
-import { EcapError } from "../errors.ts";
-import { ElfError, ElfFile } from "../elf.ts";
-import { type GoBinary, GoBinaryError, mayBeGoBinary, readGoBinary } from "../gopclntab.ts";
+import { EcapError } from "../base/errors.ts";
+import { ElfError, ElfFile } from "../binary/elf.ts";
+import { type GoBinary, GoBinaryError, mayBeGoBinary, readGoBinary } from "../binary/gopclntab.ts";
 import {
   type FileTarget,
   type ListedTarget,
   type ModuleSpec,
   rawTracepoint,
   uprobeAt,
-} from "../module_spec.ts";
-import { formatDev, isDevInode, listPids, mappedPath } from "../proc_maps.ts";
-import { checkArchitecture } from "../targets.ts";
+} from "../core/module_spec.ts";
+import { formatDev, isDevInode, listPids, mappedPath } from "../binary/proc_maps.ts";
+import { checkArchitecture } from "../core/targets.ts";
 import {
   PACKET_PROBES,
   packetInterfaces,
@@ -42,8 +42,8 @@ import {
   type TlsFamilyOptions,
   type TlsPacketEvent as PacketEvent,
   type TlsSecretEvent as SecretEvent,
-} from "../tls_family.ts";
-import { retOffsets, X86DecodeError } from "../x86_ret.ts";
+} from "../tls/tls_family.ts";
+import { retOffsets, X86DecodeError } from "../binary/x86_ret.ts";
 
 /** Options of the gotls module. */
 export interface GotlsOptions extends TlsFamilyOptions {

@@ -6,7 +6,7 @@
  * description of it); tests/modules_index_test.ts keeps them equal.
  * @module
  */
-import type { CommonOptions, EventBase, ModuleSpec } from "../module_spec.ts";
+import type { CommonOptions, EventBase, ModuleSpec } from "../core/module_spec.ts";
 
 type AnySpec = ModuleSpec<CommonOptions, EventBase>;
 

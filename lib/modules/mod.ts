@@ -3,7 +3,7 @@
  * one entry here plus its kern/<name>.bpf.c and lib/modules/<name>.ts.
  * @module
  */
-import type { ModuleSpec } from "../module_spec.ts";
+import type { ModuleSpec } from "../core/module_spec.ts";
 import { bash, type BashEvent, type BashOptions } from "./bash.ts";
 import { zsh, type ZshEvent, type ZshOptions } from "./zsh.ts";
 import { tls, type TlsEvent, type TlsOptions } from "./tls.ts";

@@ -7,9 +7,9 @@
  * @module
  */
 import mysqldObject from "../../build/mysqld.bpf.o" with { type: "bytes" };
-import { type ElfFile, EM_AARCH64, EM_X86_64 } from "../elf.ts";
-import { EcapError } from "../errors.ts";
-import { formatTime } from "../format.ts";
+import { type ElfFile, EM_AARCH64, EM_X86_64 } from "../binary/elf.ts";
+import { EcapError } from "../base/errors.ts";
+import { formatTime } from "../base/format.ts";
 import {
   type CommonOptions,
   type DecodeContext,
@@ -20,12 +20,12 @@ import {
   u32,
   uprobe,
   uretprobe,
-} from "../module_spec.ts";
-import { hostPath, listPids } from "../proc_maps.ts";
-import { RecordError } from "../record_header.ts";
-import { openElf } from "../targets.ts";
-import { mayDefineSymbol } from "../elf_peek.ts";
-import { textChunkReader, TextJoiner } from "../text_chunks.ts";
+} from "../core/module_spec.ts";
+import { hostPath, listPids } from "../binary/proc_maps.ts";
+import { RecordError } from "../core/record_header.ts";
+import { openElf } from "../core/targets.ts";
+import { mayDefineSymbol } from "../binary/elf_peek.ts";
+import { textChunkReader, TextJoiner } from "../core/text_chunks.ts";
 
 /** Options of the mysqld module. */
 export interface MysqldOptions extends CommonOptions {

@@ -5,34 +5,34 @@
  * (uprobe_nspr_*: recognised from the descriptor itself, so sockets set up
  * before ecap started count too). No keys: NSS writes its key log only
  * itself, when SSLKEYLOGFILE was set at its start, through functions it
- * does not export. What every TLS module shares is in lib/tls_family.ts.
+ * does not export. What every TLS module shares is in lib/tls/tls_family.ts.
  * @module
  */
 import tlsObject from "../../build/tls.bpf.o" with { type: "bytes" };
-import { ElfError, ElfFile } from "../elf.ts";
-import { EcapError } from "../errors.ts";
+import { ElfError, ElfFile } from "../binary/elf.ts";
+import { EcapError } from "../base/errors.ts";
 import {
   type FileTarget,
   type ModuleSpec,
   rawTracepoint,
   uprobe,
   uretprobe,
-} from "../module_spec.ts";
-import { checkArchitecture } from "../targets.ts";
+} from "../core/module_spec.ts";
+import { checkArchitecture } from "../core/targets.ts";
 import {
   TEXT_MODEL,
   type TlsDataEvent as DataEvent,
   tlsFamily,
   type TlsFamilyEvent,
   type TlsFamilyOptions,
-} from "../tls_family.ts";
+} from "../tls/tls_family.ts";
 import {
   followLibrary,
   libraryTargets,
   listLibraryTargets,
   type TlsLibraryModule,
-} from "../tls_targets.ts";
-import { readLibraryFile } from "../tls_library.ts";
+} from "../tls/tls_targets.ts";
+import { readLibraryFile } from "../tls/tls_library.ts";
 
 /** Options of the nss module. */
 export interface NssOptions extends TlsFamilyOptions {

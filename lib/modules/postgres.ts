@@ -15,8 +15,8 @@
  * @module
  */
 import postgresObject from "../../build/postgres.bpf.o" with { type: "bytes" };
-import { EcapError } from "../errors.ts";
-import { formatTime } from "../format.ts";
+import { EcapError } from "../base/errors.ts";
+import { formatTime } from "../base/format.ts";
 import {
   type CommonOptions,
   type DecodeContext,
@@ -25,11 +25,11 @@ import {
   rawTracepoint,
   type RecordDecoder,
   uprobe,
-} from "../module_spec.ts";
-import { listPids } from "../proc_maps.ts";
-import { RecordError, type RecordHeader } from "../record_header.ts";
-import { followPrograms, locateSymbol, openElf } from "../targets.ts";
-import { textChunkReader, TextJoiner } from "../text_chunks.ts";
+} from "../core/module_spec.ts";
+import { listPids } from "../binary/proc_maps.ts";
+import { RecordError, type RecordHeader } from "../core/record_header.ts";
+import { followPrograms, locateSymbol, openElf } from "../core/targets.ts";
+import { textChunkReader, TextJoiner } from "../core/text_chunks.ts";
 
 /** Options of the postgres module. */
 export interface PostgresOptions extends CommonOptions {

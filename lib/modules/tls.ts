@@ -2,12 +2,12 @@
  * tls: plaintext, secrets and packets of OpenSSL and BoringSSL connections.
  * kern/tls.bpf.c sends each SSL_read/SSL_write call's bytes in chunks; what
  * every TLS module shares (events, models, decoder, sinks) is in
- * lib/tls_family.ts. This file says what to probe and where OpenSSL is.
+ * lib/tls/tls_family.ts. This file says what to probe and where OpenSSL is.
  * @module
  */
 import tlsObject from "../../build/tls.bpf.o" with { type: "bytes" };
-import { Btf } from "../btf.ts";
-import { ElfFile } from "../elf.ts";
+import { Btf } from "../binary/btf.ts";
+import { ElfFile } from "../binary/elf.ts";
 import {
   type FileTarget,
   type ModuleSpec,
@@ -17,21 +17,21 @@ import {
   uprobeAt,
   uretprobe,
   uretprobeAt,
-} from "../module_spec.ts";
-import { opensslInternalCalls } from "../ssl_internal.ts";
-import { encodeSslLayout, KNOWN_FAMILIES, layoutFor } from "../ssl_layout.ts";
+} from "../core/module_spec.ts";
+import { opensslInternalCalls } from "../tls/ssl_internal.ts";
+import { encodeSslLayout, KNOWN_FAMILIES, layoutFor } from "../tls/ssl_layout.ts";
 import {
   boringsslBuildOf,
   encodeBoringsslLayout,
   KNOWN_BORINGSSL_BUILDS,
-} from "../boringssl_layout.ts";
-import { inspectTlsLibrary, OPENSSL_KIND } from "../tls_library.ts";
+} from "../tls/boringssl_layout.ts";
+import { inspectTlsLibrary, OPENSSL_KIND } from "../tls/tls_library.ts";
 import {
   followLibrary,
   libraryTargets,
   listLibraryTargets,
   type TlsLibraryModule,
-} from "../tls_targets.ts";
+} from "../tls/tls_targets.ts";
 import {
   PACKET_PROBES,
   SECRET_MODELS,
@@ -42,9 +42,9 @@ import {
   type TlsFamilyOptions,
   type TlsPacketEvent as PacketEvent,
   type TlsSecretEvent as SecretEvent,
-} from "../tls_family.ts";
+} from "../tls/tls_family.ts";
 
-export type { Endpoint } from "../tls_family.ts";
+export type { Endpoint } from "../tls/tls_family.ts";
 
 /** Options of the tls module. */
 export interface TlsOptions extends TlsFamilyOptions {
@@ -135,7 +135,7 @@ async function fileTarget(path: string, opts: TlsOptions): Promise<FileTarget> {
   return { note: `${what}${info.statically ? ", linked statically" : ""}${keys}`, mapEntries };
 }
 
-/** Where OpenSSL is and what it is, for lib/tls_targets.ts. */
+/** Where OpenSSL is and what it is, for lib/tls/tls_targets.ts. */
 const library: TlsLibraryModule<TlsOptions> = {
   role: LIB,
   what: "OpenSSL",
@@ -154,7 +154,7 @@ export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
   object: tlsObject,
   probes: [
     // data calls: where found, the internal functions every SSL_read* and
-    // SSL_write* calls, for a quarter of the trap's cost (lib/ssl_internal.ts)
+    // SSL_write* calls, for a quarter of the trap's cost (lib/tls/ssl_internal.ts)
     ...(["read", "write"] as const).flatMap((dir) => [
       uprobeAt(`uprobe_ssl_${dir}_ex`, LIB, `ssl_${dir}_internal`, internalCall(dir), {
         optional: true,

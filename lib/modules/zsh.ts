@@ -6,8 +6,8 @@
  * @module
  */
 import zshObject from "../../build/zsh.bpf.o" with { type: "bytes" };
-import type { ElfFile } from "../elf.ts";
-import { EcapError } from "../errors.ts";
+import type { ElfFile } from "../binary/elf.ts";
+import { EcapError } from "../base/errors.ts";
 import {
   type CommonOptions,
   type DecodeContext,
@@ -16,16 +16,16 @@ import {
   type RecordDecoder,
   uprobe,
   uretprobe,
-} from "../module_spec.ts";
-import { listPids, mappedFiles } from "../proc_maps.ts";
+} from "../core/module_spec.ts";
+import { listPids, mappedFiles } from "../binary/proc_maps.ts";
 import {
   formatShellEvent,
   shellDecoder,
   type ShellEnd,
   type ShellEvent,
   shellEventJSON,
-} from "../shell_decoder.ts";
-import { findShell, openElf } from "../targets.ts";
+} from "../shell/shell_decoder.ts";
+import { findShell, openElf } from "../core/targets.ts";
 
 /** Options of the zsh module. */
 export interface ZshOptions extends CommonOptions {

@@ -1,0 +1,68 @@
+/**
+ * Opens a file that will hold captured data (plaintext, secrets): created
+ * 0600, never through a symbolic link, appended to when it exists.
+ * @module
+ */
+import { EcapError } from "../base/errors.ts";
+
+/**
+ * Opens path for appending captured data. A new file is created 0600 with
+ * O_EXCL, which does not follow a link planted in its place; an existing
+ * path must be a regular file, not a link.
+ *
+ * @throws {EcapError} If the path is a link, a directory, or cannot be written.
+ */
+export function openOutputFile(path: string): Deno.FsFile {
+  let st: Deno.FileInfo | undefined;
+  try {
+    st = Deno.lstatSync(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw ioError(path, e);
+  }
+  if (st?.isSymlink) {
+    throw new EcapError(`Refusing to write to "${path}": it is a symbolic link`, {
+      kind: "permission",
+      hint: "name the file itself, not a link to it",
+    });
+  }
+  if (st?.isDirectory) {
+    throw new EcapError(`Cannot write to "${path}": it is a directory`, {
+      kind: "io",
+      hint: "name a file inside it",
+    });
+  }
+  try {
+    return st
+      ? Deno.openSync(path, { append: true })
+      : Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
+  } catch (e) {
+    throw ioError(path, e);
+  }
+}
+
+/** An I/O failure on path as a one-line EcapError. */
+export function ioError(path: string, e: unknown): EcapError {
+  const message = (e as Error)?.message ?? String(e);
+  if (e instanceof Deno.errors.PermissionDenied) {
+    return new EcapError(`Cannot write to "${path}": permission denied`, {
+      kind: "permission",
+      cause: e,
+    });
+  }
+  if (e instanceof Deno.errors.NotFound) {
+    return new EcapError(`Cannot write to "${path}": its directory does not exist`, {
+      kind: "not-found",
+      cause: e,
+    });
+  }
+  if (e instanceof Deno.errors.AlreadyExists) {
+    return new EcapError(`Cannot create "${path}": something appeared there (a link?)`, {
+      kind: "permission",
+      cause: e,
+    });
+  }
+  return new EcapError(`Cannot write to "${path}": ${message.replace(/ \(os error \d+\)$/, "")}`, {
+    kind: "io",
+    cause: e,
+  });
+}

@@ -1,0 +1,212 @@
+/**
+ * `ecap tls -m pcap`: packets from the tcx classifiers and the secrets of
+ * the handshakes they carry, written as pcapng that Wireshark and tshark
+ * decrypt with no further options. Packets wait HOLD_MS (less while more
+ * than HOLD_BYTES wait) before they are written so that the secrets (read
+ * when a handshake returns) go out first, as a Decryption Secrets Block;
+ * the file is flushed at least every second.
+ * @module
+ */
+import { type FilterNode, matchPacket, parsePacket } from "./packet_filter.ts";
+import { openOutputFile } from "../core/output_file.ts";
+import { ioError } from "../core/output_file.ts";
+import { PcapngWriter } from "./pcapng_writer.ts";
+
+/** How long a packet is held for the secrets of its handshake. */
+const HOLD_MS = 500;
+/**
+ * Bytes of packets held at most: past this the oldest go out early. At
+ * 300 MB/s of packets 500 ms held 150 MB (peak RSS 350 MB); 16 MiB still
+ * holds 50 ms there, more than a handshake's keys take to arrive after its
+ * packets on a busy machine.
+ */
+const HOLD_BYTES = 16 << 20;
+const FLUSH_MS = 1000;
+
+/** A network interface capture is attached to. */
+export interface CaptureInterface {
+  name: string;
+  index: number;
+  loopback: boolean;
+  /** LINKTYPE_*: 1 Ethernet (loopback too), 101 raw IP. */
+  linkType: number;
+}
+
+/** A packet as the tls decoder reports it. */
+export interface PacketRecord {
+  timeNs: bigint;
+  ifindex: number;
+  length: number;
+  data: Uint8Array;
+  direction: "ingress" | "egress";
+}
+
+/** A process's end of a connection, learnt from its handshake. */
+export interface ConnectionOwner {
+  pid: number;
+  comm: string;
+  local: { addr: string; port: number } | null;
+  remote: { addr: string; port: number } | null;
+}
+
+function addrKey(bytes: Uint8Array | undefined, port: number | undefined): string {
+  if (!bytes) return "";
+  const addr = bytes.length === 4
+    ? `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}` // once per packet written
+    : Array.from({ length: 8 }, (_, i) => ((bytes[2 * i] << 8) | bytes[2 * i + 1]).toString(16))
+      .join(":");
+  return `${addr}|${port ?? 0}`;
+}
+
+/** The same key for an Endpoint as reported by the kernel (IPv6 expanded). */
+function endpointKey(e: { addr: string; port: number } | null): string {
+  if (!e) return "";
+  if (!e.addr.includes(":")) return `${e.addr}|${e.port}`;
+  if (e.addr.startsWith("::ffff:") && e.addr.includes(".")) {
+    const v4 = e.addr.slice(7).split(".").map(Number);
+    const bytes = new Uint8Array(16);
+    bytes[10] = bytes[11] = 0xff;
+    bytes.set(v4, 12);
+    return addrKey(bytes, e.port);
+  }
+  const [head, tail = ""] = e.addr.split("::");
+  const h = head ? head.split(":") : [];
+  const t = tail ? tail.split(":") : [];
+  const groups = e.addr.includes("::")
+    ? [...h, ...Array(8 - h.length - t.length).fill("0"), ...t]
+    : h;
+  return `${groups.map((g) => parseInt(g, 16).toString(16)).join(":")}|${e.port}`;
+}
+
+/**
+ * Writes whole buffers to a file or none of them: on a failed write (a full
+ * disk) the file is cut back to its last whole write, so it stays valid.
+ */
+class WholeWrites {
+  #committed: number;
+  constructor(readonly file: Deno.FsFile) {
+    this.#committed = file.statSync().size;
+  }
+  writeSync(p: Uint8Array): number {
+    try {
+      for (let off = 0; off < p.length;) off += this.file.writeSync(p.subarray(off));
+    } catch (e) {
+      try {
+        this.file.truncateSync(this.#committed);
+      } catch { /* the write's error says more */ }
+      throw e;
+    }
+    this.#committed += p.length;
+    return p.length;
+  }
+}
+
+/** Writes packets and secrets to a pcapng file. */
+export class PcapSink {
+  #file: Deno.FsFile;
+  #writer: PcapngWriter;
+  #ids = new Map<number, { id: number; linkType: number }>();
+  #held: { at: number; packet: PacketRecord }[] = [];
+  #heldBytes = 0;
+  #owners = new Map<string, ConnectionOwner>();
+  #filter?: FilterNode;
+  #lastFlush = Date.now();
+  packets = 0;
+  secretLines = 0;
+
+  constructor(
+    readonly path: string,
+    interfaces: readonly CaptureInterface[],
+    opts: { filter?: FilterNode; application: string },
+  ) {
+    this.#file = openOutputFile(path);
+    this.#writer = new PcapngWriter(new WholeWrites(this.#file), {
+      application: opts.application,
+      os: `Linux ${Deno.osRelease()}`,
+      hardware: Deno.build.arch,
+    });
+    for (const i of interfaces) {
+      const id = this.#writer.addInterface({ name: i.name, linkType: i.linkType });
+      this.#ids.set(i.index, { id, linkType: i.linkType });
+    }
+    this.#filter = opts.filter;
+    this.#guard(() => this.#writer.flush());
+  }
+
+  #guard(f: () => void) {
+    try {
+      f();
+    } catch (e) {
+      throw ioError(this.path, e);
+    }
+  }
+
+  /** Records which process owns a connection, for packet comments. */
+  owner(o: ConnectionOwner) {
+    this.#owners.set(`${endpointKey(o.local)}>${endpointKey(o.remote)}`, o);
+  }
+
+  /** Writes key log lines now: they must precede the packets they decrypt. */
+  secrets(lines: readonly string[]) {
+    if (lines.length === 0) return;
+    this.#guard(() => this.#writer.addTlsKeyLog(lines.join("\n") + "\n"));
+    this.secretLines += lines.length;
+  }
+
+  /** Queues a packet that passes the filter. */
+  packet(p: PacketRecord) {
+    const iface = this.#ids.get(p.ifindex);
+    if (!iface) return;
+    if (this.#filter && !matchPacket(this.#filter, parsePacket(p.data, iface.linkType))) return;
+    this.#held.push({ at: Date.now(), packet: p });
+    this.#heldBytes += p.data.length;
+  }
+
+  #comment(p: PacketRecord, linkType: number): string | undefined {
+    const info = parsePacket(p.data, linkType);
+    const src = addrKey(info.src, info.sport), dst = addrKey(info.dst, info.dport);
+    const o = this.#owners.get(`${src}>${dst}`) ?? this.#owners.get(`${dst}>${src}`);
+    return o ? `pid=${o.pid} comm=${o.comm}` : undefined;
+  }
+
+  /** Writes packets held long enough (all with `all`), and flushes once a second. */
+  tick(all = false) {
+    const now = Date.now();
+    let n = 0, bytes = this.#heldBytes;
+    while (
+      n < this.#held.length &&
+      (all || now - this.#held[n].at >= HOLD_MS || bytes > HOLD_BYTES)
+    ) {
+      bytes -= this.#held[n++].packet.data.length;
+    }
+    this.#heldBytes = bytes;
+    const due = this.#held.splice(0, n);
+    this.#guard(() => {
+      for (const { packet: p } of due) {
+        const iface = this.#ids.get(p.ifindex)!;
+        this.#writer.addPacket({
+          interfaceId: iface.id,
+          timestampNs: p.timeNs,
+          data: p.data,
+          originalLength: p.length,
+          direction: p.direction === "ingress" ? "inbound" : "outbound",
+          comment: this.#comment(p, iface.linkType),
+        });
+        this.packets++;
+      }
+      if (all || now - this.#lastFlush >= FLUSH_MS) {
+        this.#writer.flush();
+        this.#lastFlush = now;
+      }
+    });
+  }
+
+  /** Writes everything held and closes the file. */
+  close() {
+    try {
+      this.tick(true);
+    } finally {
+      this.#file.close();
+    }
+  }
+}
