@@ -13,7 +13,8 @@ import { ElfFile } from "../lib/binary/elf.ts";
 import { loadZlib } from "../lib/http/http1.ts";
 import { loadCrypto } from "../lib/tls/keylog.ts";
 import { OutputSink } from "../lib/core/output_sink.ts";
-import { formatTlsEvent, tlsFamilyDecoder } from "../lib/tls/tls_family.ts";
+import { tlsFamilyDecoder } from "../lib/tls/tls_decoder.ts";
+import { formatTlsEvent } from "../lib/tls/tls_format.ts";
 import { type BenchOptions, fmt, median, type Row } from "./_util.ts";
 
 const CONNECTIONS = 50;

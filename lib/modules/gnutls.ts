@@ -20,17 +20,14 @@ import {
 } from "../core/module_spec.ts";
 import { parseMaps } from "../binary/proc_maps.ts";
 import { checkArchitecture } from "../core/targets.ts";
-import {
-  PACKET_PROBES,
-  SECRET_MODELS,
-  TEXT_MODEL,
-  type TlsDataEvent as DataEvent,
-  tlsFamily,
-  type TlsFamilyEvent,
-  type TlsFamilyOptions,
-  type TlsPacketEvent as PacketEvent,
-  type TlsSecretEvent as SecretEvent,
-} from "../tls/tls_family.ts";
+import { PACKET_PROBES, SECRET_MODELS, TEXT_MODEL, tlsFamily } from "../tls/tls_family.ts";
+import type {
+  TlsDataEvent as DataEvent,
+  TlsFamilyEvent,
+  TlsFamilyOptions,
+  TlsPacketEvent as PacketEvent,
+  TlsSecretEvent as SecretEvent,
+} from "../tls/tls_events.ts";
 import {
   followLibrary,
   libraryTargets,

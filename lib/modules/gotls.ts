@@ -36,13 +36,15 @@ import {
   packetInterfaces,
   SECRET_MODELS,
   TEXT_MODEL,
-  type TlsDataEvent as DataEvent,
   tlsFamily,
-  type TlsFamilyEvent,
-  type TlsFamilyOptions,
-  type TlsPacketEvent as PacketEvent,
-  type TlsSecretEvent as SecretEvent,
 } from "../tls/tls_family.ts";
+import type {
+  TlsDataEvent as DataEvent,
+  TlsFamilyEvent,
+  TlsFamilyOptions,
+  TlsPacketEvent as PacketEvent,
+  TlsSecretEvent as SecretEvent,
+} from "../tls/tls_events.ts";
 import { retOffsets, X86DecodeError } from "../binary/x86_ret.ts";
 
 /** Options of the gotls module. */

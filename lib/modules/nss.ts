@@ -19,13 +19,12 @@ import {
   uretprobe,
 } from "../core/module_spec.ts";
 import { checkArchitecture } from "../core/targets.ts";
-import {
-  TEXT_MODEL,
-  type TlsDataEvent as DataEvent,
-  tlsFamily,
-  type TlsFamilyEvent,
-  type TlsFamilyOptions,
-} from "../tls/tls_family.ts";
+import { TEXT_MODEL, tlsFamily } from "../tls/tls_family.ts";
+import type {
+  TlsDataEvent as DataEvent,
+  TlsFamilyEvent,
+  TlsFamilyOptions,
+} from "../tls/tls_events.ts";
 import {
   followLibrary,
   libraryTargets,

@@ -32,19 +32,16 @@ import {
   listLibraryTargets,
   type TlsLibraryModule,
 } from "../tls/tls_targets.ts";
-import {
-  PACKET_PROBES,
-  SECRET_MODELS,
-  TEXT_MODEL,
-  type TlsDataEvent as DataEvent,
-  tlsFamily,
-  type TlsFamilyEvent,
-  type TlsFamilyOptions,
-  type TlsPacketEvent as PacketEvent,
-  type TlsSecretEvent as SecretEvent,
-} from "../tls/tls_family.ts";
+import { PACKET_PROBES, SECRET_MODELS, TEXT_MODEL, tlsFamily } from "../tls/tls_family.ts";
+import type {
+  TlsDataEvent as DataEvent,
+  TlsFamilyEvent,
+  TlsFamilyOptions,
+  TlsPacketEvent as PacketEvent,
+  TlsSecretEvent as SecretEvent,
+} from "../tls/tls_events.ts";
 
-export type { Endpoint } from "../tls/tls_family.ts";
+export type { Endpoint } from "../tls/tls_events.ts";
 
 /** Options of the tls module. */
 export interface TlsOptions extends TlsFamilyOptions {

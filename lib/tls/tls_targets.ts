@@ -9,7 +9,8 @@ import { EcapError } from "../base/errors.ts";
 import type { FileTarget, FollowSpec, ListedTarget, TargetSet } from "../core/module_spec.ts";
 import { mayDefineSymbol } from "../binary/elf_peek.ts";
 import { findProcessesMapping, formatDev, type MappingProcesses } from "../binary/proc_maps.ts";
-import { packetInterfaces, type TlsFamilyOptions } from "./tls_family.ts";
+import { packetInterfaces } from "./tls_family.ts";
+import type { TlsFamilyOptions } from "./tls_events.ts";
 import {
   type DiscoveredTlsLibrary,
   discoverTlsLibraries,

@@ -1,0 +1,98 @@
+/**
+ * The text and --json forms of the TLS modules' events.
+ * @module
+ */
+import { formatTime } from "../base/format.ts";
+import { hexdump, printableText, toBase64 } from "../base/hexdump.ts";
+import { formatHttpView } from "../http/http_stream.ts";
+import type { EventBase } from "../core/module_spec.ts";
+import type { Endpoint, TlsFamilyEvent, TlsFamilyOptions, TlsSecretEvent } from "./tls_events.ts";
+
+function endpoint(e: Endpoint | null): string {
+  if (!e) return "?";
+  return e.addr.includes(":") ? `[${e.addr}]:${e.port}` : `${e.addr}:${e.port}`;
+}
+
+/** Bytes in JSON: text when they are text, else { base64 }. */
+function jsonValue(v: unknown): unknown {
+  if (v instanceof Uint8Array) return printableText(v) ?? { base64: toBase64(v) };
+  if (Array.isArray(v)) return v.map(jsonValue);
+  if (v && typeof v === "object") {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, jsonValue(x)]));
+  }
+  return v;
+}
+
+/** "comm[pid]", or "process[pid]/thread" for a thread named otherwise. */
+function who(ev: EventBase): string {
+  return ev.process === undefined ? `${ev.comm}[${ev.pid}]` : `${ev.process}[${ev.pid}]/${ev.comm}`;
+}
+
+/** The text line(s) of a TLS event. */
+export function formatTlsEvent(ev: TlsFamilyEvent, opts: TlsFamilyOptions): string {
+  if (ev.kind === "secret") return ev.complete ? formatSecret(ev) : "";
+  if (ev.kind === "packet") return "";
+  const dir = ev.direction === "write" ? "->" : "<-";
+  const notes = (ev.truncated ? ` (cut: ${ev.total} moved)` : "") +
+    (ev.gap ? " (after lost records)" : "") + (ev.incomplete ? " (parts lost)" : "");
+  const head = `${formatTime(ev.timeNs)} ${who(ev)} fd=${ev.fd} ${endpoint(ev.local)} ${dir} ${
+    endpoint(ev.remote)
+  } ${ev.direction.toUpperCase()} ${ev.data.length} bytes${notes}`;
+  if (opts.hex) return `${head}\n${hexdump(ev.data)}`;
+  if (ev.http.length > 0) return `${head}\n${ev.http.map((v) => formatHttpView(v)).join("\n")}`;
+  // the middle of an HTTP message: shown whole when it completes, not dumped
+  // here too (a hex dump of every 16 KiB of a body cost the reader its pace)
+  if (ev.inHttp) return `${head} (HTTP, continued)`;
+  // after lost records: noise to a reader, and dumping it slows the capture further
+  if (ev.outOfStep) return `${head} (HTTP, not decoded: records were lost before)`;
+  return `${head}\n${printableText(ev.data) ?? hexdump(ev.data)}`;
+}
+
+/** The --json object of a TLS event; secrets never appear in it. */
+export function tlsEventJSON(ev: TlsFamilyEvent): Record<string, unknown> {
+  const base = {
+    module: ev.module,
+    kind: ev.kind,
+    time: formatTime(ev.timeNs, true),
+  };
+  if (ev.kind === "packet") {
+    return { ...base, ifindex: ev.ifindex, direction: ev.direction, length: ev.length };
+  }
+  const owner = {
+    pid: ev.pid,
+    tid: ev.tid,
+    uid: ev.uid,
+    comm: ev.comm,
+    process: ev.process ?? ev.comm,
+    conn: ev.conn,
+    fd: ev.fd,
+    local: ev.local,
+    remote: ev.remote,
+  };
+  if (ev.kind === "secret") {
+    // secrets go to the key log file only, never to stdout
+    return { ...base, ...owner, version: ev.version, client_random: ev.clientRandom };
+  }
+  return {
+    ...base,
+    ...owner,
+    direction: ev.direction,
+    length: ev.data.length,
+    total: ev.total,
+    truncated: ev.truncated,
+    incomplete: ev.incomplete,
+    gap: ev.gap,
+    data: toBase64(ev.data),
+    http: ev.http.length ? ev.http.map(jsonValue) : undefined,
+  };
+}
+
+export function formatSecret(ev: TlsSecretEvent): string {
+  // a socket not learnt (no syscall seen in the handshake) is left out
+  const conn = ev.fd < 0 && !ev.local
+    ? ""
+    : ` fd=${ev.fd} ${endpoint(ev.local)} ${endpoint(ev.remote)}`;
+  return `${formatTime(ev.timeNs)} ${who(ev)}${conn} ${ev.version} keys for client random ${
+    ev.clientRandom.slice(0, 16)
+  }...`;
+}
