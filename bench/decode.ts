@@ -14,8 +14,9 @@ import { loadZlib } from "../lib/http/http1.ts";
 import { loadCrypto } from "../lib/tls/keylog.ts";
 import { OutputSink } from "../lib/core/output_sink.ts";
 import { tlsFamilyDecoder } from "../lib/tls/tls_decoder.ts";
+import { exchangeDecoder } from "../lib/tls/tls_exchanges.ts";
 import { formatTlsEvent } from "../lib/tls/tls_format.ts";
-import { type BenchOptions, fmt, median, type Row } from "./_util.ts";
+import { type BenchOptions, fmt, median, ratioText, type Row } from "./_util.ts";
 
 const CONNECTIONS = 50;
 
@@ -87,14 +88,24 @@ function conversationBatch(btf: Btf, bodyBytes: number): { batch: Uint8Array; re
   return { batch: batch.subarray(0, off), records };
 }
 
-/** µs of CPU per event of the text path, for responses of bodyBytes. */
-function usPerEvent(btf: Btf, bodyBytes: number, rounds: number): number {
+/**
+ * µs of CPU per read/write call of the text path, for responses of
+ * bodyBytes: each call an event (--calls), or calls paired into exchanges.
+ */
+function usPerCall(
+  btf: Btf,
+  bodyBytes: number,
+  rounds: number,
+  shape: "calls" | "exchanges",
+): number {
   const { batch } = conversationBatch(btf, bodyBytes);
   const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
-  const decoder = tlsFamilyDecoder("tls", {
-    btf,
-    wallClock: (m) => m + 1_764_000_000n * 10n ** 9n,
-  });
+  const ctx = { btf, wallClock: (m: bigint) => m + 1_764_000_000n * 10n ** 9n };
+  const callsOnly = tlsFamilyDecoder("tls", ctx);
+  const decoder = shape === "calls"
+    ? callsOnly
+    : exchangeDecoder("tls", tlsFamilyDecoder("tls", ctx));
+  let calls = 0;
   using devnull = Deno.openSync("/dev/null", { write: true });
   const sink = new OutputSink(devnull, "/dev/null");
   const run = () => {
@@ -111,12 +122,18 @@ function usPerEvent(btf: Btf, bodyBytes: number, rounds: number): number {
     sink.write(text);
     return events;
   };
+  // the calls the batch holds: what the per-call view makes events of
+  for (let p = 0; p < batch.length;) {
+    const len = view.getUint32(p, true);
+    calls += callsOnly.decode(view, p + 8, len).length;
+    p += 8 + ((len + 7) & ~7);
+  }
   run(); // warm up: the JIT, the connections
   const times: number[] = [];
   for (let i = 0; i < rounds; i++) {
     const t0 = performance.now();
-    const n = run();
-    times.push((performance.now() - t0) * 1000 / n);
+    run();
+    times.push((performance.now() - t0) * 1000 / calls);
   }
   return median(times);
 }
@@ -126,14 +143,18 @@ export async function runDecode(o: BenchOptions): Promise<Row[]> {
   const btf = Btf.fromElf(ElfFile.parse(tlsObject));
   const rows: Row[] = [];
   for (const [label, bytes] of [["1 KiB", 1024], ["64 KiB", 65536]] as const) {
-    const us = usPerEvent(btf, bytes, o.quick ? 1 : 5);
-    o.log(`  decode ${label} responses: ${fmt(us)} us per event`);
+    const calls = usPerCall(btf, bytes, o.quick ? 1 : 5, "calls");
+    const exchanges = usPerCall(btf, bytes, o.quick ? 1 : 5, "exchanges");
+    o.log(
+      `  decode ${label} responses: ${fmt(calls)} us per call (--calls), ` +
+        `${fmt(exchanges)} us per call (exchanges)`,
+    );
     rows.push({
       bench: "3 text path",
-      figure: `decode + format + encode, HTTPS with ${label} responses`,
-      value: `${fmt(us)} µs/event`,
-      baseline: "-",
-      ratio: "-",
+      figure: `decode + format + encode per call, ${label} responses: exchanges vs --calls`,
+      value: `${fmt(exchanges)} µs`,
+      baseline: `${fmt(calls)} µs`,
+      ratio: ratioText(exchanges / calls),
       target: "-",
     });
   }

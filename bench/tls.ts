@@ -169,7 +169,7 @@ end
         const btLines = lineCounter();
         try {
           if (mode === "empty") empty = await startEmptyProbes();
-          if (mode === "text") ecap = await Ecap.start(["tls", "-o", out]);
+          if (mode === "text") ecap = await Ecap.start(["tls", "--calls", "-o", out]);
           if (mode === "pcap") {
             ecap = await Ecap.start(["tls", "-m", "pcap", "-w", out, "-i", "lo"]);
           }

@@ -49,6 +49,7 @@ bpfTest("-p twice takes both processes' children with --follow-children, not a t
   await using c = curlLoop();
   await using run = await EcapRun.start([
     "tls",
+    "--calls",
     "--json",
     "-p",
     String(a.pid),
@@ -67,7 +68,9 @@ bpfTest("-p twice takes both processes' children with --follow-children, not a t
 
 bpfTest("-p without --follow-children leaves the process's children out", async () => {
   await using a = curlLoop();
-  await using run = await EcapRun.start(["tls", "--json", "-p", String(a.pid)], { wait: false });
+  await using run = await EcapRun.start(["tls", "--calls", "--json", "-p", String(a.pid)], {
+    wait: false,
+  });
   // the shell maps no libssl itself
   assert.equal(await run.wait(), 4);
   assert.match(run.stderr, /maps no OpenSSL library/);
@@ -75,7 +78,7 @@ bpfTest("-p without --follow-children leaves the process's children out", async 
 
 bpfTest("-u takes a user's curl and leaves root's out", async () => {
   await using nginx = await Nginx.start({ "u.txt": "by uid\n" });
-  await using run = await EcapRun.start(["tls", "--json", "-u", "65534"]);
+  await using run = await EcapRun.start(["tls", "--calls", "--json", "-u", "65534"]);
   const asNobody = [
     "setpriv",
     "--reuid=65534",
@@ -94,7 +97,7 @@ bpfTest("-u takes a user's curl and leaves root's out", async () => {
 
 bpfTest("-c takes tasks of that name and leaves others out", async () => {
   await using nginx = await Nginx.start({ "c.txt": "by comm\n" });
-  await using run = await EcapRun.start(["tls", "--json", "-c", "curl"]);
+  await using run = await EcapRun.start(["tls", "--calls", "--json", "-c", "curl"]);
   const py = `import ssl, urllib.request
 urllib.request.urlopen("${
     nginx.url("/c.txt?who=python")
@@ -118,8 +121,8 @@ bpfTest("-c matches the process's name, not its thread's; output names both", as
     }).output();
     assert.equal(cc.code, 0, new TextDecoder().decode(cc.stderr));
     await using nginx = await Nginx.start({ "t.txt": "threaded\n" });
-    await using run = await EcapRun.start(["tls", "--json", "-c", "threaded-client"]);
-    await using text = await EcapRun.start(["tls", "-c", "threaded-client"]);
+    await using run = await EcapRun.start(["tls", "--calls", "--json", "-c", "threaded-client"]);
+    await using text = await EcapRun.start(["tls", "--calls", "-c", "threaded-client"]);
     const out = await output([client, String(nginx.port), "/t.txt?thread", "13", "thread"]);
     assert.match(out, /threaded/);
     await waitFor(() => sent(run).includes("/t.txt?thread"), "the threaded client's request");
@@ -145,7 +148,7 @@ bpfTest("--cgroup takes processes in that cgroup (and below) and names the conta
   await Deno.mkdir(`${root}${scope}`, { recursive: true });
   try {
     await using nginx = await Nginx.start({ "g.txt": "by cgroup\n" });
-    await using run = await EcapRun.start(["tls", "--json", "--cgroup", slice]);
+    await using run = await EcapRun.start(["tls", "--calls", "--json", "--cgroup", slice]);
     const inside = [
       "sh",
       "-c",
@@ -170,7 +173,7 @@ bpfTest("--cgroup takes processes in that cgroup (and below) and names the conta
 
 bpfTest("--json events carry cgroup_id, and container null outside one", async () => {
   await using nginx = await Nginx.start({ "j.txt": "json\n" });
-  await using run = await EcapRun.start(["tls", "--json", "-c", "curl"]);
+  await using run = await EcapRun.start(["tls", "--calls", "--json", "-c", "curl"]);
   await output(curlArgs(nginx.url("/j.txt")));
   await waitFor(() => (run.json() as Json[]).length > 0, "an event");
   await run.stop();
@@ -187,7 +190,7 @@ bpfTest("bad filters fail in one line", async () => {
       [["--follow-children"], /--follow-children needs -p PID/],
     ] as [string[], RegExp][]
   ) {
-    await using run = await EcapRun.start(["tls", ...args], { wait: false });
+    await using run = await EcapRun.start(["tls", "--calls", ...args], { wait: false });
     assert.notEqual(await run.wait(), 0);
     assert.match(run.stderr, re);
     assert.equal(run.stderr.trim().split("\n").length, 1, run.stderr);

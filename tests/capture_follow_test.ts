@@ -46,7 +46,7 @@ function curlInNamespace(copy: string, url: string) {
 
 bpfTest("ecap tls captures a curl started 0.1 s after it", async () => {
   await using nginx = await Nginx.start({ "late.txt": "late comer\n" });
-  await using run = await EcapRun.start(["tls", "--json"]);
+  await using run = await EcapRun.start(["tls", "--calls", "--json"]);
   await new Promise((r) => setTimeout(r, 100));
   const t = token();
   const r = await sh("curl", ["-sk", "--http1.1", nginx.url(`/late.txt?${t}`)]);
@@ -63,7 +63,7 @@ bpfTest(
     const copy = await libsslCopy();
     try {
       await using nginx = await Nginx.start({ "ns.txt": "from a namespace\n" });
-      await using run = await EcapRun.start(["tls", "--json", "--debug"]);
+      await using run = await EcapRun.start(["tls", "--calls", "--json", "--debug"]);
       const t = token();
       const r = await curlInNamespace(copy.path, nginx.url(`/ns.txt?${t}`));
       assert.equal(new TextDecoder().decode(r.stdout), "from a namespace\n");
@@ -133,7 +133,7 @@ bpfTest("ecap tls --no-follow leaves a library mapped after start alone", async 
   const copy = await libsslCopy();
   try {
     await using nginx = await Nginx.start({ "n.txt": "not followed\n" });
-    await using run = await EcapRun.start(["tls", "--json", "--no-follow"]);
+    await using run = await EcapRun.start(["tls", "--calls", "--json", "--no-follow"]);
     const r = await curlInNamespace(copy.path, nginx.url("/n.txt?copy"));
     assert.equal(new TextDecoder().decode(r.stdout), "not followed\n");
     await new Promise((res) => setTimeout(res, 300));
@@ -149,7 +149,7 @@ bpfTest("ecap tls --no-follow leaves a library mapped after start alone", async 
 
 bpfTest("ecap tls --list-targets names nginx and its libssl version", async () => {
   await using nginx = await Nginx.start({});
-  await using run = await EcapRun.start(["tls", "--list-targets"], { wait: false });
+  await using run = await EcapRun.start(["tls", "--calls", "--list-targets"], { wait: false });
   assert.equal(await run.wait(), 0, run.stderr);
   const line = run.stdout.split("\n").find((l) => l.includes(`nginx[${nginx.pid}]`));
   assert.ok(line, run.stdout);
@@ -193,7 +193,7 @@ bpfTest(
   "a process held for probing runs on when ecap stalls, and at once when ecap is killed",
   async () => {
     const copies = [await libsslCopy(), await libsslCopy()];
-    await using run = await EcapRun.start(["tls", "--debug"]);
+    await using run = await EcapRun.start(["tls", "--calls", "--debug"]);
     try {
       const guardian = guardianOf(run.pid);
       assert.ok(guardian, "ecap runs a guardian while it follows");
@@ -223,7 +223,7 @@ bpfTest(
 );
 
 bpfTest("the guardian ends with a capture that ends cleanly", async () => {
-  await using run = await EcapRun.start(["tls"]);
+  await using run = await EcapRun.start(["tls", "--calls"]);
   const guardian = guardianOf(run.pid);
   assert.ok(guardian, "ecap runs a guardian while it follows");
   assert.equal(await run.stop(), 0, run.stderr);

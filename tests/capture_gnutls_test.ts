@@ -113,7 +113,7 @@ bpfTest(
     const body = randomBytes(200_000);
     const page = "hello from nginx to gnutls\n";
     await using nginx = await Nginx.start({ "big.bin": body, "index.html": page });
-    await using run = await EcapRun.start(["gnutls", "--json", "--mapsize", "16M"]);
+    await using run = await EcapRun.start(["gnutls", "--calls", "--json", "--mapsize", "16M"]);
     assert.match(run.stderr, /libgnutls\.so\.30: GnuTLS 3\.\d+\.\d+/);
     const v12 = await gnutlsCli(nginx, `/index.html?v12-${crypto.randomUUID()}`, TLS12);
     const v13 = await gnutlsCli(nginx, `/index.html?v13-${crypto.randomUUID()}`, TLS13);
@@ -153,7 +153,7 @@ bpfTest("ecap gnutls -m keylog writes TLS 1.2 and 1.3 keys that let tshark decry
   try {
     await using nginx = await Nginx.start({ "k.txt": "gnutls secret body\n" });
     const keys = `${dir}/keys.log`;
-    await using run = await EcapRun.start(["gnutls", "-m", "keylog", "-k", keys]);
+    await using run = await EcapRun.start(["gnutls", "--calls", "-m", "keylog", "-k", keys]);
     assert.match(run.stderr, /GnuTLS 3\.\d+\.\d+; keys from its keylog hook/);
     await using cap = await TsharkCapture.start(`${dir}/cap.pcapng`, nginx.port);
     const v12 = await gnutlsCli(nginx, "/k.txt?v12", TLS12);
@@ -215,7 +215,15 @@ bpfTest("ecap gnutls follows a libgnutls copy a process maps after it started", 
     await Deno.copyFile(SYSTEM_GNUTLS, `${dir}/libgnutls.so.30`);
     await using nginx = await Nginx.start({ "f.txt": "followed\n" });
     const keys = `${dir}/keys.log`;
-    await using run = await EcapRun.start(["gnutls", "-m", "keylog", "-k", keys, "--debug"]);
+    await using run = await EcapRun.start([
+      "gnutls",
+      "--calls",
+      "-m",
+      "keylog",
+      "-k",
+      keys,
+      "--debug",
+    ]);
     const c = await gnutlsCli(nginx, "/f.txt", TLS13, { LD_LIBRARY_PATH: dir });
     await waitFor(
       async () =>
@@ -236,7 +244,9 @@ bpfTest("ecap gnutls follows a libgnutls copy a process maps after it started", 
 });
 
 bpfTest("ecap gnutls --gnutls /nonexistent fails in one line (exit 4)", async () => {
-  await using run = await EcapRun.start(["gnutls", "--gnutls", "/nonexistent"], { wait: false });
+  await using run = await EcapRun.start(["gnutls", "--calls", "--gnutls", "/nonexistent"], {
+    wait: false,
+  });
   assert.equal(await run.wait(), 4);
   const lines = run.stderr.trimEnd().split("\n");
   assert.equal(lines.length, 1, run.stderr);

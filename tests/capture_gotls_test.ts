@@ -163,8 +163,14 @@ bpfTest(
   async () => {
     const p = await programs();
     await using server = await GoServer.start(p.server);
-    await using srvRun = await EcapRun.start(["gotls", "-e", p.server, "--json"]);
-    await using cliRun = await EcapRun.start(["gotls", "--elfpath", p.strippedClient, "--json"]);
+    await using srvRun = await EcapRun.start(["gotls", "--calls", "-e", p.server, "--json"]);
+    await using cliRun = await EcapRun.start([
+      "gotls",
+      "--calls",
+      "--elfpath",
+      p.strippedClient,
+      "--json",
+    ]);
     assert.match(cliRun.stderr, /stripped, function table found by section/);
     const up = 128 << 10, down = 200 << 10;
     const client = await runClient(p.strippedClient, [
@@ -231,7 +237,16 @@ bpfTest(
       // the captures first: ecap's start gives them time to settle before any traffic
       await using cap13 = await TsharkCapture.start(`${dir}/v13.pcapng`, s13.port);
       await using cap12 = await TsharkCapture.start(`${dir}/v12.pcapng`, s12.port);
-      await using run = await EcapRun.start(["gotls", "-e", p.client, "-m", "keylog", "-k", keys]);
+      await using run = await EcapRun.start([
+        "gotls",
+        "--calls",
+        "-e",
+        p.client,
+        "-m",
+        "keylog",
+        "-k",
+        keys,
+      ]);
       await runClient(p.client, ["-keylog", own, s13.url("/body?n=10&v13"), s13.url("/body?n=5")]);
       await runClient(p.client, ["-keylog", own, s12.url("/body?n=10&v12")]);
       const ownLines = (await Deno.readTextFile(own)).trim().split("\n");
@@ -292,7 +307,7 @@ bpfTest("ecap gotls with no --elfpath captures a Go client started after it", as
   try {
     const late = `${dir}/late-client`;
     await Deno.copyFile(p.client, late);
-    await using run = await EcapRun.start(["gotls", "--json", "--debug"]);
+    await using run = await EcapRun.start(["gotls", "--calls", "--json", "--debug"]);
     assert.match(
       run.stderr,
       new RegExp(`ecap: ${p.server}: Go 1\\.`),
@@ -322,7 +337,9 @@ bpfTest("ecap gotls with no --elfpath captures a Go client started after it", as
 
 bpfTest("ecap gotls -e /nonexistent: one line, exit 4; -e /bin/ls: one line, exit 5", async () => {
   for (const [path, code, what] of [["/nonexistent", 4, /not found/], ["/bin/ls", 5, /not a Go/]]) {
-    await using run = await EcapRun.start(["gotls", "-e", path as string], { wait: false });
+    await using run = await EcapRun.start(["gotls", "--calls", "-e", path as string], {
+      wait: false,
+    });
     assert.equal(await run.wait(), code, run.stderr);
     const lines = run.stderr.trim().split("\n");
     assert.equal(lines.length, 1, run.stderr);

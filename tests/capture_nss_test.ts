@@ -51,7 +51,7 @@ bpfTest(
   async () => {
     const page = "hello from nginx to NSS\n";
     await using nginx = await Nginx.start({ "index.html": page });
-    await using run = await EcapRun.start(["nss", "--json"]);
+    await using run = await EcapRun.start(["nss", "--calls", "--json"]);
     assert.match(run.stderr, /libnspr4\.so: NSPR 4\.\d+, NSS SSL sockets only; no keys/);
     const clients = [
       await tstclnt(nginx, `/index.html?v12-${crypto.randomUUID()}`, "tls1.2:tls1.2"),
@@ -91,7 +91,7 @@ bpfTest("ecap nss follows a libnspr4 copy a process maps after it started", asyn
   try {
     await Deno.copyFile(SYSTEM_NSPR, `${dir}/libnspr4.so`);
     await using nginx = await Nginx.start({ "f.txt": "followed by nss\n" });
-    await using run = await EcapRun.start(["nss", "--json", "--debug"]);
+    await using run = await EcapRun.start(["nss", "--calls", "--json", "--debug"]);
     const c = await tstclnt(nginx, "/f.txt", "tls1.3:tls1.3", { LD_LIBRARY_PATH: dir });
     await waitFor(
       () =>
@@ -115,7 +115,9 @@ bpfTest("ecap nss follows a libnspr4 copy a process maps after it started", asyn
 for (const model of ["keylog", "pcap"]) {
   bpfTest(`ecap nss -m ${model} is refused in one line (exit 5): NSS gives no keys`, async () => {
     const file = model === "keylog" ? ["-k", "/nonexistent/keys"] : ["-w", "/nonexistent/x"];
-    await using run = await EcapRun.start(["nss", "-m", model, ...file], { wait: false });
+    await using run = await EcapRun.start(["nss", "--calls", "-m", model, ...file], {
+      wait: false,
+    });
     assert.equal(await run.wait(), 5);
     const lines = run.stderr.trimEnd().split("\n");
     assert.equal(lines.length, 1, run.stderr);
@@ -124,7 +126,9 @@ for (const model of ["keylog", "pcap"]) {
 }
 
 bpfTest("ecap nss --nss /nonexistent fails in one line (exit 4)", async () => {
-  await using run = await EcapRun.start(["nss", "--nss", "/nonexistent"], { wait: false });
+  await using run = await EcapRun.start(["nss", "--calls", "--nss", "/nonexistent"], {
+    wait: false,
+  });
   assert.equal(await run.wait(), 4);
   const lines = run.stderr.trimEnd().split("\n");
   assert.equal(lines.length, 1, run.stderr);

@@ -125,7 +125,7 @@ for (const jail of ["chroot", "pivot_root"] as const) {
         const argv = jailed(jail, root, [String(nginx.port), path, "13", "wait"]);
         let client: WaitingClient | undefined;
         if (order === "before") client = await WaitingClient.start(argv);
-        await using run = await EcapRun.start(["tls", "--json"]);
+        await using run = await EcapRun.start(["tls", "--calls", "--json"]);
         client ??= await WaitingClient.start(argv);
         await using _ = client;
         // the version is the root's library's, not the host's 3.0
@@ -184,7 +184,16 @@ for (const jail of ["chroot", "pivot_root"] as const) {
       // one client running before ecap, one started after; only theirs are
       // probed (-c), so nginx's copy of the same keys cannot stand in
       await using early = await WaitingClient.start(argv("/k.txt?early"));
-      await using run = await EcapRun.start(["tls", "-m", "keylog", "-k", keys, "-c", "client"]);
+      await using run = await EcapRun.start([
+        "tls",
+        "--calls",
+        "-m",
+        "keylog",
+        "-k",
+        keys,
+        "-c",
+        "client",
+      ]);
       // the early client's library: the host path of the root's copy
       const said = run.stderr.split("\n").filter((l) =>
         new RegExp(`^ecap: (${root}|/proc/\\d+/root)/${LIB}/libssl\\.so\\.3: `).test(l)

@@ -38,7 +38,7 @@ bpfTest(
     try {
       await using nginx = await Nginx.start({ "k.txt": "secret body\n" });
       const keys = `${dir}/keys.log`;
-      await using run = await EcapRun.start(["tls", "-m", "keylog", "-k", keys]);
+      await using run = await EcapRun.start(["tls", "--calls", "-m", "keylog", "-k", keys]);
       await using cap = await TsharkCapture.start(`${dir}/cap.pcapng`, nginx.port);
       await curl(["--http1.1", "--tlsv1.3", nginx.url("/k.txt?v13")]);
       await curl(["--http1.1", "--tls-max", "1.2", nginx.url("/k.txt?v12")]);
@@ -74,7 +74,7 @@ bpfTest("ecap tls -m keylog appends to its file and never repeats a line", async
     await using nginx = await Nginx.start({ "a.txt": "a\n" });
     const keys = `${dir}/keys.log`;
     for (let round = 0; round < 2; round++) {
-      await using run = await EcapRun.start(["tls", "-m", "keylog", "-k", keys]);
+      await using run = await EcapRun.start(["tls", "--calls", "-m", "keylog", "-k", keys]);
       await curl(["--http1.1", "--tls-max", "1.2", nginx.url("/a.txt")]);
       await waitFor(
         async () =>
@@ -174,7 +174,16 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGKILL"] as const) {
     try {
       await using nginx = await Nginx.start({ "s.txt": "signal\n" });
       const out = `${dir}/out.pcapng`;
-      await using run = await EcapRun.start(["tls", "-m", "pcap", "-w", out, "-i", "lo"]);
+      await using run = await EcapRun.start([
+        "tls",
+        "--calls",
+        "-m",
+        "pcap",
+        "-w",
+        out,
+        "-i",
+        "lo",
+      ]);
       await curl(["--http1.1", nginx.url("/s.txt")]);
       if (signal === "SIGKILL") await new Promise((r) => setTimeout(r, 1600)); // flushed each second
       await run.stop(signal);

@@ -48,6 +48,7 @@ print(c.getresponse().read().decode(), end="", flush=True)`,
     // a 64 KiB ring holds a few 16 KiB records: the 1 MiB each way cannot fit
     await using run = await EcapRun.start([
       "tls",
+      "--calls",
       "--json",
       "--mapsize",
       "65536",

@@ -130,7 +130,7 @@ for (const client of CLIENTS) {
   bpfTest(`ecap tls captures node's ${client.name} byte-exact both ways, 0 lost`, async () => {
     const body = `node body ${crypto.randomUUID()}\n`;
     await using nginx = await Nginx.start({ "body.txt": body });
-    await using run = await EcapRun.start(["tls", "--json"]);
+    await using run = await EcapRun.start(["tls", "--calls", "--json"]);
     const token = crypto.randomUUID();
     const r = await node(client.script, [String(nginx.port), String(client.requests), token]);
     assert.equal(r.stdout, body.repeat(client.requests), "what node received");
@@ -175,7 +175,7 @@ for (const client of CLIENTS) {
 
 bpfTest("ecap tls: node's http2 paths are decoded from the captured HPACK", async () => {
   await using nginx = await Nginx.start({ "body.txt": "h2\n" });
-  await using run = await EcapRun.start(["tls"]);
+  await using run = await EcapRun.start(["tls", "--calls"]);
   const token = crypto.randomUUID();
   await node(HTTP2, [String(nginx.port), "3", token]);
   for (let i = 0; i < 3; i++) {

@@ -123,7 +123,7 @@ for (const r of RELEASE_LIST) {
 
       // plaintext, text model
       {
-        await using run = await EcapRun.start(["tls", "--json", "--libssl", lib]);
+        await using run = await EcapRun.start(["tls", "--calls", "--json", "--libssl", lib]);
         await get("/r.txt?plain", "13");
         assert.equal(await run.stop(), 0);
         const text = run.json().map((e) => atob(e.data as string)).join("");
@@ -160,7 +160,16 @@ for (const r of RELEASE_LIST) {
       // lines alone decrypt the requests and responses
       if (r.keylogLines) {
         const keys = `${dir}/keys.log`, cap = `${dir}/cap.pcapng`;
-        await using run = await EcapRun.start(["tls", "-m", "keylog", "-k", keys, "--libssl", lib]);
+        await using run = await EcapRun.start([
+          "tls",
+          "--calls",
+          "-m",
+          "keylog",
+          "-k",
+          keys,
+          "--libssl",
+          lib,
+        ]);
         await using dumper = await TsharkCapture.start(cap, nginx.port);
         await get("/r.txt?k13", "13");
         await get("/r.txt?k12", "12");

@@ -64,7 +64,7 @@ async function capturedUntil(run: EcapRun, marker: string) {
 
 bpfTest("ecap tls captures curl and nginx over HTTP/1.1, both ends, with addresses", async () => {
   await using nginx = await Nginx.start({ "index.html": "hello from nginx\n" });
-  await using run = await EcapRun.start(["tls", "--json"]);
+  await using run = await EcapRun.start(["tls", "--calls", "--json"]);
   const t = token();
   await curl(["--http1.1", nginx.url(`/index.html?${t}`)]);
   await capturedUntil(run, "hello from nginx");
@@ -100,7 +100,7 @@ bpfTest("ecap tls captures a 1 MiB upload and a 1 MiB download byte-exact", asyn
   await using nginx = await Nginx.start({ "big.bin": download });
   const upload = `${nginx.dir}/upload.bin`;
   await Deno.writeFile(upload, big);
-  await using run = await EcapRun.start(["tls", "--json", "--mapsize", "64M"]);
+  await using run = await EcapRun.start(["tls", "--calls", "--json", "--mapsize", "64M"]);
   const up = new Deno.Command("curl", {
     args: ["-sk", "--http1.1", "--data-binary", `@${upload}`, nginx.url("/upload")],
     stdout: "piped",
@@ -125,7 +125,7 @@ bpfTest("ecap tls captures a 1 MiB upload and a 1 MiB download byte-exact", asyn
 
 bpfTest("ecap tls decodes HTTP/2 headers from curl", async () => {
   await using nginx = await Nginx.start({ "h2.txt": "over h2\n" });
-  await using run = await EcapRun.start(["tls", "--json"]);
+  await using run = await EcapRun.start(["tls", "--calls", "--json"]);
   const t = token();
   await curl(["--http2", "-o", "/dev/null", nginx.url(`/h2.txt?${t}`)]);
   await curl(["--http2", nginx.url("/h2.txt")]);
@@ -157,7 +157,7 @@ print(urllib.request.urlopen("${nginx.url(`/py.txt?${t}`)}", context=ctx).read()
   }).spawn();
   // python has loaded libssl (import ssl) once it waits on stdin
   await new Promise((r) => setTimeout(r, 1000));
-  await using run = await EcapRun.start(["tls", "--json", "--pid", String(py.pid)]);
+  await using run = await EcapRun.start(["tls", "--calls", "--json", "--pid", String(py.pid)]);
   await curl(["--http1.1", nginx.url("/py.txt?from-curl")]);
   const w = py.stdin.getWriter();
   await w.write(new TextEncoder().encode("go\n"));
@@ -174,7 +174,7 @@ print(urllib.request.urlopen("${nginx.url(`/py.txt?${t}`)}", context=ctx).read()
 
 bpfTest("ecap tls --libssl /usr/bin/node captures node's statically linked OpenSSL", async () => {
   await using nginx = await Nginx.start({ "node.txt": "node reads this\n" });
-  await using run = await EcapRun.start(["tls", "--json", "--libssl", "/usr/bin/node"]);
+  await using run = await EcapRun.start(["tls", "--calls", "--json", "--libssl", "/usr/bin/node"]);
   assert.match(run.stderr, /\/usr\/bin\/node: OpenSSL \d+\.\d+\.\d+.*linked statically/);
   const t = token();
   const r = await sh("/usr/bin/node", [
@@ -192,7 +192,7 @@ bpfTest("ecap tls --libssl /usr/bin/node captures node's statically linked OpenS
 
 bpfTest("ecap tls text output shows the connection and the HTTP request", async () => {
   await using nginx = await Nginx.start({ "t.txt": "text mode\n" });
-  await using run = await EcapRun.start(["tls"]);
+  await using run = await EcapRun.start(["tls", "--calls"]);
   const t = token();
   await curl(["--http1.1", nginx.url(`/t.txt?${t}`)]);
   await waitFor(() => run.stdout.includes("text mode"), "the response in text output");
@@ -212,7 +212,7 @@ bpfTest("ecap tls text output shows a large binary body once, not a dump per rea
     crypto.getRandomValues(body.subarray(i, i + 65536));
   }
   await using nginx = await Nginx.start({ "big.bin": body });
-  await using run = await EcapRun.start(["tls"]);
+  await using run = await EcapRun.start(["tls", "--calls"]);
   await curl(["--http1.1", "-o", "/dev/null", nginx.url("/big.bin")]);
   await waitFor(() => /200 OK/.test(run.stdout), "the response in text output");
   await run.stop();
@@ -226,12 +226,19 @@ bpfTest("ecap tls text output shows a large binary body once, not a dump per rea
 bpfTest(
   "ecap tls --libssl to a missing file or a file without SSL symbols fails in one line",
   async () => {
-    await using missing = await EcapRun.start(["tls", "--libssl", "/nonexistent/libssl.so"], {
+    await using missing = await EcapRun.start([
+      "tls",
+      "--calls",
+      "--libssl",
+      "/nonexistent/libssl.so",
+    ], {
       wait: false,
     });
     assert.equal(await missing.wait(), 4);
     assert.match(missing.stderr, /^ecap: [^\n]*"\/nonexistent\/libssl.so" not found[^\n]*\n$/);
-    await using nossl = await EcapRun.start(["tls", "--libssl", "/usr/bin/true"], { wait: false });
+    await using nossl = await EcapRun.start(["tls", "--calls", "--libssl", "/usr/bin/true"], {
+      wait: false,
+    });
     assert.equal(await nossl.wait(), 5);
     assert.match(
       nossl.stderr,
@@ -242,7 +249,7 @@ bpfTest(
 
 bpfTest("ecap tls reports IPv6 loopback addresses", async () => {
   await using nginx = await Nginx.start({ "v6.txt": "six\n" });
-  await using run = await EcapRun.start(["tls", "--json"]);
+  await using run = await EcapRun.start(["tls", "--calls", "--json"]);
   await curl(["--http1.1", `https://[::1]:${nginx.port}/v6.txt`]);
   await capturedUntil(run, "six");
   await run.stop();
@@ -264,7 +271,13 @@ bpfTest("ecap tls says when it does not recognise a version, and still captures"
     }
     await Deno.writeFile(`${dir}/libcrypto.so.3`, crypto3);
     await using nginx = await Nginx.start({ "u.txt": "unknown version\n" });
-    await using run = await EcapRun.start(["tls", "--json", "--libssl", `${dir}/libssl.so.3`]);
+    await using run = await EcapRun.start([
+      "tls",
+      "--calls",
+      "--json",
+      "--libssl",
+      `${dir}/libssl.so.3`,
+    ]);
     assert.match(
       run.stderr,
       /libssl\.so\.3: an unrecognised OpenSSL version \(plaintext is still captured\)/,
@@ -299,7 +312,7 @@ for i in range(2):
   }).spawn();
   const reader = py.stdout.getReader();
   assert.equal(new TextDecoder().decode((await reader.read()).value), "kept alive\n");
-  await using run = await EcapRun.start(["tls", "--json", "-p", String(py.pid)]);
+  await using run = await EcapRun.start(["tls", "--calls", "--json", "-p", String(py.pid)]);
   const w = py.stdin.getWriter();
   await w.write(new TextEncoder().encode("\n\n"));
   await w.close();

@@ -114,7 +114,7 @@ bpfTest("ecap stops with one line on a full disk and leaves whole lines", async 
   assert.equal(mounted.code, 0, mounted.stderr);
   try {
     await using nginx = await Nginx.start({ "big.bin": new Uint8Array(512 * 1024).fill(65) });
-    await using run = await EcapRun.start(["tls", "--json", "-o", `${dir}/out.jsonl`]);
+    await using run = await EcapRun.start(["tls", "--calls", "--json", "-o", `${dir}/out.jsonl`]);
     await sh("curl", ["-sk", "--http1.1", "-o", "/dev/null", nginx.url("/big.bin")]);
     const code = await Promise.race([
       run.wait(),
@@ -183,7 +183,7 @@ bpfTest("ecap ends quietly when its reader goes away (ecap bash | head -1)", asy
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   bpfTest(`ecap tls exits within 500 ms of ${signal}, output flushed`, async () => {
     await using nginx = await Nginx.start({ "s.txt": "flushed\n" });
-    await using run = await EcapRun.start(["tls", "--json"]);
+    await using run = await EcapRun.start(["tls", "--calls", "--json"]);
     await sh("curl", ["-sk", "--http1.1", nginx.url("/s.txt")]);
     const t0 = performance.now();
     assert.equal(await run.stop(signal), 0);
@@ -211,7 +211,7 @@ bpfTest(
   "ring buffer overflow is counted per CPU and reported in stderr and --json stats",
   async () => {
     await using nginx = await Nginx.start({ "big.bin": new Uint8Array(1 << 20).fill(66) });
-    await using run = await EcapRun.start(["tls", "--json", "--mapsize", "4096"]);
+    await using run = await EcapRun.start(["tls", "--calls", "--json", "--mapsize", "4096"]);
     const r = await sh("curl", ["-sk", "--http1.1", "-o", "/dev/null", nginx.url("/big.bin")]);
     assert.equal(r.code, 0);
     await new Promise((res) => setTimeout(res, 300));
@@ -243,7 +243,7 @@ bpfTest("ecap -p ends, saying so, when that process exits", async () => {
 
 bpfTest("a target killed mid-connection does not disturb the capture", async () => {
   await using nginx = await Nginx.start({ "big.bin": new Uint8Array(4 << 20).fill(67) });
-  await using run = await EcapRun.start(["tls", "--json"]);
+  await using run = await EcapRun.start(["tls", "--calls", "--json"]);
   const slow = new Deno.Command("curl", {
     args: ["-sk", "--http1.1", "--limit-rate", "200k", "-o", "/dev/null", nginx.url("/big.bin")],
   }).spawn();
@@ -270,16 +270,16 @@ function threadNices(pid: number): number[] {
 
 bpfTest("ecap runs its threads at nice -10 unless --nice says otherwise", async () => {
   {
-    await using run = await EcapRun.start(["tls"]);
+    await using run = await EcapRun.start(["tls", "--calls"]);
     const nices = threadNices(run.pid);
     assert.ok(nices.length > 1 && nices.every((n) => n === -10), `${nices}`);
   }
   {
-    await using run = await EcapRun.start(["tls", "--nice", "-0"]);
+    await using run = await EcapRun.start(["tls", "--calls", "--nice", "-0"]);
     const nices = threadNices(run.pid);
     assert.ok(nices.every((n) => n === 0), `${nices}`);
   }
-  const bad = await EcapRun.start(["tls", "--nice", "-21"], { wait: false });
+  const bad = await EcapRun.start(["tls", "--calls", "--nice", "-21"], { wait: false });
   assert.equal(await bad.wait(), 2);
   assert.match(bad.stderr, /^ecap: Invalid --nice "-21"/);
 });

@@ -709,6 +709,8 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
         }
         if (n === 0 && draining) break;
         const events = this.#decodeBatch(view, n);
+        const due = this.#decoder.tick?.(BigInt(Date.now()) * 1_000_000n);
+        if (due) { for (const ev of due) events.push(ev); }
         this.#events += events.length;
         if (events.length > 0) yield events;
       }

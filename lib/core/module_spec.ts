@@ -193,6 +193,11 @@ export interface RecordDecoder<E> {
   decode(view: DataView, offset: number, length: number): E[];
   /** Events still held when the capture ends. */
   flush(): E[];
+  /**
+   * Events due by time alone (a timeout, a quiet connection), asked after
+   * every poll of the ring, records or not; `nowNs` is wall-clock ns.
+   */
+  tick?(nowNs: bigint): E[];
 }
 
 /** What a decoder needs besides the bytes. */

@@ -13,6 +13,18 @@ import { EcapError } from "../base/errors.ts";
  * @throws {EcapError} If the path is a link, a directory, or cannot be written.
  */
 export function openOutputFile(path: string): Deno.FsFile {
+  const st = checkOutputPath(path);
+  try {
+    return st
+      ? Deno.openSync(path, { append: true })
+      : Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
+  } catch (e) {
+    throw ioError(path, e);
+  }
+}
+
+/** What is at an output path now (undefined: nothing); refuses links and directories. */
+function checkOutputPath(path: string): Deno.FileInfo | undefined {
   let st: Deno.FileInfo | undefined;
   try {
     st = Deno.lstatSync(path);
@@ -31,10 +43,21 @@ export function openOutputFile(path: string): Deno.FsFile {
       hint: "name a file inside it",
     });
   }
+  return st;
+}
+
+/**
+ * Opens a file that a run writes anew (a HAR document): created 0600, or
+ * an existing regular file emptied, as tcpdump -w does; the same refusals
+ * as {@link openOutputFile} (a symbolic link, a directory).
+ */
+export function openReplacedFile(path: string): Deno.FsFile {
+  const st = checkOutputPath(path);
   try {
-    return st
-      ? Deno.openSync(path, { append: true })
-      : Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
+    if (!st) return Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
+    const file = Deno.openSync(path, { write: true, truncate: true });
+    Deno.chmodSync(path, 0o600); // it holds what processes said in the clear
+    return file;
   } catch (e) {
     throw ioError(path, e);
   }

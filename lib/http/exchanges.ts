@@ -25,14 +25,14 @@ export interface Party {
   comm: string;
   /** The process's name, when the thread is named otherwise. */
   process?: string;
+  tid?: number;
+  uid?: number;
+  cgroupId?: number;
 }
 
 /** A captured read or write call, as the exchange assembler needs it. */
-export interface CallRecord {
+export interface CallRecord extends Party {
   timeNs: bigint;
-  pid: number;
-  comm: string;
-  process?: string;
   /** The connection within its process ("pid:object"). */
   conn: string;
   local: Endpoint | null;
@@ -161,6 +161,17 @@ interface ConnState {
   lastSeen: bigint;
 }
 
+function partyOf(p: Party): Party {
+  return {
+    pid: p.pid,
+    comm: p.comm,
+    process: p.process,
+    tid: p.tid,
+    uid: p.uid,
+    cgroupId: p.cgroupId,
+  };
+}
+
 function addrKey(e: Endpoint | null): string {
   return e === null ? "?" : `${e.addr}:${e.port}`;
 }
@@ -237,10 +248,12 @@ export class ExchangeAssembler {
   /** Takes one call; returns what it completed. */
   push(call: CallRecord): ExchangeItem[] {
     const out: ExchangeItem[] = [];
-    let c = this.#conns.get(call.conn);
+    // a library reuses a freed connection object for a new socket: another connection
+    const id = `${call.conn}|${addrKey(call.local)}|${addrKey(call.remote)}`;
+    let c = this.#conns.get(id);
     if (c === undefined) {
       c = { queue: [], streams: new Map(), count: 0, started: {}, blockParts: [], lastSeen: 0n };
-      this.#conns.set(call.conn, c);
+      this.#conns.set(id, c);
     }
     c.lastSeen = call.timeNs;
     if (call.protocol === "raw" || (call.protocol === "unknown" && !call.inHttp)) {
@@ -248,7 +261,7 @@ export class ExchangeAssembler {
       return out;
     }
     this.#flushBlock(c, out);
-    const party: Party = { pid: call.pid, comm: call.comm, process: call.process };
+    const party = partyOf(call);
     const role = call.role ?? "client";
     const clientAddr = role === "client" ? call.local : call.remote;
     const serverAddr = role === "client" ? call.remote : call.local;
@@ -258,8 +271,8 @@ export class ExchangeAssembler {
       sides.add(role);
       this.#sides.set(pairKey, sides);
     }
-    // the first call of a message: its first byte's time
-    c.started[call.direction] ??= call.timeNs;
+    // the first call of an HTTP/1 message: its first byte's time
+    if (call.protocol === "http1") c.started[call.direction] ??= call.timeNs;
     for (const view of call.http) {
       if (view.protocol === "http1") {
         const m = view.message;
@@ -403,7 +416,7 @@ export class ExchangeAssembler {
     if (c.block === undefined) {
       c.block = {
         kind: "stream",
-        party: { pid: call.pid, comm: call.comm, process: call.process },
+        party: partyOf(call),
         conn: call.conn,
         local: call.local,
         remote: call.remote,

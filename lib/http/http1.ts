@@ -38,7 +38,7 @@ export interface Http1MessageHead {
 export interface Http1Message extends Http1MessageHead {
   /** Trailer fields of a chunked body, if any. */
   trailers?: [string, string][];
-  /** Body: de-chunked and, for gzip/deflate, decompressed (see `contentEncoding`). */
+  /** Body: de-chunked and, for gzip, deflate, br and zstd, decompressed (see `contentEncoding`). */
   body: Uint8Array;
   /** Body octets as framed on the wire, after de-chunking and before decompression. */
   rawBodyLength: number;
@@ -60,7 +60,7 @@ export interface Http1ParserOptions {
   maxBodyBytes?: number;
   /** Cap on a header (or trailer) block. Default 256 KiB. */
   maxHeaderBytes?: number;
-  /** Decompress gzip/deflate bodies; default true. */
+  /** Decompress gzip, deflate, br and zstd bodies; default true. */
   decodeBody?: boolean;
   /**
    * Called once per final (non-1xx) response to get the method of the request
@@ -160,8 +160,9 @@ export async function loadZlib(): Promise<void> {
 }
 
 /**
- * Undoes gzip/deflate content codings (listed in the order applied) with
- * output capped at `maxBytes`; stops at the first coding it cannot undo.
+ * Undoes gzip, deflate, br and zstd content codings (listed in the order
+ * applied) with output capped at `maxBytes`; stops at the first coding it
+ * cannot undo.
  */
 export function decodeContent(
   body: Uint8Array,
@@ -177,7 +178,8 @@ export function decodeContent(
   if (!zlib) {
     return { body, contentEncoding: left.join(", "), decodeError: "node:zlib not loaded" };
   }
-  const { gunzipSync, inflateRawSync, inflateSync } = zlib;
+  const { brotliDecompressSync, gunzipSync, inflateRawSync, inflateSync, zstdDecompressSync } =
+    zlib;
   let data = body;
   const opts = { maxOutputLength: Math.max(1, maxBytes) };
   while (left.length > 0) {
@@ -193,6 +195,10 @@ export function decodeContent(
         } catch {
           out = inflateRawSync(data, opts);
         }
+      } else if (coding === "br") {
+        out = brotliDecompressSync(data, opts);
+      } else if (coding === "zstd") {
+        out = zstdDecompressSync(data, opts);
       } else {
         break;
       }

@@ -46,7 +46,7 @@ export interface Http2MessageEvent {
   streamId: number;
   /** Request or final response headers; empty when they predate the capture. */
   headers: HeaderField[];
-  /** Concatenated DATA, decompressed for gzip/deflate content-encoding. */
+  /** Concatenated DATA, decompressed for gzip, deflate, br and zstd content-encoding. */
   body: Uint8Array;
   trailers?: HeaderField[];
   /** Body octets as sent, before decompression. */
@@ -100,7 +100,7 @@ export interface Http2ConnectionOptions {
   maxHeaderBlockBytes?: number;
   /** Open streams tracked; the oldest is dropped beyond. Default 1000. */
   maxStreams?: number;
-  /** Decompress gzip/deflate message bodies; default true. */
+  /** Decompress gzip, deflate, br and zstd message bodies; default true. */
   decodeBody?: boolean;
 }
 

@@ -254,6 +254,8 @@ export function tlsFamilyDecoder<M extends string>(
         http,
         inHttp,
         outOfStep,
+        protocol,
+        role: c.conversation.role,
       }];
     },
     flush() {

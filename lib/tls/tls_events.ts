@@ -1,12 +1,13 @@
 /**
  * What the TLS modules (tls, gnutls, nss, gotls) report: their options and
- * their events (a call's plaintext, a handshake's secrets, a packet).
+ * their events (an HTTP exchange, a block of other bytes; with `calls`, each
+ * read or write call; a handshake's secrets, a packet).
  * @module
  */
 import type { CommonOptions, EventBase } from "../core/module_spec.ts";
 import type { FilterNode } from "../pcap/packet_filter.ts";
-import type { Endpoint } from "../http/exchanges.ts";
-import type { HttpView } from "../http/http_stream.ts";
+import type { Endpoint, HttpExchange, StreamBlock } from "../http/exchanges.ts";
+import type { ConversationRole, HttpView } from "../http/http_stream.ts";
 
 export type { Endpoint };
 
@@ -24,6 +25,12 @@ export interface TlsFamilyOptions extends CommonOptions {
   interfaces?: string[];
   /** -m pcap: packets to keep. */
   filter?: FilterNode;
+  /** Report each read/write call instead of HTTP exchanges (--calls). */
+  calls?: boolean;
+  /** A request without a response is reported incomplete after this (seconds; default 30). */
+  exchangeTimeout?: number;
+  /** --har: the HAR 1.2 file exchanges are written to. */
+  harFile?: string;
 }
 
 /** Bytes one read or write call of the TLS library moved (`-m text`). */
@@ -58,6 +65,10 @@ export interface TlsDataEvent<M extends string = string> extends EventBase {
    * frame still in progress when `http` is empty), not unknown bytes.
    */
   inHttp: boolean;
+  /** The connection's protocol as sniffed so far. */
+  protocol: "unknown" | "http1" | "http2" | "raw";
+  /** The process's end of the connection, once known. */
+  role?: ConversationRole;
   /**
    * HTTP bytes not decoded: this direction lost bytes and is looking for the
    * next message start (HTTP/1), or lost them for good (HTTP/2).
@@ -98,7 +109,23 @@ export interface TlsPacketEvent<M extends string = string> extends EventBase {
 export type TlsFamilyEvent<M extends string = string> =
   | TlsDataEvent<M>
   | TlsSecretEvent<M>
-  | TlsPacketEvent<M>;
+  | TlsPacketEvent<M>
+  | TlsExchangeEvent<M>
+  | TlsStreamEvent<M>;
+
+/**
+ * An HTTP request and its response (the default view of the text model):
+ * pid, comm and time are the client's (the server's when only it was
+ * captured) and the request's first byte.
+ */
+export interface TlsExchangeEvent<M extends string = string> extends EventBase, HttpExchange {
+  module: M;
+}
+
+/** Consecutive bytes of one direction of a connection that is not HTTP. */
+export interface TlsStreamEvent<M extends string = string> extends EventBase, StreamBlock {
+  module: M;
+}
 
 /** An address as the kernel keeps it (family, 16 bytes, port) for people. */
 export function formatAddr(family: number, bytes: Uint8Array, port: number): Endpoint | null {

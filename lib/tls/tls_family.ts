@@ -23,6 +23,9 @@ import { type FilterNode, kernelFilter, parseFilter } from "../pcap/packet_filte
 import { type CaptureInterface, PcapSink } from "../pcap/pcap_sink.ts";
 import type { TlsFamilyEvent, TlsFamilyOptions } from "./tls_events.ts";
 import { tlsFamilyDecoder } from "./tls_decoder.ts";
+import { exchangeDecoder } from "./tls_exchanges.ts";
+import { HarFile } from "./har_sink.ts";
+import denoJson from "../../deno.json" with { type: "json" };
 import { formatSecret, formatTlsEvent, tlsEventJSON } from "./tls_format.ts";
 
 const DEFAULT_MAX_CALL = 1 << 20;
@@ -39,6 +42,20 @@ function parseBytes(v: string | boolean | undefined): number | undefined {
   }
   return n;
 }
+
+function parseTimeout(v: string | boolean | undefined): number | undefined {
+  if (v === undefined || typeof v === "boolean") return undefined;
+  const n = Number(v);
+  if (!/^\d+(\.\d+)?$/.test(v) || !(n > 0)) {
+    throw new EcapError(`Invalid --exchange-timeout "${v}": expected seconds such as 30`, {
+      kind: "usage",
+    });
+  }
+  return n;
+}
+
+/** ecap's version, for the HAR creator. */
+const VERSION = denoJson.version;
 
 const MODELS = ["text", "pcap", "pcapng", "keylog", "key"];
 /** Probes for -m text only. */
@@ -96,6 +113,18 @@ const FAMILY_OPTIONS: readonly OptionSpec[] = [
   },
   { name: "hex", type: "boolean", help: "show payloads as hex dumps (text)" },
   {
+    name: "calls",
+    type: "boolean",
+    help: "one event per read/write call instead of one per HTTP exchange (text)",
+  },
+  {
+    name: "exchange-timeout",
+    type: "string",
+    arg: "S",
+    help: "report a request with no response after S seconds, marked incomplete (default 30)",
+  },
+  { name: "har", type: "string", arg: "FILE", help: "also write the exchanges to FILE as HAR 1.2" },
+  {
     name: "max-call-bytes",
     type: "string",
     arg: "BYTES",
@@ -143,9 +172,21 @@ function parseFamilyOptions(
       });
     }
   }
+  const har = typeof v.har === "string" ? v.har : undefined;
+  if (har !== undefined && model !== "text") {
+    throw new EcapError(`--har needs the text model (plaintext), not -m ${asked}`, {
+      kind: "usage",
+    });
+  }
+  if (har !== undefined && v.calls === true) {
+    throw new EcapError("--har writes exchanges: it cannot go with --calls", { kind: "usage" });
+  }
   return {
     model,
     hex: v.hex === true,
+    calls: v.calls === true,
+    exchangeTimeout: parseTimeout(v["exchange-timeout"]),
+    harFile: har,
     maxCallBytes: parseBytes(v["max-call-bytes"]),
     keylogFile: typeof v.keylogfile === "string" ? v.keylogfile : undefined,
     pcapFile: typeof v.pcapfile === "string" ? v.pcapfile : undefined,
@@ -208,12 +249,18 @@ export function tlsFamily<O extends TlsFamilyOptions, M extends string>(
       if (k?.host6) g.pkt_host6_set = bool(true), g.pkt_host6 = k.host6;
       return g;
     },
-    decoder: (ctx) => tlsFamilyDecoder(name, ctx),
+    decoder(ctx, opts) {
+      const calls = tlsFamilyDecoder(name, ctx);
+      // keylog and pcap carry no plaintext; --calls asks for the calls themselves
+      if (opts.calls || (opts.model ?? "text") !== "text") return calls;
+      return exchangeDecoder(name, calls, opts.exchangeTimeout);
+    },
     createSink(opts) {
       if (opts.model === "keylog") return keylogSink<M>(opts.keylogFile!);
       if (opts.model === "pcap") {
         return pcapSink<M>(opts.pcapFile!, findInterfaces(opts.interfaces ?? []), opts.filter);
       }
+      if (opts.harFile !== undefined) return harSink<M>(opts.harFile, opts);
       return undefined;
     },
     format: formatTlsEvent,
@@ -284,6 +331,36 @@ function pcapSink<M extends string>(
     close() {
       sink.close();
       return `${sink.packets} packets, ${sink.secretLines} key log lines written to ${path}`;
+    },
+  };
+}
+
+/** --har: exchanges to a HAR file; the text output stays as it is. */
+function harSink<M extends string>(
+  path: string,
+  opts: TlsFamilyOptions,
+): EventSink<TlsFamilyEvent<M>> {
+  const har = new HarFile(path, VERSION);
+  let last = 0;
+  return {
+    write(batch) {
+      let text = "";
+      for (const ev of batch) {
+        if (ev.kind === "http") har.add(ev);
+        const t = formatTlsEvent(ev, opts);
+        if (t) text += t + "\n";
+      }
+      return text;
+    },
+    tick() {
+      // the file is a whole document again at most a second after an exchange
+      if (Date.now() - last < 1000) return;
+      last = Date.now();
+      har.flush();
+    },
+    close() {
+      har.close();
+      return `${har.entries} exchanges written to ${path} (HAR)`;
     },
   };
 }

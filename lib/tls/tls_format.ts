@@ -5,13 +5,20 @@
 import { formatTime } from "../base/format.ts";
 import { hexdump, printableText, toBase64 } from "../base/hexdump.ts";
 import { formatHttpView } from "../http/http_stream.ts";
-import type { EventBase } from "../core/module_spec.ts";
-import type { Endpoint, TlsFamilyEvent, TlsFamilyOptions, TlsSecretEvent } from "./tls_events.ts";
-
-function endpoint(e: Endpoint | null): string {
-  if (!e) return "?";
-  return e.addr.includes(":") ? `[${e.addr}]:${e.port}` : `${e.addr}:${e.port}`;
-}
+import {
+  exchangeJSON,
+  formatEndpoint as endpoint,
+  formatExchange,
+  formatParty as who,
+  formatSize,
+  JSON_SCHEMA,
+} from "../http/exchange_format.ts";
+import type {
+  TlsFamilyEvent,
+  TlsFamilyOptions,
+  TlsSecretEvent,
+  TlsStreamEvent,
+} from "./tls_events.ts";
 
 /** Bytes in JSON: text when they are text, else { base64 }. */
 function jsonValue(v: unknown): unknown {
@@ -23,15 +30,12 @@ function jsonValue(v: unknown): unknown {
   return v;
 }
 
-/** "comm[pid]", or "process[pid]/thread" for a thread named otherwise. */
-function who(ev: EventBase): string {
-  return ev.process === undefined ? `${ev.comm}[${ev.pid}]` : `${ev.process}[${ev.pid}]/${ev.comm}`;
-}
-
 /** The text line(s) of a TLS event. */
 export function formatTlsEvent(ev: TlsFamilyEvent, opts: TlsFamilyOptions): string {
   if (ev.kind === "secret") return ev.complete ? formatSecret(ev) : "";
   if (ev.kind === "packet") return "";
+  if (ev.kind === "http") return formatExchange(ev);
+  if (ev.kind === "stream") return formatStream(ev, opts);
   const dir = ev.direction === "write" ? "->" : "<-";
   const notes = (ev.truncated ? ` (cut: ${ev.total} moved)` : "") +
     (ev.gap ? " (after lost records)" : "") + (ev.incomplete ? " (parts lost)" : "");
@@ -50,7 +54,9 @@ export function formatTlsEvent(ev: TlsFamilyEvent, opts: TlsFamilyOptions): stri
 
 /** The --json object of a TLS event; secrets never appear in it. */
 export function tlsEventJSON(ev: TlsFamilyEvent): Record<string, unknown> {
+  if (ev.kind === "http") return { module: ev.module, ...exchangeJSON(ev) };
   const base = {
+    schema: JSON_SCHEMA,
     module: ev.module,
     kind: ev.kind,
     time: formatTime(ev.timeNs, true),
@@ -65,13 +71,23 @@ export function tlsEventJSON(ev: TlsFamilyEvent): Record<string, unknown> {
     comm: ev.comm,
     process: ev.process ?? ev.comm,
     conn: ev.conn,
-    fd: ev.fd,
+    fd: ev.kind === "stream" ? undefined : ev.fd,
     local: ev.local,
     remote: ev.remote,
   };
   if (ev.kind === "secret") {
     // secrets go to the key log file only, never to stdout
     return { ...base, ...owner, version: ev.version, client_random: ev.clientRandom };
+  }
+  if (ev.kind === "stream") {
+    return {
+      ...base,
+      ...owner,
+      direction: ev.direction,
+      length: ev.data.length,
+      calls: ev.calls,
+      data: toBase64(ev.data),
+    };
   }
   return {
     ...base,
@@ -95,4 +111,15 @@ export function formatSecret(ev: TlsSecretEvent): string {
   return `${formatTime(ev.timeNs)} ${who(ev)}${conn} ${ev.version} keys for client random ${
     ev.clientRandom.slice(0, 16)
   }...`;
+}
+
+/** Consecutive bytes of one direction of a connection that is not HTTP. */
+function formatStream(ev: TlsStreamEvent, opts: TlsFamilyOptions): string {
+  const dir = ev.direction === "write" ? "->" : "<-";
+  const calls = ev.calls > 1 ? ` in ${ev.calls} calls` : "";
+  const head = `${formatTime(ev.timeNs)} ${who(ev)} ${endpoint(ev.local)} ${dir} ${
+    endpoint(ev.remote)
+  } ${ev.direction.toUpperCase()} ${formatSize(ev.data.length)}${calls}`;
+  const text = opts.hex ? undefined : printableText(ev.data);
+  return `${head}\n${text ?? hexdump(ev.data)}`;
 }

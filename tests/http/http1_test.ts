@@ -202,13 +202,35 @@ Deno.test("Http1Parser.push() truncates bodies beyond maxBodyBytes and keeps cou
   assert.equal(ms[1].status, 204);
 });
 
-Deno.test("Http1Parser.push() leaves br bodies encoded and reports a gzip bomb", () => {
-  const [br] = parse(
-    bytes("HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 3\r\n\r\nabc"),
+Deno.test("Http1Parser.push() decodes br and zstd bodies made by brotli(1) and zstd(1)", async () => {
+  const text = "brotli and zstandard, ".repeat(200);
+  for (const [coding, argv] of [["br", ["brotli", "-c"]], ["zstd", ["zstd", "-c", "-q"]]]) {
+    const p = new Deno.Command(argv[0], { args: argv.slice(1), stdin: "piped", stdout: "piped" })
+      .spawn();
+    const w = p.stdin.getWriter();
+    await w.write(new TextEncoder().encode(text));
+    await w.close();
+    const encoded = (await p.output()).stdout;
+    const [m] = parse(
+      cat(
+        `HTTP/1.1 200 OK\r\nContent-Encoding: ${coding}\r\nContent-Length: ${encoded.length}\r\n\r\n`,
+        encoded,
+      ),
+    );
+    assert.equal(m.contentEncoding, undefined, coding);
+    assert.equal(m.decodeError, undefined, coding);
+    assert.equal(dec.decode(m.body), text, coding);
+    assert.equal(m.rawBodyLength, encoded.length);
+  }
+});
+
+Deno.test("Http1Parser.push() leaves unknown codings encoded and reports a gzip bomb", () => {
+  const [compress] = parse(
+    bytes("HTTP/1.1 200 OK\r\nContent-Encoding: compress\r\nContent-Length: 3\r\n\r\nabc"),
   );
-  assert.equal(br.contentEncoding, "br");
-  assert.equal(dec.decode(br.body), "abc");
-  assert.equal(br.decodeError, undefined);
+  assert.equal(compress.contentEncoding, "compress");
+  assert.equal(dec.decode(compress.body), "abc");
+  assert.equal(compress.decodeError, undefined);
 
   const bomb = gzipSync(new Uint8Array(1 << 20));
   const [m] = parse(

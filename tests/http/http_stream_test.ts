@@ -215,9 +215,9 @@ Deno.test("formatHttpView() notes encoded, truncated and long bodies", () => {
   c.push("out", bytes("GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"));
   const [br] = c.push(
     "in",
-    bytes("HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 3\r\n\r\nabc"),
+    bytes("HTTP/1.1 200 OK\r\nContent-Encoding: compress\r\nContent-Length: 3\r\n\r\nabc"),
   );
-  assert.match(formatHttpView(br), /\[3 bytes br-encoded body\]$/);
+  assert.match(formatHttpView(br), /\[3 bytes compress-encoded body\]$/);
   const [big] = c.push(
     "in",
     bytes(`HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n${"y".repeat(20)}`),
