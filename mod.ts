@@ -22,10 +22,19 @@ export type {
   Endpoint,
   TlsDataEvent,
   TlsEvent,
+  TlsExchangeEvent,
   TlsOptions,
   TlsPacketEvent,
   TlsSecretEvent,
+  TlsStreamEvent,
 } from "./lib/modules/tls.ts";
+export type {
+  ExchangeTimings,
+  HttpExchange,
+  HttpMessage,
+  Party,
+  StreamBlock,
+} from "./lib/http/exchanges.ts";
 export type { ZshEnd, ZshEvent, ZshOptions } from "./lib/modules/zsh.ts";
 export type { MysqldCommand, MysqldEvent, MysqldOptions } from "./lib/modules/mysqld.ts";
 export type { PostgresEvent, PostgresOptions } from "./lib/modules/postgres.ts";
@@ -65,6 +74,22 @@ export type ModuleName = keyof ModuleOptions;
  * rather than page-faulted in again; payloads of one batch share a buffer
  * (`data.buffer`), so copy one you keep for long. The CLI also lowers its
  * nice value (--nice); a library caller decides that for itself.
+ *
+ * @example HTTPS requests slower than 200 ms, from any process (exchanges: the default)
+ * ```ts ignore
+ * await using cap = await capture("tls", {});
+ * for await (const ev of cap) {
+ *   if (ev.kind !== "http" || ev.timings.responseEnd === undefined) continue;
+ *   const ms = Number(ev.timings.responseEnd - ev.timings.requestStart) / 1e6;
+ *   if (ms > 200) console.log(`${ms.toFixed(0)} ms ${ev.request?.method} ${ev.request?.path}`);
+ * }
+ * ```
+ *
+ * @example Each SSL_read/SSL_write call of one process, as it happens
+ * ```ts ignore
+ * await using cap = await capture("tls", { pid: 4242, calls: true });
+ * for await (const ev of cap) if (ev.kind === "data") console.log(ev.direction, ev.data.length);
+ * ```
  *
  * @example Commands that failed in bash, for ten seconds
  * ```ts ignore

@@ -35,10 +35,12 @@ import {
 import { PACKET_PROBES, SECRET_MODELS, TEXT_MODEL, tlsFamily } from "../tls/tls_family.ts";
 import type {
   TlsDataEvent as DataEvent,
+  TlsExchangeEvent as ExchangeEvent,
   TlsFamilyEvent,
   TlsFamilyOptions,
   TlsPacketEvent as PacketEvent,
   TlsSecretEvent as SecretEvent,
+  TlsStreamEvent as StreamEvent,
 } from "../tls/tls_events.ts";
 
 export type { Endpoint } from "../tls/tls_events.ts";
@@ -54,7 +56,11 @@ export interface TlsOptions extends TlsFamilyOptions {
   dataKeys?: boolean;
 }
 
-/** Bytes one SSL_read or SSL_write call moved (`-m text`). */
+/** An HTTP request and its response (`-m text`, the default view). */
+export type TlsExchangeEvent = ExchangeEvent<"tls">;
+/** Consecutive bytes of a connection that is not HTTP (`-m text`). */
+export type TlsStreamEvent = StreamEvent<"tls">;
+/** Bytes one SSL_read or SSL_write call moved (`-m text` with `calls: true`). */
 export type TlsDataEvent = DataEvent<"tls">;
 /** A completed handshake's secrets (`-m keylog`, `-m pcap`). */
 export type TlsSecretEvent = SecretEvent<"tls">;
