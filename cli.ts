@@ -323,9 +323,19 @@ async function run(p: Parsed): Promise<number> {
   const file = p.output ? openOutputFile(p.output) : undefined;
   const out = new OutputSink(file ?? Deno.stdout, p.output ?? "stdout");
   const started = performance.now();
-  const cap = await Capture.start(p.spec, p.opts, {
-    log: p.debug ? (line) => console.error(`ecap: ${line}`) : undefined,
-  });
+  // a sink's files are opened (or refused, in one line) before anything loads
+  const sink = p.spec.createSink?.(p.opts);
+  let cap: Capture<EventBase>;
+  try {
+    cap = await Capture.start(p.spec, p.opts, {
+      log: p.debug ? (line) => console.error(`ecap: ${line}`) : undefined,
+    });
+  } catch (e) {
+    try {
+      sink?.close();
+    } catch { /* the capture's own failure is the one to tell */ }
+    throw e;
+  }
   if (p.nice !== 0) setOwnNice(p.nice);
   const cgroups = new CgroupNames();
   const stop = () => cap.stop();
@@ -350,7 +360,6 @@ async function run(p: Parsed): Promise<number> {
     } ms; Ctrl-C to stop`,
   );
   let failure: unknown;
-  const sink = p.spec.createSink?.(p.opts);
   const ticker = sink && setInterval(() => {
     try {
       sink.tick();

@@ -21,8 +21,14 @@ export class Nginx implements AsyncDisposable {
     return this.#child.pid;
   }
 
-  /** Starts nginx; `files` are served from its root (name → content). */
-  static async start(files: Record<string, string | Uint8Array> = {}): Promise<Nginx> {
+  /**
+   * Starts nginx; `files` are served from its root (name → content), and
+   * `locations` is more configuration for its server block.
+   */
+  static async start(
+    files: Record<string, string | Uint8Array> = {},
+    locations = "",
+  ): Promise<Nginx> {
     const dir = await Deno.makeTempDir({ prefix: "ecap-nginx-" });
     await Deno.chmod(dir, 0o755); // workers run as www-data
     const www = `${dir}/www`;
@@ -75,6 +81,7 @@ http {
       client_body_buffer_size 16m;
       return 200 "uploaded\\n";
     }
+    ${locations}
   }
 }
 `,

@@ -8,6 +8,7 @@ import { hexdump, toBase64 } from "../base/hexdump.ts";
 import {
   durationMs,
   type Endpoint,
+  exchangeMs,
   type HttpExchange,
   type HttpMessage,
   type Party,
@@ -67,7 +68,7 @@ export function exchangeSummary(x: HttpExchange): string {
     ? "(no response)"
     : "?";
   const sizes = `${formatSize(rq?.bodySize ?? 0)} / ${formatSize(rs?.bodySize ?? 0)}`;
-  const took = formatMs(durationMs(x.timings.requestStart, x.timings.responseEnd));
+  const took = formatMs(exchangeMs(x.timings));
   const notes = x.incomplete ? " [incomplete]" : "";
   return `${formatTime(x.timings.requestStart)} ${client} -> ${server} ${what} -> ${answer}, ` +
     `${sizes}, ${took}${x.protocol === "HTTP/2" ? " (h2)" : ""}${notes}`;
@@ -170,7 +171,7 @@ export function exchangeJSON(x: HttpExchange): Record<string, unknown> {
       request_end: iso(t.requestEnd),
       response_start: iso(t.responseStart),
       response_end: iso(t.responseEnd),
-      duration_ms: durationMs(t.requestStart, t.responseEnd),
+      duration_ms: exchangeMs(t),
       wait_ms: durationMs(t.requestEnd, t.responseStart),
     },
     incomplete: x.incomplete,

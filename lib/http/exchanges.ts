@@ -155,6 +155,8 @@ interface ConnState {
   count: number;
   /** Start of the message in progress per direction (its first call), if any. */
   started: { read?: bigint; write?: bigint };
+  /** HTTP/1: a response complete before its request was. */
+  early?: { message: HttpMessage; start: bigint; end: bigint };
   /** Raw bytes gathered for the current block. */
   block?: StreamBlock;
   blockParts: Uint8Array[];
@@ -271,6 +273,8 @@ export class ExchangeAssembler {
       sides.add(role);
       this.#sides.set(pairKey, sides);
     }
+    // the direction requests go in this process's calls
+    const requestWay = role === "client" ? "write" : "read";
     // the first call of an HTTP/1 message: its first byte's time
     if (call.protocol === "http1") c.started[call.direction] ??= call.timeNs;
     for (const view of call.http) {
@@ -280,7 +284,7 @@ export class ExchangeAssembler {
         const start = c.started[call.direction] ?? call.timeNs;
         if (m.kind === "request") {
           c.count++;
-          c.queue.push({
+          const p: Pending = {
             exchange: {
               kind: "http",
               protocol: m.version === "HTTP/1.0" ? "HTTP/1.0" : "HTTP/1.1",
@@ -293,11 +297,27 @@ export class ExchangeAssembler {
             },
             seq: c.count,
             touched: call.timeNs,
-          });
+          };
+          const early = c.early;
+          if (early === undefined) {
+            c.queue.push(p);
+          } else {
+            // its response came first (a server answering before the body ended)
+            c.early = undefined;
+            const x = p.exchange;
+            x.response = early.message;
+            x.timings.responseStart = early.start;
+            x.timings.responseEnd = early.end;
+            x.incomplete ||= early.message.incomplete;
+            this.#complete(x, pairKey, p.seq, role, call.timeNs, out);
+          }
         } else if (
           m.status !== undefined && m.status >= 100 && m.status < 200 && m.status !== 101
         ) {
           continue; // 100 Continue and friends: the final response follows
+        } else if (c.queue.length === 0 && c.started[requestWay] !== undefined) {
+          // the request is still being sent: the response waits for it
+          c.early = { message: msg, start, end: call.timeNs };
         } else {
           const p = c.queue.shift() ?? {
             // a response to a request sent before the capture started
@@ -510,4 +530,14 @@ function merge(a: HttpExchange, b: HttpExchange): HttpExchange {
 export function durationMs(from: bigint | undefined, to: bigint | undefined): number | undefined {
   if (from === undefined || to === undefined) return undefined;
   return Number(to - from) / 1e6;
+}
+
+/**
+ * An exchange's duration: from the request's first byte to the last byte
+ * either way (a server may answer before the request's body has all gone).
+ */
+export function exchangeMs(t: ExchangeTimings): number | undefined {
+  const ends = [t.requestEnd, t.responseEnd].filter((x): x is bigint => x !== undefined);
+  if (t.responseEnd === undefined || ends.length === 0) return undefined;
+  return durationMs(t.requestStart, ends.reduce((a, b) => (a > b ? a : b)));
 }

@@ -204,7 +204,8 @@ Deno.test("Http1Parser.push() truncates bodies beyond maxBodyBytes and keeps cou
 
 Deno.test("Http1Parser.push() decodes br and zstd bodies made by brotli(1) and zstd(1)", async () => {
   const text = "brotli and zstandard, ".repeat(200);
-  for (const [coding, argv] of [["br", ["brotli", "-c"]], ["zstd", ["zstd", "-c", "-q"]]]) {
+  const coders: [string, string[]][] = [["br", ["brotli", "-c"]], ["zstd", ["zstd", "-c", "-q"]]];
+  for (const [coding, argv] of coders) {
     const p = new Deno.Command(argv[0], { args: argv.slice(1), stdin: "piped", stdout: "piped" })
       .spawn();
     const w = p.stdin.getWriter();
