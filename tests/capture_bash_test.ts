@@ -273,7 +273,12 @@ Deno.test("deno task capture without privileges or a build cache says so, exit 3
       ],
       cwd: new URL("..", import.meta.url).pathname,
       clearEnv: true, // no ECAP_DEPS either
-      env: { HOME: home, PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+      env: {
+        HOME: home,
+        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+        // Deno's own cache stays: what is missing is ecap's
+        DENO_DIR: Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME") ?? "/root"}/.cache/deno`,
+      },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

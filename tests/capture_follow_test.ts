@@ -92,7 +92,7 @@ bpfTest("a library probed on demand is shared, then released with its last proce
   try {
     await using nginx = await Nginx.start({ "s.txt": "shared\n" });
     const logs: string[] = [];
-    await using cap = await Capture.start(tls, { model: "text", follow: true }, {
+    await using cap = await Capture.start(tls, { model: "text", calls: true, follow: true }, {
       log: (l) => logs.push(l),
     });
     const events: TlsEvent[] = [];

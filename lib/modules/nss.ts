@@ -76,6 +76,23 @@ async function fileTarget(path: string, _opts: NssOptions): Promise<FileTarget> 
   return { note: `${version ? `NSPR ${version}` : "NSPR"}, NSS SSL sockets only; ${NO_KEYS}` };
 }
 
+/** -m keylog and -m pcap need keys, which NSS does not give ecap. */
+function refuseKeys(opts: NssOptions) {
+  if (opts.model === "keylog" || opts.model === "pcap") {
+    throw new EcapError(`ecap nss cannot write -m ${opts.model}: ${NO_KEYS}`, {
+      kind: "unsupported",
+      hint: "use -m text",
+    });
+  }
+}
+
+const family = tlsFamily<NssOptions, "nss">("nss", [{
+  name: "nss",
+  type: "string",
+  arg: "PATH",
+  help: "libnspr4.so to probe (default: every libnspr4 in use)",
+}], (v) => ({ nss: typeof v.nss === "string" ? v.nss : undefined }));
+
 const library: TlsLibraryModule<NssOptions> = {
   role: LIB,
   what: "NSPR",
@@ -101,19 +118,14 @@ export const nss: ModuleSpec<NssOptions, NssEvent> = {
     ]),
     rawTracepoint("raw_tp_sys_enter", "sys_enter"),
   ],
-  ...tlsFamily<NssOptions, "nss">("nss", [{
-    name: "nss",
-    type: "string",
-    arg: "PATH",
-    help: "libnspr4.so to probe (default: every libnspr4 in use)",
-  }], (v) => ({ nss: typeof v.nss === "string" ? v.nss : undefined })),
+  ...family,
+  // refused before a key log or pcapng file is made, and before anything loads
+  createSink(opts) {
+    refuseKeys(opts);
+    return family.createSink!(opts);
+  },
   targets(opts) {
-    if (opts.model === "keylog" || opts.model === "pcap") {
-      throw new EcapError(`ecap nss cannot write -m ${opts.model}: ${NO_KEYS}`, {
-        kind: "unsupported",
-        hint: "use -m text",
-      });
-    }
+    refuseKeys(opts);
     return libraryTargets(library, opts);
   },
   follow: (opts) => followLibrary(library, opts),
