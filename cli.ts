@@ -4,6 +4,10 @@
  */
 import { parseArgs } from "node:util";
 import { Capture } from "./lib/core/capture.ts";
+import { CaptureGroup, type RunningCapture } from "./lib/core/capture_group.ts";
+import { startTls } from "./lib/modules/tls_all.ts";
+import { TLS_LIBS } from "./lib/tls/tls_libs.ts";
+import type { TlsOptions } from "./lib/modules/tls.ts";
 import { EcapError, EXIT_CODES } from "./lib/base/errors.ts";
 import type {
   CommonOptions,
@@ -325,11 +329,13 @@ async function run(p: Parsed): Promise<number> {
   const started = performance.now();
   // a sink's files are opened (or refused, in one line) before anything loads
   const sink = p.spec.createSink?.(p.opts);
-  let cap: Capture<EventBase>;
+  let cap: RunningCapture<EventBase>;
+  const hooks = { log: p.debug ? (line: string) => console.error(`ecap: ${line}`) : undefined };
   try {
-    cap = await Capture.start(p.spec, p.opts, {
-      log: p.debug ? (line) => console.error(`ecap: ${line}`) : undefined,
-    });
+    // ecap tls: every TLS library family at once (lib/modules/tls_all.ts)
+    cap = p.spec.name === "tls"
+      ? await startTls(p.opts as TlsOptions, hooks)
+      : await Capture.start(p.spec, p.opts, hooks);
   } catch (e) {
     try {
       sink?.close();
@@ -353,9 +359,17 @@ async function run(p: Parsed): Promise<number> {
     cap.stop();
   }, 200);
   for (const note of cap.notes) console.error(`ecap: ${note}`);
-  const where = [...new Set(cap.probes.map((x) => x.where.split(":")[0]))].join(", ");
+  const probed = (c: RunningCapture<EventBase>) =>
+    `${c.probes.length} probes on ${
+      [...new Set(c.probes.map((x) => x.where.split(":")[0]))].join(", ")
+    }`;
+  const family = (module: string) =>
+    Object.values(TLS_LIBS).find((l) => l.module === module)?.what ?? module;
+  const what = cap instanceof CaptureGroup
+    ? cap.captures.map((c) => `${family(c.module)}: ${probed(c)}`).join("; ")
+    : probed(cap);
   console.error(
-    `ecap: capturing ${p.spec.name} (${cap.probes.length} probes on ${where}) after ${
+    `ecap: capturing ${p.spec.name} (${what}) after ${
       Math.round(performance.now() - started)
     } ms; Ctrl-C to stop`,
   );

@@ -8,6 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+// a dev dependency of this test alone: deno.json's imports stay empty for the product
+// deno-lint-ignore no-import-prefix
 import hv from "npm:har-validator@5.1.5";
 import { bpfTest, EcapRun, sh, waitFor } from "./_helpers.ts";
 import { freePort, Nginx } from "./_nginx.ts";

@@ -174,6 +174,10 @@ function partyOf(p: Party): Party {
   };
 }
 
+function isLoopback(e: Endpoint): boolean {
+  return e.addr.startsWith("127.") || e.addr === "::1" || e.addr.startsWith("::ffff:127.");
+}
+
 function addrKey(e: Endpoint | null): string {
   return e === null ? "?" : `${e.addr}:${e.port}`;
 }
@@ -422,7 +426,13 @@ export class ExchangeAssembler {
     }
     const sides = this.#sides.get(pairKey);
     const otherSide = role === "client" ? "server" : "client";
-    if (x.clientAddr !== null && x.serverAddr !== null && sides?.has(otherSide)) {
+    // the other end may be captured but not read yet (another capture's
+    // ring): wait for it when it is on this machine for sure (loopback)
+    const peer = role === "client" ? x.serverAddr : x.clientAddr;
+    if (
+      x.clientAddr !== null && x.serverAddr !== null &&
+      (sides?.has(otherSide) || (peer !== null && isLoopback(peer)))
+    ) {
       this.#held.set(key, { exchange: x, until: now + this.#pair });
       return;
     }

@@ -33,6 +33,7 @@ import {
   type TlsLibraryModule,
 } from "../tls/tls_targets.ts";
 import { PACKET_PROBES, SECRET_MODELS, TEXT_MODEL, tlsFamily } from "../tls/tls_family.ts";
+import { parseLibs, TLS_LIBS, type TlsLib } from "../tls/tls_libs.ts";
 import type {
   TlsDataEvent as DataEvent,
   TlsExchangeEvent as ExchangeEvent,
@@ -54,6 +55,14 @@ export interface TlsOptions extends TlsFamilyOptions {
    * library, not only in programs with OpenSSL linked in (see dataKeys).
    */
   dataKeys?: boolean;
+  /** The library families to probe (command line: all of them unless narrowed). */
+  libs?: TlsLib[];
+  /** A libgnutls.so (the gnutls family). */
+  gnutls?: string;
+  /** A libnspr4.so (the nss family). */
+  nss?: string;
+  /** A Go program (the go family). */
+  elfpath?: string;
 }
 
 /** An HTTP request and its response (`-m text`, the default view). */
@@ -198,9 +207,36 @@ export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
     type: "boolean",
     help: "keylog/pcap: read keys at every SSL_read/SSL_write too, for programs on a shared " +
       "libssl that never call SSL_do_handshake/SSL_connect/SSL_accept (a probe per call)",
+  }, {
+    name: "lib",
+    type: "string",
+    arg: "LIBS",
+    help: `library families to probe, comma-separated: ${
+      Object.keys(TLS_LIBS).join(", ")
+    } (default: every one found, or the one a path below names)`,
+  }, {
+    name: "gnutls",
+    type: "string",
+    arg: "PATH",
+    help: "libgnutls.so to probe (the gnutls family)",
+  }, {
+    name: "nss",
+    type: "string",
+    arg: "PATH",
+    help: "libnspr4.so to probe (the nss family)",
+  }, {
+    name: "elfpath",
+    short: "e",
+    type: "string",
+    arg: "PATH",
+    help: "a Go program to probe (the go family)",
   }], (v) => ({
     libssl: typeof v.libssl === "string" ? v.libssl : undefined,
     dataKeys: v["data-keys"] === true,
+    libs: parseLibs(v.lib),
+    gnutls: typeof v.gnutls === "string" ? v.gnutls : undefined,
+    nss: typeof v.nss === "string" ? v.nss : undefined,
+    elfpath: typeof v.elfpath === "string" ? v.elfpath : undefined,
   })),
   targets: (opts) => libraryTargets(library, opts),
   follow: (opts) => followLibrary(library, opts),

@@ -6,7 +6,7 @@
  */
 import type { CommonOptions, EventBase } from "../core/module_spec.ts";
 import type { FilterNode } from "../pcap/packet_filter.ts";
-import type { Endpoint, HttpExchange, StreamBlock } from "../http/exchanges.ts";
+import type { Endpoint, ExchangeAssembler, HttpExchange, StreamBlock } from "../http/exchanges.ts";
 import type { ConversationRole, HttpView } from "../http/http_stream.ts";
 
 export type { Endpoint };
@@ -31,6 +31,11 @@ export interface TlsFamilyOptions extends CommonOptions {
   exchangeTimeout?: number;
   /** --har: the HAR 1.2 file exchanges are written to. */
   harFile?: string;
+  /**
+   * Where calls become exchanges, when several captures share one (ecap
+   * tls's families: a connection between two of them is one exchange).
+   */
+  exchanges?: ExchangeAssembler;
 }
 
 /** Bytes one read or write call of the TLS library moved (`-m text`). */

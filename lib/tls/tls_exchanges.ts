@@ -16,10 +16,10 @@ export function exchangeDecoder<M extends string>(
   name: M,
   calls: RecordDecoder<TlsFamilyEvent<M>>,
   timeoutSeconds = DEFAULT_EXCHANGE_TIMEOUT,
+  // several captures may share one (ecap tls's families: curl to a GnuTLS
+  // server is one exchange)
+  assembler = newAssembler(timeoutSeconds),
 ): RecordDecoder<TlsFamilyEvent<M>> {
-  const assembler = new ExchangeAssembler({
-    timeoutNs: BigInt(Math.round(timeoutSeconds * 1000)) * 1_000_000n,
-  });
   const events = (items: ExchangeItem[]): TlsFamilyEvent<M>[] => items.map((x) => toEvent(name, x));
   return {
     decode(view, offset, length) {
@@ -66,4 +66,11 @@ function toEvent<M extends string>(name: M, x: ExchangeItem): TlsFamilyEvent<M> 
     process: p.process,
     cgroupId: p.cgroupId,
   };
+}
+
+/** An assembler with --exchange-timeout's seconds. */
+export function newAssembler(timeoutSeconds = DEFAULT_EXCHANGE_TIMEOUT): ExchangeAssembler {
+  return new ExchangeAssembler({
+    timeoutNs: BigInt(Math.round(timeoutSeconds * 1000)) * 1_000_000n,
+  });
 }

@@ -253,7 +253,7 @@ export function tlsFamily<O extends TlsFamilyOptions, M extends string>(
       const calls = tlsFamilyDecoder(name, ctx);
       // keylog and pcap carry no plaintext; --calls asks for the calls themselves
       if (opts.calls || (opts.model ?? "text") !== "text") return calls;
-      return exchangeDecoder(name, calls, opts.exchangeTimeout);
+      return exchangeDecoder(name, calls, opts.exchangeTimeout, opts.exchanges);
     },
     createSink(opts) {
       if (opts.model === "keylog") return keylogSink<M>(opts.keylogFile!);

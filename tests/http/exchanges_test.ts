@@ -48,8 +48,10 @@ class End {
   }
 }
 
-const CLIENT = { addr: "127.0.0.1", port: 40000 };
-const SERVER = { addr: "127.0.0.1", port: 8443 };
+// documentation addresses (RFC 5737): no traffic, and not loopback, where
+// an exchange waits for the other end's view
+const CLIENT = { addr: "192.0.2.10", port: 40000 };
+const SERVER = { addr: "192.0.2.20", port: 8443 };
 const REQUEST = "GET /a?x=1 HTTP/1.1\r\nHost: example\r\n\r\n";
 const RESPONSE = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
 
@@ -202,4 +204,18 @@ Deno.test("ExchangeAssembler gathers bytes that are not HTTP into blocks per dir
   const [reads] = a.tick(ms(211)) as StreamBlock[];
   assert.equal(new TextDecoder().decode(reads.data), "250 OK\r\n");
   assert.equal(reads.direction, "read");
+});
+
+Deno.test("ExchangeAssembler waits for the other end of a loopback connection", () => {
+  // the two ends may be read from two rings, the server's first
+  const a = new ExchangeAssembler({ pairNs: ms(1000) });
+  const c = { addr: "127.0.0.1", port: 40000 }, s = { addr: "127.0.0.1", port: 8443 };
+  const nginx = new End(20, "nginx", s, c);
+  const curl = new End(10, "curl", c, s);
+  a.push(nginx.call(101, "read", REQUEST));
+  assert.deepEqual(a.push(nginx.call(110, "write", RESPONSE)), [], "held: the client may come");
+  a.push(curl.call(100, "write", REQUEST));
+  const [x] = http(a.push(curl.call(111, "read", RESPONSE)));
+  assert.equal(x.client?.comm, "curl");
+  assert.equal(x.server?.comm, "nginx");
 });

@@ -1,0 +1,85 @@
+/**
+ * Several captures run as one: their batches merged as they come, their
+ * counters added up, one stop and one dispose. `ecap tls` runs one capture
+ * per TLS library family (OpenSSL, GnuTLS, NSS, Go) this way.
+ * @module
+ */
+import type { AttachedProbe, Capture, CaptureStats } from "./capture.ts";
+import type { EventBase } from "./module_spec.ts";
+
+/** What the command line needs of a running capture, one or several. */
+export interface RunningCapture<E extends EventBase> extends AsyncDisposable {
+  readonly notes: readonly string[];
+  readonly probes: readonly AttachedProbe[];
+  batches(): AsyncGenerator<E[]>;
+  stop(): void;
+  stats(): CaptureStats;
+  allowedPids(): number[];
+}
+
+/** Captures started together, read as one stream of batches. */
+export class CaptureGroup<E extends EventBase> implements RunningCapture<E> {
+  readonly captures: readonly Capture<E>[];
+  readonly notes: readonly string[];
+
+  constructor(captures: readonly Capture<E>[], notes: readonly string[] = []) {
+    this.captures = captures;
+    this.notes = [...notes, ...captures.flatMap((c) => c.notes)];
+  }
+
+  get probes(): readonly AttachedProbe[] {
+    return this.captures.flatMap((c) => c.probes);
+  }
+
+  /** Batches of every capture, each as soon as it is there; ends when all have. */
+  async *batches(): AsyncGenerator<E[]> {
+    type Next = { i: number; r: IteratorResult<E[]> };
+    const its = this.captures.map((c) => c.batches());
+    const pending = new Map<number, Promise<Next>>();
+    const pull = (i: number) => pending.set(i, its[i].next().then((r) => ({ i, r })));
+    its.forEach((_, i) => pull(i));
+    try {
+      while (pending.size > 0) {
+        const { i, r } = await Promise.race(pending.values());
+        if (r.done) {
+          pending.delete(i);
+          continue;
+        }
+        pull(i);
+        yield r.value;
+      }
+    } finally {
+      // a consumer that stops early ends every capture's loop
+      for (const c of this.captures) c.stop();
+      await Promise.allSettled(its.map((it) => it.return(undefined)));
+    }
+  }
+
+  stop() {
+    for (const c of this.captures) c.stop();
+  }
+
+  /** The captures' counters added up (per CPU too). */
+  stats(): CaptureStats {
+    const all = this.captures.map((c) => c.stats());
+    const sum = (f: (s: CaptureStats) => number) => all.reduce((a, s) => a + f(s), 0);
+    const cpus = Math.max(0, ...all.map((s) => s.lostPerCpu.length));
+    return {
+      records: sum((s) => s.records),
+      lostPerCpu: Array.from({ length: cpus }, (_, i) => sum((s) => s.lostPerCpu[i] ?? 0)),
+      unfollowed: sum((s) => s.unfollowed),
+      lost: sum((s) => s.lost),
+      truncated: sum((s) => s.truncated),
+      malformed: sum((s) => s.malformed),
+      events: sum((s) => s.events),
+    };
+  }
+
+  allowedPids(): number[] {
+    return [...new Set(this.captures.flatMap((c) => c.allowedPids()))];
+  }
+
+  async [Symbol.asyncDispose]() {
+    await Promise.allSettled(this.captures.map((c) => c[Symbol.asyncDispose]()));
+  }
+}

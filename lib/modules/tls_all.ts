@@ -1,0 +1,78 @@
+/**
+ * `ecap tls` across every TLS library family at once: OpenSSL/BoringSSL,
+ * GnuTLS, NSS and Go's crypto/tls, each its own capture (its object loads
+ * on its own worker thread, in parallel with the others'), read as one.
+ * `--lib` narrows it; a library path (`--libssl`, `--gnutls`, `--nss`,
+ * `-e`) alone picks its family. A family with nothing to probe on this
+ * machine is named at start and the others capture.
+ * @module
+ */
+import { EcapError } from "../base/errors.ts";
+import { Capture, type CaptureHooks } from "../core/capture.ts";
+import { CaptureGroup, type RunningCapture } from "../core/capture_group.ts";
+import type { CommonOptions, EventBase, ModuleSpec } from "../core/module_spec.ts";
+import type { TlsFamilyEvent } from "../tls/tls_events.ts";
+import { TLS_LIBS, type TlsLib } from "../tls/tls_libs.ts";
+import { newAssembler } from "../tls/tls_exchanges.ts";
+import type { TlsOptions } from "./tls.ts";
+import { loadModule } from "./index.ts";
+
+type AnySpec = ModuleSpec<CommonOptions, EventBase>;
+
+/** The families a tls capture with these options probes. */
+export function tlsLibsOf(opts: TlsOptions): TlsLib[] {
+  if (opts.libs) return opts.libs;
+  const named = (Object.keys(TLS_LIBS) as TlsLib[]).filter((l) =>
+    (opts as Record<string, unknown>)[TLS_LIBS[l].pathOption] !== undefined
+  );
+  return named.length > 0 ? named : Object.keys(TLS_LIBS) as TlsLib[];
+}
+
+/**
+ * Starts the families' captures; one family alone is a plain capture.
+ * Throws the first failure that is not "nothing to probe", or, when no
+ * family has anything, the first family's.
+ */
+export async function startTls(
+  opts: TlsOptions,
+  hooks: CaptureHooks = {},
+): Promise<RunningCapture<TlsFamilyEvent>> {
+  const libs = tlsLibsOf(opts);
+  const specs = await Promise.all(libs.map((l) => loadModule(TLS_LIBS[l].module)!));
+  if (libs.length === 1) {
+    return await Capture.start(specs[0], opts, hooks) as Capture<TlsFamilyEvent>;
+  }
+  // one family writes packets (-m pcap); the others give keys only
+  const packets = opts.model === "pcap" ? libs[0] : undefined;
+  // one exchange for a connection between two families (curl to a GnuTLS server)
+  opts = { ...opts, exchanges: opts.exchanges ?? newAssembler(opts.exchangeTimeout) };
+  const notes: string[] = [];
+  const started = await Promise.allSettled(libs.map((lib, i) => {
+    const what = TLS_LIBS[lib].what;
+    if (lib === "nss" && (opts.model === "keylog" || opts.model === "pcap")) {
+      notes.push(`${what}: no keys (NSS writes its key log only itself): not probed`);
+      return Promise.resolve(undefined);
+    }
+    const model = packets !== undefined && lib !== packets ? "keylog" : opts.model;
+    return Capture.start(specs[i] as AnySpec, { ...opts, model }, hooks);
+  }));
+  const captures: Capture<TlsFamilyEvent>[] = [];
+  let failure: unknown;
+  let missing: unknown;
+  started.forEach((s, i) => {
+    const what = TLS_LIBS[libs[i]].what;
+    if (s.status === "fulfilled") {
+      if (s.value) captures.push(s.value as unknown as Capture<TlsFamilyEvent>);
+    } else if (s.reason instanceof EcapError && s.reason.kind === "not-found") {
+      notes.push(`${what}: nothing to probe (${s.reason.message})`);
+      missing ??= s.reason;
+    } else {
+      failure ??= s.reason;
+    }
+  });
+  if (failure !== undefined || captures.length === 0) {
+    await Promise.allSettled(captures.map((c) => c[Symbol.asyncDispose]()));
+    throw failure ?? missing;
+  }
+  return new CaptureGroup(captures, notes);
+}
