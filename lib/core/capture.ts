@@ -362,6 +362,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
       for (const pid of pids) handle.updateMap("allowed_pids", u32(pid), new Uint8Array([1]));
       for (const e of targets.mapEntries ?? []) handle.updateMap(e.map, e.key, e.value);
       const cap = new Capture(spec.name, handle, decoder, [], targets.notes);
+      liveCaptures.add(cap);
       cap.#log = hooks.log;
       cap.#attachPid = attachPid;
       cap.#pidFilter = pids.length > 0;
@@ -502,6 +503,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
   }
 
   #queueWatch(rec: WatchRecord) {
+    if (rec.stopped) holdProcess(rec.pid);
     const p: Promise<void> = this.#onWatch(rec).catch((e) => {
       if (!this.#closed) this.#log?.(`follow: ${(e as Error).message}`);
     }).finally(() => this.#handlers.delete(p));
@@ -548,10 +550,8 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
       }
     } finally {
       if (rec.stopped) {
-        try {
-          Deno.kill(rec.pid, "SIGCONT");
-        } catch { /* it is gone */ }
         if (!this.#closed) this.#handle.deleteMapEntry("held_tgids", u32(rec.pid));
+        await releaseProcess(rec.pid);
       }
     }
   }
@@ -747,6 +747,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
 
   #close() {
     if (this.#closed) return;
+    liveCaptures.delete(this);
     for (const f of this.#files.values()) clearTimeout(f.releaseTimer);
     try {
       this.#final = this.stats();
@@ -765,6 +766,39 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     await this.settled();
     this.#close();
   }
+}
+
+/**
+ * Processes held (stopped at an exec or a mapping) by this process's
+ * captures, and by how many. Several captures (ecap tls's families) may
+ * hold one process at once; it runs on when the last is done with it.
+ */
+const holds = new Map<number, number>();
+const liveCaptures = new Set<Capture<EventBase>>();
+/**
+ * How long a process is still held once the captures that had its record
+ * are done, when others run too: theirs may still be on its way.
+ */
+const SIBLING_GRACE_MS = 60;
+
+function holdProcess(pid: number) {
+  holds.set(pid, (holds.get(pid) ?? 0) + 1);
+}
+
+async function releaseProcess(pid: number) {
+  const left = (holds.get(pid) ?? 1) - 1;
+  if (left > 0) {
+    holds.set(pid, left);
+    return;
+  }
+  holds.delete(pid);
+  if (liveCaptures.size > 1) {
+    await new Promise((r) => setTimeout(r, SIBLING_GRACE_MS));
+    if (holds.has(pid)) return; // another capture took it up meanwhile
+  }
+  try {
+    Deno.kill(pid, "SIGCONT");
+  } catch { /* it is gone */ }
 }
 
 type PlannedProbe =
