@@ -6,10 +6,15 @@
  */
 import { type BenchOptions, Ecap, exists, fmt, median, type Row } from "./_util.ts";
 
+const LIBSSL = ["/usr/lib/x86_64-linux-gnu/libssl.so.3", "/usr/lib/aarch64-linux-gnu/libssl.so.3"];
+
+/** Each command line timed, and the files one of which must exist for it to run. */
 const MODULES: [string, string[]][] = [
   ["bash", ["/usr/bin/bash", "/bin/bash"]],
   ["zsh", ["/usr/bin/zsh", "/bin/zsh"]],
-  ["tls", ["/usr/lib/x86_64-linux-gnu/libssl.so.3", "/usr/lib/aarch64-linux-gnu/libssl.so.3"]],
+  // every TLS library family at once (the default), and OpenSSL alone
+  ["tls", LIBSSL],
+  ["tls --lib openssl", LIBSSL],
   ["mysqld", ["/usr/sbin/mariadbd", "/usr/sbin/mysqld"]],
   ["postgres", ["/usr/lib/postgresql/15/bin/postgres", "/usr/lib/postgresql/16/bin/postgres"]],
 ];
@@ -26,7 +31,7 @@ export async function runStartup(o: BenchOptions, peakRss: number): Promise<Row[
     }
     const times: number[] = [];
     for (let i = 0; i <= reps; i++) {
-      const e = await Ecap.start([mod]);
+      const e = await Ecap.start(mod.split(" "));
       await e.stop();
       if (i > 0) times.push(e.startupMs); // the first launch warms Deno's caches
     }
