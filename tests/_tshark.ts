@@ -131,3 +131,20 @@ export async function stopAfterKeys(
   await new Promise((r) => setTimeout(r, 500));
   await cap.stop();
 }
+
+/**
+ * Waits until the key log file keys holds n TLS 1.3 handshakes (their
+ * CLIENT_TRAFFIC_SECRET_0 lines), then stops cap half a second later.
+ */
+export async function stopAfterHandshakes(
+  keys: string,
+  cap: TsharkCapture,
+  n: number,
+): Promise<void> {
+  await waitFor(async () => {
+    const t = await Deno.readTextFile(keys).catch(() => "");
+    return t.split("CLIENT_TRAFFIC_SECRET_0").length - 1 === n;
+  }, `${n} handshakes' keys`);
+  await new Promise((r) => setTimeout(r, 500));
+  await cap.stop();
+}

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { bpfTest, EcapRun, sh, waitFor } from "./_helpers.ts";
 import { Nginx } from "./_nginx.ts";
 import { programs, runClient } from "./_go.ts";
-import { httpRequestUris, TsharkCapture } from "./_tshark.ts";
+import { httpRequestUris, stopAfterHandshakes, TsharkCapture } from "./_tshark.ts";
 
 type Exchange = {
   kind: string;
@@ -136,12 +136,7 @@ bpfTest("ecap tls -m keylog writes the keys of GnuTLS and Go clients into one fi
       await requestFile(nginx, "/k.txt?gnutls"),
     );
     await runClient(go.client, [nginx.url("/k.txt?go")]);
-    await waitFor(async () => {
-      const text = await Deno.readTextFile(keys).catch(() => "");
-      return text.split("CLIENT_TRAFFIC_SECRET_0").length - 1 === 2;
-    }, "both clients' keys");
-    await new Promise((r) => setTimeout(r, 500));
-    await cap.stop();
+    await stopAfterHandshakes(keys, cap, 2);
     assert.equal(await ecap.stop(), 0);
     assert.match(ecap.stderr, /2 handshakes/);
     const uris = await httpRequestUris(`${dir}/cap.pcapng`, keys);

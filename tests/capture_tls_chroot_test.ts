@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { bpfTest, EcapRun, sh, waitFor } from "./_helpers.ts";
 import { Nginx } from "./_nginx.ts";
-import { httpRequestUris, TsharkCapture } from "./_tshark.ts";
+import { httpRequestUris, stopAfterHandshakes, TsharkCapture } from "./_tshark.ts";
 
 const HOME = Deno.env.get("HOME") ?? "/root";
 const RELEASES = Deno.env.get("ECAP_OPENSSL_RELEASES") ?? `${HOME}/.cache/ecap/openssl-releases-v1`;
@@ -204,12 +204,7 @@ for (const jail of ["chroot", "pivot_root"] as const) {
       await early.go();
       await using late = await WaitingClient.start(argv("/k.txt?late"));
       await late.go();
-      await waitFor(async () => {
-        const t = await Deno.readTextFile(keys).catch(() => "");
-        return t.split("CLIENT_TRAFFIC_SECRET_0").length - 1 === 2;
-      }, "both handshakes' keys");
-      await new Promise((r) => setTimeout(r, 500));
-      await cap.stop();
+      await stopAfterHandshakes(keys, cap, 2);
       assert.equal(await run.stop(), 0);
       assert.match(run.stderr, /2 handshakes/);
       const uris = await httpRequestUris(`${dir}/cap.pcapng`, keys);

@@ -40,25 +40,13 @@ export function exchangeDecoder<M extends string>(
 
 /** An exchange or block as an event: who and when are its first party's and first byte's. */
 function toEvent<M extends string>(name: M, x: ExchangeItem): TlsFamilyEvent<M> {
-  if (x.kind === "stream") {
-    const p = x.party;
-    return {
-      ...x,
-      module: name,
-      timeNs: x.startNs,
-      pid: p.pid,
-      tid: p.tid ?? p.pid,
-      uid: p.uid ?? 0,
-      comm: p.comm,
-      process: p.process,
-      cgroupId: p.cgroupId,
-    };
-  }
-  const p = x.client ?? x.server!;
+  const [p, timeNs] = x.kind === "stream"
+    ? [x.party, x.startNs]
+    : [(x.client ?? x.server)!, x.timings.requestStart];
   return {
     ...x,
     module: name,
-    timeNs: x.timings.requestStart,
+    timeNs,
     pid: p.pid,
     tid: p.tid ?? p.pid,
     uid: p.uid ?? 0,
