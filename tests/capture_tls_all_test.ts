@@ -102,7 +102,11 @@ urllib.request.urlopen("${
     assert.equal(await ecap.stop(), 0);
     for (const [who, comm] of clients) {
       const mine = exchanges().filter((x) => x.request?.path === path(who));
-      assert.equal(mine.length, 1, `${who}: one exchange, both ends in it`);
+      assert.equal(
+        mine.length,
+        1,
+        `${who}: one exchange, both ends in it: ${JSON.stringify(mine)}`,
+      );
       const x = mine[0];
       assert.equal(x.request?.method, "GET");
       assert.equal(x.response?.status, 200);

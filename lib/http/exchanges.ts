@@ -161,6 +161,8 @@ interface ConnState {
   block?: StreamBlock;
   blockParts: Uint8Array[];
   lastSeen: bigint;
+  /** "local|remote" once the socket is known, else "". */
+  addrs: string;
 }
 
 function partyOf(p: Party): Party {
@@ -254,13 +256,24 @@ export class ExchangeAssembler {
   /** Takes one call; returns what it completed. */
   push(call: CallRecord): ExchangeItem[] {
     const out: ExchangeItem[] = [];
-    // a library reuses a freed connection object for a new socket: another connection
-    const id = `${call.conn}|${addrKey(call.local)}|${addrKey(call.remote)}`;
-    let c = this.#conns.get(id);
-    if (c === undefined) {
-      c = { queue: [], streams: new Map(), count: 0, started: {}, blockParts: [], lastSeen: 0n };
-      this.#conns.set(id, c);
+    const addrs = call.local && call.remote ? `${addrKey(call.local)}|${addrKey(call.remote)}` : "";
+    let c = this.#conns.get(call.conn);
+    // a library reuses a freed connection object for a new socket: another
+    // connection (a socket learnt late is the same one)
+    if (c === undefined || (c.addrs !== "" && addrs !== "" && c.addrs !== addrs)) {
+      if (c !== undefined) this.#flushBlock(c, out);
+      c = {
+        queue: [],
+        streams: new Map(),
+        count: 0,
+        started: {},
+        blockParts: [],
+        lastSeen: 0n,
+        addrs,
+      };
+      this.#conns.set(call.conn, c);
     }
+    if (c.addrs === "") c.addrs = addrs;
     c.lastSeen = call.timeNs;
     if (call.protocol === "raw" || (call.protocol === "unknown" && !call.inHttp)) {
       this.#raw(c, call, out);

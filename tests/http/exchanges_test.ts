@@ -219,3 +219,20 @@ Deno.test("ExchangeAssembler waits for the other end of a loopback connection", 
   assert.equal(x.client?.comm, "curl");
   assert.equal(x.server?.comm, "nginx");
 });
+
+Deno.test("ExchangeAssembler keeps a connection whose socket is learnt late, not one reused", () => {
+  const a = new ExchangeAssembler();
+  const unknown = new End(10, "go", null, null, "10:c0ffee");
+  const known = new End(10, "go", CLIENT, SERVER, "10:c0ffee");
+  known.conversation = unknown.conversation; // one connection, its socket learnt at the second call
+  a.push(unknown.call(100, "write", REQUEST));
+  const [x] = http(a.push(known.call(110, "read", RESPONSE)));
+  assert.equal(x.request?.path, "/a?x=1");
+  assert.equal(x.response?.status, 200);
+  assert.equal(x.incomplete, false);
+  // the same object later on another socket is another connection
+  const reused = new End(10, "go", { addr: "192.0.2.10", port: 40001 }, SERVER, "10:c0ffee");
+  assert.deepEqual(http(a.push(reused.call(200, "read", RESPONSE))).map((y) => y.request), [
+    undefined,
+  ]);
+});
