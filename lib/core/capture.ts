@@ -21,8 +21,25 @@ import type {
 import { bool, u32 } from "./module_spec.ts";
 import { resolveCgroup } from "../binary/cgroup.ts";
 import { mappedPath } from "../binary/proc_maps.ts";
-import { headerReader, readCString, RecordError, type RecordHeader } from "./record_header.ts";
-import { locateSymbol } from "./targets.ts";
+import { RecordError } from "./record_header.ts";
+import { groupMulti, type MultiProbe, type PlannedProbe, planProbes } from "./probe_plan.ts";
+import {
+  fileKeyBytes,
+  fileKeyOf,
+  holdProcess,
+  IGNORE,
+  liveCaptures,
+  pidExists,
+  PINNED,
+  PROBED,
+  releaseProcess,
+  STOP,
+  WATCH_GONE,
+  WATCH_NAME_LEN,
+  WATCH_USES,
+  watchReader,
+  type WatchRecord,
+} from "./watch.ts";
 
 /**
  * Bytes copied out of the ring per FFI call: at least the largest record
@@ -89,12 +106,6 @@ export interface CaptureHooks {
   log?: (line: string) => void;
 }
 
-/** Values of watch_files (enum watch_state in kern/ecap.h). */
-const IGNORE = 1, PINNED = 2, PROBED = 3, STOP = 4;
-/** enum watch_what. */
-const WATCH_USES = 2, WATCH_GONE = 4;
-const WATCH_NAME_LEN = 32;
-
 /** A file probed for the follow role, and who maps it. */
 interface ProbedFile {
   /** "kdev:ino", the kernel's view. */
@@ -115,84 +126,6 @@ interface ProbedFile {
 
 /** How long a file with no process left stays probed (see #releaseLater). */
 const RELEASE_GRACE_MS = 200;
-
-/** A struct ecap_watch record. */
-interface WatchRecord extends RecordHeader {
-  what: number;
-  ino: number;
-  dev: number;
-  fd: number;
-  stopped: boolean;
-  name: string;
-}
-
-/** Reads watch records of an object; undefined for every other record. */
-function watchReader(btf: Btf) {
-  const hdr = headerReader(btf, (m) => m);
-  const kind = btf.enumValues("ecap_kind").get("ECAP_KIND_WATCH")!;
-  const s = btf.struct("ecap_watch");
-  const at = (m: string) => s.members.get(m)!.offset;
-  const o = {
-    ino: at("ino"),
-    dev: at("dev"),
-    fd: at("fd"),
-    what: at("what"),
-    stopped: at("stopped"),
-    name: at("name"),
-  };
-  const nameLen = s.members.get("name")!.size;
-  const kindAt = btf.struct("ecap_hdr").members.get("kind")!.offset;
-  return (view: DataView, offset: number, length: number): WatchRecord | undefined => {
-    if (length < 4 || view.getUint32(offset + kindAt, true) !== kind) return undefined;
-    if (length < s.size) throw new RecordError("watch record too short");
-    return {
-      ...hdr.read(view, offset, length),
-      what: view.getUint32(offset + o.what, true),
-      ino: Number(view.getBigUint64(offset + o.ino, true)),
-      dev: view.getUint32(offset + o.dev, true),
-      fd: view.getInt32(offset + o.fd, true),
-      stopped: view.getUint32(offset + o.stopped, true) !== 0,
-      name: readCString(view, offset + o.name, nameLen),
-    };
-  };
-}
-
-/** A stat dev_t (glibc's encoding) as the kernel's: major << 20 | minor. */
-export function kernelDev(dev: number): number {
-  const d = BigInt(dev);
-  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn);
-  const minor = (d & 0xffn) | ((d >> 12n) & ~0xffn);
-  return Number((major << 20n) | minor);
-}
-
-/** struct watch_file_key of (dev, ino). */
-function fileKeyBytes(kdev: number, ino: number): Uint8Array {
-  const b = new Uint8Array(16);
-  const v = new DataView(b.buffer);
-  v.setBigUint64(0, BigInt(ino), true);
-  v.setUint32(8, kdev, true);
-  return b;
-}
-
-/** The kernel's key of the file at path, or undefined when it cannot be stat'ed. */
-function fileKeyOf(path: string): { text: string; bytes: Uint8Array } | undefined {
-  try {
-    const st = Deno.statSync(path);
-    const kdev = kernelDev(st.dev!);
-    return { text: `${kdev}:${st.ino}`, bytes: fileKeyBytes(kdev, st.ino!) };
-  } catch {
-    return undefined;
-  }
-}
-
-function pidExists(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** A comm filter as the kernel compares it: at most 15 bytes and a NUL. */
 function commBytes(comm: string): Uint8Array {
@@ -766,124 +699,4 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     await this.settled();
     this.#close();
   }
-}
-
-/**
- * Processes held (stopped at an exec or a mapping) by this process's
- * captures, and by how many. Several captures (ecap tls's families) may
- * hold one process at once; it runs on when the last is done with it.
- */
-const holds = new Map<number, number>();
-const liveCaptures = new Set<Capture<EventBase>>();
-/**
- * How long a process is still held once the captures that had its record
- * are done, when others run too: theirs may still be on its way.
- */
-const SIBLING_GRACE_MS = 60;
-
-function holdProcess(pid: number) {
-  holds.set(pid, (holds.get(pid) ?? 0) + 1);
-}
-
-async function releaseProcess(pid: number) {
-  const left = (holds.get(pid) ?? 1) - 1;
-  if (left > 0) {
-    holds.set(pid, left);
-    return;
-  }
-  holds.delete(pid);
-  if (liveCaptures.size > 1) {
-    await new Promise((r) => setTimeout(r, SIBLING_GRACE_MS));
-    if (holds.has(pid)) return; // another capture took it up meanwhile
-  }
-  try {
-    Deno.kill(pid, "SIGCONT");
-  } catch { /* it is gone */ }
-}
-
-type PlannedProbe =
-  | {
-    kind: "uprobe" | "uretprobe";
-    program: string;
-    path: string;
-    offset: number;
-    symbol: string;
-    /** Index of path in its role's list: the probe's BPF cookie. */
-    cookie: number;
-  }
-  | { kind: "raw_tp"; program: string; tracepoint: string }
-  | { kind: "tcx"; program: string; direction: "ingress" | "egress" };
-
-type MultiProbe = {
-  kind: "uprobe" | "uretprobe";
-  program: string;
-  path: string;
-  offsets: number[];
-  symbols: string[];
-  cookies: number[];
-};
-
-/** Folds the probes of each uprobe.multi program on one file into one attach. */
-function groupMulti(
-  plan: PlannedProbe[],
-  isMulti: (program: string) => boolean,
-): (PlannedProbe | MultiProbe)[] {
-  const out: (PlannedProbe | MultiProbe)[] = [];
-  const groups = new Map<string, MultiProbe>();
-  for (const p of plan) {
-    if (p.kind === "raw_tp" || p.kind === "tcx" || !isMulti(p.program)) {
-      out.push(p);
-      continue;
-    }
-    const key = `${p.program}\0${p.path}`;
-    let g = groups.get(key);
-    if (!g) {
-      g = { kind: p.kind, program: p.program, path: p.path, offsets: [], symbols: [], cookies: [] };
-      groups.set(key, g);
-      out.push(g);
-    }
-    g.offsets.push(p.offset);
-    g.symbols.push(p.symbol);
-    g.cookies.push(p.cookie);
-  }
-  return out;
-}
-
-/** Resolves every probe of a spec to file offsets, or says what is missing. */
-async function planProbes(
-  module: string,
-  probes: readonly ProbeSpec[],
-  files: Record<string, readonly string[]>,
-  firstCookie = 0,
-  emptyRole?: string,
-): Promise<PlannedProbe[]> {
-  const plan: PlannedProbe[] = [];
-  for (const p of probes) {
-    if (p.kind === "raw_tp" || p.kind === "tcx") {
-      plan.push(p);
-      continue;
-    }
-    const paths = files[p.target];
-    if (p.target === emptyRole && paths?.length === 0) continue;
-    if (!paths || paths.length === 0) {
-      throw new EcapError(`Module ${module} has no target "${p.target}"`);
-    }
-    for (const [cookie, path] of paths.entries()) {
-      if (p.only && !(await p.only(path))) continue;
-      const locs = p.locate
-        ? (await p.locate(path)).map((l) => ({ path, symbol: l.symbol, offset: l.offset }))
-        : [await locateSymbol(path, p.symbols, p.target)].filter((l) => l !== undefined);
-      if (locs.length === 0) {
-        if (p.optional) continue;
-        throw new EcapError(
-          `Cannot capture ${module}: "${path}" defines none of ${p.symbols.join(", ")}`,
-          { kind: "unsupported", hint: `pass --${p.target} with another ${p.target} binary` },
-        );
-      }
-      for (const loc of locs) {
-        plan.push({ kind: p.kind, program: p.program, ...loc, cookie: cookie + firstCookie });
-      }
-    }
-  }
-  return plan;
 }
