@@ -37,22 +37,7 @@ export class Nginx implements AsyncDisposable {
       if (typeof content === "string") await Deno.writeTextFile(`${www}/${name}`, content);
       else await Deno.writeFile(`${www}/${name}`, content);
     }
-    const cert = await sh("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=localhost",
-      "-keyout",
-      `${dir}/key.pem`,
-      "-out",
-      `${dir}/cert.pem`,
-    ]);
-    if (cert.code !== 0) throw new Error(`openssl req failed: ${cert.stderr}`);
+    await selfSignedCert(dir);
     const port = freePort();
     await Deno.writeTextFile(
       `${dir}/nginx.conf`,
@@ -124,6 +109,26 @@ http {
     await this.#child.stderr.cancel().catch(() => {});
     await Deno.remove(this.dir, { recursive: true });
   }
+}
+
+/** A self-signed certificate for localhost: DIR/cert.pem and DIR/key.pem. */
+export async function selfSignedCert(dir: string) {
+  const cert = await sh("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=localhost",
+    "-keyout",
+    `${dir}/key.pem`,
+    "-out",
+    `${dir}/cert.pem`,
+  ]);
+  if (cert.code !== 0) throw new Error(`openssl req failed: ${cert.stderr}`);
 }
 
 /** A TCP port nobody listens on now. */

@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 // deno-lint-ignore no-import-prefix
 import hv from "npm:har-validator@5.1.5";
 import { bpfTest, EcapRun, sh, waitFor } from "./_helpers.ts";
-import { freePort, Nginx } from "./_nginx.ts";
+import { freePort, Nginx, selfSignedCert } from "./_nginx.ts";
 
 type Message = {
   method?: string;
@@ -182,21 +182,7 @@ bpfTest("ecap tls shows bytes that are not HTTP as blocks, one per direction", a
   // a line protocol over TLS, both ends python (OpenSSL)
   const dir = await Deno.makeTempDir({ prefix: "ecap-raw-" });
   try {
-    await sh("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=localhost",
-      "-keyout",
-      `${dir}/key.pem`,
-      "-out",
-      `${dir}/cert.pem`,
-    ]);
+    await selfSignedCert(dir);
     const port = freePort();
     const t = token();
     const server = new Deno.Command("/usr/bin/python3", {
