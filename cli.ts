@@ -24,6 +24,10 @@ import { checkKernel, checkPid, checkPrivileges } from "./lib/core/preflight.ts"
 import { openOutputFile } from "./lib/core/output_file.ts";
 import { OutputSink } from "./lib/core/output_sink.ts";
 import { setOwnNice } from "./lib/core/priority.ts";
+import { WebView } from "./lib/web/web_server.ts";
+import type { WebOptions } from "./lib/web/web_server.ts";
+import { DEFAULT_WEB_ADDRESS, parseWebAddress } from "./lib/web/web_access.ts";
+import { DEFAULT_WEB_HISTORY, genericView } from "./lib/web/web_history.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 const VERSION = denoJson.version;
@@ -86,6 +90,26 @@ const COMMON_OPTIONS: readonly OptionSpec[] = [
     arg: "N",
     help: "ecap's CPU priority, -20 to 19 (default -10: under full load the traced " +
       "processes wait for ecap rather than it losing their records; 0 leaves it as is)",
+  },
+  {
+    name: "web",
+    type: "string",
+    arg: "[ADDR:]PORT",
+    help: `also serve a live view of the capture to a browser (default ${DEFAULT_WEB_ADDRESS}; ` +
+      "an address beyond loopback needs a token)",
+  },
+  {
+    name: "web-token",
+    type: "string",
+    arg: "TOKEN",
+    help: "the token the view asks every request for (default: none on loopback, else a " +
+      "random one, printed once; ECAP_WEB_TOKEN keeps it out of ps)",
+  },
+  {
+    name: "web-history",
+    type: "string",
+    arg: "N",
+    help: `rows the view keeps, the oldest dropped and counted (default ${DEFAULT_WEB_HISTORY})`,
   },
   { name: "verbose", short: "d", type: "boolean", help: "show kernel logs and stack traces" },
   {
@@ -153,12 +177,20 @@ function parseSeconds(v: unknown): number | undefined {
   return n;
 }
 
-/** "--nice -5" as "--nice=-5": parseArgs takes a value that starts with "-" for an option. */
-function joinNegativeValues(args: string[]): string[] {
+/** What may follow a bare --web as its value (else it takes the default). */
+const WEB_VALUE = /^(?:(?:\[[0-9a-fA-F:.]+\]|[\w.-]*):)?\d{1,5}$/;
+
+/**
+ * "--nice -5" as "--nice=-5": parseArgs takes a value that starts with "-"
+ * for an option; and a bare "--web" as "--web=127.0.0.1:7070".
+ */
+function joinOptionValues(args: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
     if (args[i] === "--nice" && /^-\d+$/.test(args[i + 1] ?? "")) out.push(`--nice=${args[++i]}`);
-    else out.push(args[i]);
+    else if (args[i] === "--web") {
+      out.push(`--web=${WEB_VALUE.test(args[i + 1] ?? "") ? args[++i] : DEFAULT_WEB_ADDRESS}`);
+    } else out.push(args[i]);
   }
   return out;
 }
@@ -193,6 +225,7 @@ interface Parsed {
   duration?: number;
   nice: number;
   verbose: boolean;
+  web?: WebOptions;
 }
 
 /** Parses argv; returns a string to print (help, version) or what to run. */
@@ -220,7 +253,7 @@ async function parse(argv: string[]): Promise<Parsed | string> {
   let pidValues: string[] = [];
   try {
     const parsed = parseArgs({
-      args: joinNegativeValues(rest),
+      args: joinOptionValues(rest),
       options,
       strict: true,
       allowPositionals: spec.positionals !== undefined,
@@ -267,6 +300,31 @@ async function parse(argv: string[]): Promise<Parsed | string> {
     duration: parseSeconds(values.duration),
     nice: parseNice(values.nice),
     verbose: values.verbose === true || values.debug === true,
+    web: parseWeb(values),
+  };
+}
+
+function parseWeb(values: Record<string, string | boolean | undefined>): WebOptions | undefined {
+  const { web } = values;
+  const token = values["web-token"] ?? Deno.env.get("ECAP_WEB_TOKEN");
+  const history = values["web-history"];
+  if (web === undefined) {
+    if (values["web-token"] !== undefined || history !== undefined) {
+      throw usage("--web-token and --web-history go with --web");
+    }
+    return undefined;
+  }
+  if (typeof token === "string" && !/^[\x21-\x7e]{8,}$/.test(token)) {
+    throw usage("Invalid --web-token: expected at least 8 printable characters, no spaces");
+  }
+  const n = history === undefined ? DEFAULT_WEB_HISTORY : Number(history);
+  if (!Number.isInteger(n) || n < 1 || String(history ?? n).trim() === "") {
+    throw usage(`Invalid --web-history "${history}": expected a positive number of rows`);
+  }
+  return {
+    address: parseWebAddress(String(web)),
+    token: typeof token === "string" ? token : undefined,
+    history: n,
   };
 }
 
@@ -330,6 +388,9 @@ async function run(p: Parsed): Promise<number> {
   // a sink's files are opened (or refused, in one line) before anything loads
   const sink = p.spec.createSink?.(p.opts);
   let cap: RunningCapture<EventBase>;
+  // so is the view's address (a port in use)
+  // (its counters read the capture once there is one)
+  const web = p.web && startWeb(p, () => cap as RunningCapture<EventBase> | undefined);
   const hooks = { log: p.debug ? (line: string) => console.error(`ecap: ${line}`) : undefined };
   try {
     // ecap tls: every TLS library family at once (lib/modules/tls_all.ts)
@@ -340,6 +401,7 @@ async function run(p: Parsed): Promise<number> {
     try {
       sink?.close();
     } catch { /* the capture's own failure is the one to tell */ }
+    await web?.close();
     throw e;
   }
   if (p.nice !== 0) setOwnNice(p.nice);
@@ -368,6 +430,7 @@ async function run(p: Parsed): Promise<number> {
   const what = cap instanceof CaptureGroup
     ? cap.captures.map((c) => `${family(c.module)}: ${probed(c)}`).join("; ")
     : probed(cap);
+  if (web) console.error(`ecap: live view at ${web.url}`);
   console.error(
     `ecap: capturing ${p.spec.name} (${what}) after ${
       Math.round(performance.now() - started)
@@ -390,6 +453,7 @@ async function run(p: Parsed): Promise<number> {
   };
   try {
     for await (const batch of cap.batches()) {
+      web?.add(batch);
       const text = sink && !p.json
         ? (batch.length > 0 ? dayLine(batch[0]) : "") + sink.write(batch)
         : batch.map((ev) =>
@@ -411,6 +475,7 @@ async function run(p: Parsed): Promise<number> {
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);
     await cap[Symbol.asyncDispose]();
+    await web?.close();
   }
   try {
     const summary = sink?.close();
@@ -449,6 +514,31 @@ async function run(p: Parsed): Promise<number> {
   file?.close();
   if (failure) throw failure;
   return 0;
+}
+
+const NO_STATS = {
+  records: 0,
+  lostPerCpu: [],
+  unfollowed: 0,
+  lost: 0,
+  truncated: 0,
+  malformed: 0,
+  events: 0,
+};
+
+/** --web: listens before the capture starts, so that a port in use costs nothing. */
+function startWeb(
+  p: Parsed,
+  capture: () => RunningCapture<EventBase> | undefined,
+): WebView<EventBase> {
+  const { spec, opts } = p;
+  return WebView.start({
+    module: spec.name,
+    version: VERSION,
+    view: spec.view ?? genericView((ev) => spec.format(ev, opts)),
+    toJSON: (ev) => spec.toJSON(ev),
+    stats: () => capture()?.stats() ?? NO_STATS,
+  }, p.web!);
 }
 
 /** Runs the CLI; returns the exit code. */

@@ -15,6 +15,7 @@ const FLOORS: Record<string, number> = {
   core: 2, // FFI, the capture loop, module specs, record headers, output
   pcap: 3, // pcapng, packet filters
   shell: 3, // what the shell modules share
+  web: 3, // the live web view: its server and its page
   tls: 4, // what the TLS modules share
   modules: 5, // one file per module
 };

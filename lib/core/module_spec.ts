@@ -258,6 +258,33 @@ export interface ModuleSpec<
   follow?(opts: O): FollowSpec | undefined;
   /** What --list-targets prints: the files the capture would probe. */
   listTargets?(opts: O): Promise<ListedTarget[]>;
+  /** Its events as rows of the live web view (--web); absent: a generic row. */
+  view?: ModuleView<E>;
+}
+
+/** How the page shows a column's values. */
+export type ColumnFormat = "text" | "party" | "number" | "bytes" | "ms" | "us" | "status";
+
+/** One column of the web view's table. */
+export interface ViewColumn<E> {
+  label: string;
+  as: ColumnFormat;
+  /**
+   * What the page does with it beyond showing it: "process" and "status"
+   * are filter terms, "duration" feeds the timeline's percentiles, "main"
+   * takes the width left over.
+   */
+  role?: "process" | "status" | "duration" | "main";
+  value(event: E): string | number | null | undefined;
+}
+
+/** A module's events in the live web view, as data. */
+export interface ModuleView<E> {
+  columns: readonly ViewColumn<E>[];
+  /** Events that make rows (e.g. not key-log secrets); every one by default. */
+  shows?(event: E): boolean;
+  /** The HAR entry of an event that is an HTTP exchange. */
+  har?(event: E): Record<string, unknown> | undefined;
 }
 
 /** What a module probes in a file found while capturing, or undefined: not a target. */

@@ -173,6 +173,8 @@ export function exchangeJSON(x: HttpExchange): Record<string, unknown> {
       response_end: iso(t.responseEnd),
       duration_ms: exchangeMs(t),
       wait_ms: durationMs(t.requestEnd, t.responseStart),
+      send_ms: durationMs(t.requestStart, t.requestEnd),
+      receive_ms: durationMs(t.responseStart, t.responseEnd),
     },
     incomplete: x.incomplete,
   };

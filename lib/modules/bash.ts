@@ -21,6 +21,7 @@ import {
   type ShellEnd,
   type ShellEvent,
   shellEventJSON,
+  shellView,
 } from "../shell/shell_decoder.ts";
 import { findShell, followPrograms } from "../core/targets.ts";
 
@@ -113,4 +114,5 @@ export const bash: ModuleSpec<BashOptions, BashEvent> = {
   decoder: bashDecoder,
   format: formatShellEvent,
   toJSON: shellEventJSON,
+  view: shellView(),
 };

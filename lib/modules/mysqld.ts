@@ -401,4 +401,14 @@ export const mysqld: ModuleSpec<MysqldOptions, MysqldEvent> = {
     result: ev.result,
     retval: ev.retval,
   }),
+  view: {
+    columns: [
+      { label: "Process", as: "party", role: "process", value: (ev) => `${ev.comm}[${ev.pid}]` },
+      { label: "Conn", as: "number", value: (ev) => ev.conn },
+      { label: "Command", as: "text", value: (ev) => ev.command },
+      { label: "Result", as: "status", role: "status", value: (ev) => ev.result },
+      { label: "Duration", as: "us", role: "duration", value: (ev) => ev.durationUs },
+      { label: "Query", as: "text", role: "main", value: (ev) => ev.query },
+    ],
+  },
 };

@@ -247,4 +247,14 @@ export const postgres: ModuleSpec<PostgresOptions, PostgresEvent> = {
     durationUs: ev.durationUs,
     result: ev.result,
   }),
+  view: {
+    columns: [
+      { label: "Process", as: "party", role: "process", value: (ev) => `${ev.comm}[${ev.pid}]` },
+      { label: "User", as: "text", value: (ev) => ev.user },
+      { label: "Database", as: "text", value: (ev) => ev.database },
+      { label: "Result", as: "status", role: "status", value: (ev) => ev.result },
+      { label: "Duration", as: "us", role: "duration", value: (ev) => ev.durationUs },
+      { label: "Query", as: "text", role: "main", value: (ev) => ev.query },
+    ],
+  },
 };

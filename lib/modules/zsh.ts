@@ -24,6 +24,7 @@ import {
   type ShellEnd,
   type ShellEvent,
   shellEventJSON,
+  shellView,
 } from "../shell/shell_decoder.ts";
 import { findShell, openElf } from "../core/targets.ts";
 
@@ -219,4 +220,5 @@ export const zsh: ModuleSpec<ZshOptions, ZshEvent> = {
   decoder: zshDecoder,
   format: formatShellEvent,
   toJSON: shellEventJSON,
+  view: shellView(),
 };

@@ -5,7 +5,7 @@
  * @module
  */
 import { formatTime } from "../base/format.ts";
-import type { DecodeContext, EventBase, RecordDecoder } from "../core/module_spec.ts";
+import type { DecodeContext, EventBase, ModuleView, RecordDecoder } from "../core/module_spec.ts";
 import { RecordError, type RecordHeader } from "../core/record_header.ts";
 import { textChunkReader, TextJoiner } from "../core/text_chunks.ts";
 
@@ -125,5 +125,22 @@ export function shellEventJSON<M extends string>(ev: ShellEvent<M>): Record<stri
     status: ev.status,
     end: ev.end,
     truncated: ev.truncated,
+  };
+}
+
+/** Shell commands in the live web view. */
+export function shellView<M extends string>(): ModuleView<ShellEvent<M>> {
+  return {
+    columns: [
+      { label: "Process", as: "party", role: "process", value: (ev) => `${ev.comm}[${ev.pid}]` },
+      { label: "User", as: "number", value: (ev) => ev.uid },
+      {
+        label: "Status",
+        as: "status",
+        role: "status",
+        value: (ev) => ev.status ?? (ev.end === "none" ? null : ev.end),
+      },
+      { label: "Command", as: "text", role: "main", value: (ev) => ev.line },
+    ],
   };
 }

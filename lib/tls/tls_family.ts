@@ -27,6 +27,7 @@ import { exchangeDecoder } from "./tls_exchanges.ts";
 import { HarFile } from "./har_sink.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import { formatSecret, formatTlsEvent, tlsEventJSON } from "./tls_format.ts";
+import { TLS_VIEW } from "./tls_view.ts";
 
 const DEFAULT_MAX_CALL = 1 << 20;
 
@@ -218,6 +219,7 @@ type FamilyPart<O extends TlsFamilyOptions, M extends string> = Pick<
   | "createSink"
   | "format"
   | "toJSON"
+  | "view"
 >;
 
 /**
@@ -265,6 +267,7 @@ export function tlsFamily<O extends TlsFamilyOptions, M extends string>(
     },
     format: formatTlsEvent,
     toJSON: tlsEventJSON,
+    view: TLS_VIEW,
   };
 }
 
