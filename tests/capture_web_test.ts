@@ -154,3 +154,27 @@ bpfTest("ecap bash --web beyond loopback: 401 without the token; typed commands 
   assert.equal(await run.stop(), 0);
   assert.ok(!run.stdout.includes(token), "the token is not in the output");
 });
+
+bpfTest("--web's bad input: one line and exit 2, before anything is probed", async () => {
+  const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (busy.addr as Deno.NetAddr).port;
+  const cases: [string[], RegExp][] = [
+    [
+      ["--web", `127.0.0.1:${port}`],
+      /^ecap: Cannot serve the live view on 127\.0\.0\.1:\d+: the address is in use \(choose another with --web ADDR:PORT\)\n$/,
+    ],
+    [["--web", "127.0.0.1:70000"], /^ecap: Invalid --web "127\.0\.0\.1:70000"/],
+    [["--web-token", "abcdefgh"], /^ecap: --web-token and --web-history go with --web/],
+    [["--web", "--web-history", "0"], /^ecap: Invalid --web-history "0"/],
+    [["--web", "--web-token", "short"], /^ecap: Invalid --web-token/],
+  ];
+  try {
+    for (const [args, message] of cases) {
+      const run = await EcapRun.start(["bash", ...args], { wait: false });
+      assert.equal(await run.wait(), 2, args.join(" "));
+      assert.match(run.stderr, message);
+    }
+  } finally {
+    busy.close();
+  }
+});

@@ -20,7 +20,11 @@ export interface HistoryEntry<E> {
 /** Default of --web-history. */
 export const DEFAULT_WEB_HISTORY = 10_000;
 /** Bytes of bodies and data kept at most, whatever --web-history says. */
-export const HISTORY_BYTES = 256 << 20;
+export const HISTORY_BYTES = 64 << 20;
+/** Copies go into blocks of this size (a buffer of its own costs µs and GC work)... */
+const BLOCK_BYTES = 1 << 20;
+/** ...up to this size; longer ones get their own. */
+const SHARED_MAX = 32 << 10;
 
 /** The row of a module without a view of its own: its process and one text line. */
 export function genericView<E extends EventBase>(
@@ -64,7 +68,7 @@ export class WebHistory<E extends EventBase> {
     const rows: Row[] = [];
     for (const ev of batch) {
       if (!this.#shows(ev)) continue;
-      const { copy, bytes } = detach(ev);
+      const { copy, bytes } = this.#detach(ev, 0);
       const row: Row = [this.#nextId, Number(ev.timeNs / 1000n) / 1000, ev.pid];
       for (const c of this.#columns) row.push(c.value(ev) ?? null);
       this.#entries.push({ id: this.#nextId++, row, event: copy as E, bytes: bytes + 256 });
@@ -114,26 +118,40 @@ export class WebHistory<E extends EventBase> {
     }
     return lo;
   }
-}
 
-/**
- * A copy of an event whose byte arrays own their memory: a view into a ring
- * batch would keep the whole batch alive. Returns the bytes it holds too.
- */
-function detach(value: unknown, depth = 0): { copy: unknown; bytes: number } {
-  if (value instanceof Uint8Array) {
-    const whole = value.byteOffset === 0 && value.byteLength === value.buffer.byteLength;
-    return { copy: whole ? value : value.slice(), bytes: value.byteLength };
+  #block = new Uint8Array(0);
+  #used = 0;
+
+  /**
+   * A copy of an event whose byte arrays hold nothing else alive (a view
+   * into a ring batch or a decoder's block would keep all of it); returns
+   * the bytes it holds too. Entries go oldest first, so blocks free in order.
+   */
+  #detach(value: unknown, depth: number): { copy: unknown; bytes: number } {
+    if (value instanceof Uint8Array) {
+      const n = value.byteLength;
+      if (n > SHARED_MAX) {
+        const whole = value.byteOffset === 0 && n === value.buffer.byteLength;
+        return { copy: whole ? value : value.slice(), bytes: n };
+      }
+      if (this.#used + n > this.#block.length) {
+        this.#block = new Uint8Array(BLOCK_BYTES), this.#used = 0;
+      }
+      const copy = this.#block.subarray(this.#used, this.#used + n);
+      copy.set(value);
+      this.#used += n;
+      return { copy, bytes: n };
+    }
+    if (depth > 3 || value === null || typeof value !== "object" || Array.isArray(value)) {
+      return { copy: value, bytes: 0 };
+    }
+    const copy: Record<string, unknown> = {};
+    let bytes = 0;
+    for (const k in value) {
+      const d = this.#detach((value as Record<string, unknown>)[k], depth + 1);
+      copy[k] = d.copy;
+      bytes += d.bytes;
+    }
+    return { copy, bytes };
   }
-  if (depth > 3 || value === null || typeof value !== "object" || Array.isArray(value)) {
-    return { copy: value, bytes: 0 };
-  }
-  const copy: Record<string, unknown> = {};
-  let bytes = 0;
-  for (const [k, v] of Object.entries(value)) {
-    const d = detach(v, depth + 1);
-    copy[k] = d.copy;
-    bytes += d.bytes;
-  }
-  return { copy, bytes };
 }
