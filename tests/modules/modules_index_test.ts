@@ -11,3 +11,11 @@ Deno.test("the CLI's module index names every module with its spec's aliases, in
     assert.deepStrictEqual(entry.aliases, spec.aliases ?? []);
   }
 });
+
+Deno.test("every module shows its events in the web view: a process column and a main one", async () => {
+  for (const spec of Object.values(MODULES)) {
+    const roles = spec.view?.columns.map((c) => c.role) ?? [];
+    assert.ok(roles.includes("process"), `${spec.name}: a process column`);
+    assert.equal(roles.filter((r) => r === "main").length, 1, `${spec.name}: one main column`);
+  }
+});
