@@ -19,6 +19,14 @@ import { loadModule } from "./index.ts";
 
 type AnySpec = ModuleSpec<CommonOptions, EventBase>;
 
+/**
+ * The ring of each family after the first (OpenSSL's) when --mapsize does
+ * not say: a ring costs twice its size in resident memory from the start
+ * (the kernel maps its pages twice), four of 8 MiB were 64 MiB. A loss is
+ * counted and names --mapsize.
+ */
+const OTHER_FAMILY_RING = 2 << 20;
+
 /** The families a tls capture with these options probes. */
 export function tlsLibsOf(opts: TlsOptions): TlsLib[] {
   if (opts.libs) return opts.libs;
@@ -54,7 +62,8 @@ export async function startTls(
       return Promise.resolve(undefined);
     }
     const model = packets !== undefined && lib !== packets ? "keylog" : opts.model;
-    return Capture.start(specs[i] as AnySpec, { ...opts, model }, hooks);
+    const mapSize = opts.mapSize ?? (i === 0 ? undefined : OTHER_FAMILY_RING);
+    return Capture.start(specs[i] as AnySpec, { ...opts, model, mapSize }, hooks);
   }));
   const captures: Capture<TlsFamilyEvent>[] = [];
   let failure: unknown;
