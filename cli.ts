@@ -24,6 +24,7 @@ import { checkKernel, checkPid, checkPrivileges } from "./lib/core/preflight.ts"
 import { openOutputFile } from "./lib/core/output_file.ts";
 import { OutputSink } from "./lib/core/output_sink.ts";
 import { setOwnNice } from "./lib/core/priority.ts";
+import { StopSignals } from "./lib/core/stop_signals.ts";
 import { WebView } from "./lib/web/web_server.ts";
 import type { WebOptions } from "./lib/web/web_server.ts";
 import { DEFAULT_WEB_ADDRESS, parseWebAddress } from "./lib/web/web_access.ts";
@@ -377,7 +378,7 @@ async function genericTargets(
   return out;
 }
 
-async function run(p: Parsed): Promise<number> {
+async function run(p: Parsed, signals: StopSignals): Promise<number> {
   checkPrivileges();
   checkKernel();
   for (const pid of p.opts.pids ?? []) checkPid(pid);
@@ -391,6 +392,7 @@ async function run(p: Parsed): Promise<number> {
   // so is the view's address (a port in use)
   // (its counters read the capture once there is one)
   const web = p.web && startWeb(p, () => cap as RunningCapture<EventBase> | undefined);
+  signals.captureStarting(); // a signal while it loads stops it once loaded
   const hooks = { log: p.debug ? (line: string) => console.error(`ecap: ${line}`) : undefined };
   try {
     // ecap tls: every TLS library family at once (lib/modules/tls_all.ts)
@@ -407,8 +409,7 @@ async function run(p: Parsed): Promise<number> {
   if (p.nice !== 0) setOwnNice(p.nice);
   const cgroups = new CgroupNames();
   const stop = () => cap.stop();
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
+  signals.onStop(stop);
   const timer = p.duration ? setTimeout(stop, p.duration * 1000) : undefined;
   // Documented rule: with --pid, the capture ends once those processes have
   // (with --follow-children, once their descendants have too).
@@ -472,8 +473,6 @@ async function run(p: Parsed): Promise<number> {
     clearTimeout(timer);
     clearInterval(watch);
     clearInterval(ticker);
-    Deno.removeSignalListener("SIGINT", stop);
-    Deno.removeSignalListener("SIGTERM", stop);
     await cap[Symbol.asyncDispose]();
     await web?.close();
   }
@@ -543,6 +542,8 @@ function startWeb(
 
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  // first thing: a signal never kills ecap while it writes or removes probes
+  using signals = new StopSignals();
   let verbose = argv.includes("--verbose") || argv.includes("-d") || argv.includes("--debug");
   try {
     const p = await parse(argv);
@@ -551,7 +552,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     verbose = p.verbose;
-    return await run(p);
+    return await run(p, signals);
   } catch (e) {
     if (e instanceof EcapError) {
       console.error(`ecap: ${e.message}${e.hint ? ` (${e.hint})` : ""}`);
