@@ -80,6 +80,32 @@ bpfTest("ecap -o refuses a directory, a missing directory and a planted symlink"
   }
 });
 
+bpfTest(
+  "outputs that are not regular files (/proc, /sys, devices, FIFOs) get one line, exit 6",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const fifo = `${dir}/fifo`;
+      assert.equal((await sh("mkfifo", [fifo])).code, 0);
+      const cases: [string[], RegExp][] = [
+        [["bash", "-o", "/proc/version"], /it is in \/proc, which keeps nothing written/],
+        [["tls", "-m", "keylog", "-k", "/proc/version"], /it is in \/proc/],
+        [["tls", "-m", "pcap", "-w", "/sys/kernel/profiling"], /it is in \/sys/],
+        [["tls", "--har", "/proc/self/comm"], /it is in \/proc/],
+        [["bash", "-o", "/dev/null"], /it is not a regular file/],
+        [["tls", "-m", "keylog", "-k", fifo], /it is not a regular file/],
+      ];
+      for (const [args, message] of cases) {
+        const r = await fails(args);
+        assert.equal(r.code, 6, `${args.join(" ")}: ${r.stderr}`);
+        oneLine(r.stderr, new RegExp(`^ecap: Cannot write to "[^"]+": ${message.source}`));
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
 bpfTest("ecap -o writes events to a new 0600 file and appends to it", async () => {
   const dir = await Deno.makeTempDir();
   try {

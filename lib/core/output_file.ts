@@ -23,7 +23,24 @@ export function openOutputFile(path: string): Deno.FsFile {
   }
 }
 
-/** What is at an output path now (undefined: nothing); refuses links and directories. */
+/** Pseudo file systems: a file there keeps nothing written to it. */
+const PSEUDO_MOUNTS = ["/proc", "/sys"];
+
+function pseudoMount(dev: number): string | undefined {
+  return PSEUDO_MOUNTS.find((m) => {
+    try {
+      return Deno.statSync(m).dev === dev;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * What is at an output path now (undefined: nothing); refuses links,
+ * directories, and what is not a regular file (a device, a FIFO, a socket,
+ * a file of /proc or /sys), where captured data would go nowhere or block.
+ */
 function checkOutputPath(path: string): Deno.FileInfo | undefined {
   let st: Deno.FileInfo | undefined;
   try {
@@ -42,6 +59,25 @@ function checkOutputPath(path: string): Deno.FileInfo | undefined {
       kind: "io",
       hint: "name a file inside it",
     });
+  }
+  if (st && !st.isFile) {
+    throw new EcapError(
+      `Cannot write to "${path}": it is not a regular file (a device, FIFO or socket)`,
+      {
+        kind: "io",
+        hint: "name a regular file, or leave -o out and pipe stdout",
+      },
+    );
+  }
+  const mount = st && pseudoMount(st.dev);
+  if (mount) {
+    throw new EcapError(
+      `Cannot write to "${path}": it is in ${mount}, which keeps nothing written`,
+      {
+        kind: "io",
+        hint: "name a regular file",
+      },
+    );
   }
   return st;
 }
