@@ -12,7 +12,7 @@ Deno.test("the CLI's module index names every module with its spec's aliases, in
   }
 });
 
-Deno.test("every module shows its events in the web view: a process column and a main one", async () => {
+Deno.test("every module shows its events in the web view: a process column and a main one", () => {
   for (const spec of Object.values(MODULES)) {
     const roles = spec.view?.columns.map((c) => c.role) ?? [];
     assert.ok(roles.includes("process"), `${spec.name}: a process column`);
