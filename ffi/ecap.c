@@ -215,9 +215,9 @@ static atomic_int loads_running;
 /*
  * A load parses the kernel's BTF, megabytes freed before it returns, in the
  * arena of the thread it runs on. glibc gives a thread arena's free top back
- * only on a free above the trim threshold, which malloc_trim() does not
- * lower: under the tuned 64 MiB, each loading thread kept 11 MiB. So while
- * loads run, the threshold is glibc's default again.
+ * only on a free above the trim threshold (malloc_trim() does not): under a
+ * tuned 64 MiB, each loading thread kept 11 MiB. So while loads run, the
+ * threshold is glibc's default again.
  */
 static void load_begins(void)
 {
@@ -535,8 +535,13 @@ ECAP_API int ecap_wake(struct ecap *h)
 ECAP_API void ecap_tune_malloc(void)
 {
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
-	tuned_trim = 64 << 20;
+	tuned_trim = 16 << 20;
 	mallopt(M_TRIM_THRESHOLD, tuned_trim);
+}
+
+ECAP_API void ecap_release_memory(void)
+{
+	malloc_trim(0);
 }
 
 ECAP_API int ecap_num_cpus(void)

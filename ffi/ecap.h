@@ -62,10 +62,15 @@ ECAP_API int ecap_map_read_percpu(struct ecap *h, const char *map, uint32_t key,
 ECAP_API int ecap_num_cpus(void);
 /*
  * Keeps freed heap memory of the process for reuse: buffers of up to 32 MiB
- * come from the heap, and up to 64 MiB of free heap stays mapped, so the
+ * come from the heap, and up to 16 MiB of free heap stays mapped, so the
  * reader's short-lived buffers are not page-faulted in again and again.
  */
 ECAP_API void ecap_tune_malloc(void);
+/*
+ * Gives the heap's free memory back to the kernel (malloc_trim), which the
+ * tuning above keeps while the reader is busy: for an idle capture.
+ */
+ECAP_API void ecap_release_memory(void);
 /* CLOCK_MONOTONIC now, the clock of bpf_ktime_get_ns(). */
 ECAP_API uint64_t ecap_monotonic_ns(void);
 ECAP_API const char *ecap_last_error(struct ecap *h);

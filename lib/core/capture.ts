@@ -7,7 +7,7 @@
 import { Btf } from "../binary/btf.ts";
 import { ElfFile } from "../binary/elf.ts";
 import { EcapError } from "../base/errors.ts";
-import { BpfHandle, monotonicNs, tuneMalloc } from "./ffi.ts";
+import { BpfHandle, monotonicNs, releaseMemory, tuneMalloc } from "./ffi.ts";
 import type {
   CommonOptions,
   EventBase,
@@ -67,6 +67,8 @@ function eventLoopTurn(): Promise<void> {
 const SYNC_TURN_MS = 20;
 /** How long one poll waits before checking the deadline again. */
 const POLL_MS = 50;
+/** A capture with no record for this long gives its free heap back (see tuneMalloc). */
+const IDLE_RELEASE_MS = 2000;
 /** Part of the ring that must fill before the kernel wakes the reader. */
 const WAKEUP_FRACTION = 16;
 const DEFAULT_RING_BYTES = 8 << 20;
@@ -622,6 +624,8 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     const view = new DataView(buf.buffer);
     try {
       let turn = performance.now();
+      let busy = false; // records came since the heap was last given back
+      let lastRecord = turn;
       while (!this.#closed) {
         const draining = this.#stopping;
         // Records already there are taken at once, on this thread; a worker
@@ -641,6 +645,8 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
           turn = performance.now();
         }
         if (n === 0 && draining) break;
+        if (n > 0) busy = true, lastRecord = performance.now();
+        else if (busy && turn - lastRecord > IDLE_RELEASE_MS) busy = false, releaseMemory();
         const events = this.#decodeBatch(view, n);
         const due = this.#decoder.tick?.(BigInt(Date.now()) * 1_000_000n);
         if (due) { for (const ev of due) events.push(ev); }

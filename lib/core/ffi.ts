@@ -57,6 +57,7 @@ const SYMBOLS = {
   },
   ecap_num_cpus: { parameters: [], result: "i32" },
   ecap_tune_malloc: { parameters: [], result: "void" },
+  ecap_release_memory: { parameters: [], result: "void" },
   ecap_monotonic_ns: { parameters: [], result: "u64" },
   ecap_last_error: { parameters: ["pointer"], result: "pointer" },
   ecap_log: { parameters: ["pointer"], result: "pointer" },
@@ -143,6 +144,11 @@ export function tuneMalloc(): void {
   openLibrary().ecap_tune_malloc();
 }
 let mallocTuned = false;
+
+/** Gives the heap's free memory back (see ffi/ecap.h): when a capture is idle. */
+export function releaseMemory(): void {
+  openLibrary().ecap_release_memory();
+}
 
 export function numCpus(): number {
   return openLibrary().ecap_num_cpus();
