@@ -6,6 +6,10 @@
 import assert from "node:assert/strict";
 import { bpfTest, EcapRun, loadedProgramIds, sh, TmuxPane, waitFor } from "./_helpers.ts";
 import { Nginx } from "./_nginx.ts";
+import { Capture } from "../lib/core/capture.ts";
+import { EcapError } from "../lib/base/errors.ts";
+import { MODULES } from "../lib/modules/mod.ts";
+import type { BashEvent } from "../lib/modules/bash.ts";
 
 const BASH = ["bash", "--norc", "--noprofile", "-i"];
 
@@ -142,10 +146,7 @@ bpfTest("ecap stops with one line on a full disk and leaves whole lines", async 
     await using nginx = await Nginx.start({ "big.bin": new Uint8Array(512 * 1024).fill(65) });
     await using run = await EcapRun.start(["tls", "--calls", "--json", "-o", `${dir}/out.jsonl`]);
     await sh("curl", ["-sk", "--http1.1", "-o", "/dev/null", nginx.url("/big.bin")]);
-    const code = await Promise.race([
-      run.wait(),
-      new Promise<number>((r) => setTimeout(() => r(-1), 10_000)),
-    ]);
+    const code = await run.wait(10_000);
     assert.equal(code, 6, run.stderr);
     assert.match(run.stderr, /ecap: Cannot write to "[^"]+out.jsonl": No space left on device\n$/);
     const text = await Deno.readTextFile(`${dir}/out.jsonl`);
@@ -259,10 +260,7 @@ bpfTest("ecap -p ends, saying so, when that process exits", async () => {
   await pane.type("echo last words");
   await waitFor(() => run.stdout.includes("last words"), "the line");
   await pane[Symbol.asyncDispose]();
-  const code = await Promise.race([
-    run.wait(),
-    new Promise<number>((r) => setTimeout(() => r(-1), 5_000)),
-  ]);
+  const code = await run.wait(5_000);
   assert.equal(code, 0);
   assert.match(run.stderr, new RegExp(`ecap: process ${pane.pid} exited\\n`));
 });
@@ -315,3 +313,43 @@ Deno.test("deno task capture runs the CLI with the V8 flags the binary is built 
   const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).tasks;
   assert.ok(tasks.capture.endsWith(`deno run -A ${V8_FLAGS_ARG} cli.ts`), tasks.capture);
 });
+
+bpfTest(
+  "a decoder's exception ends the capture after the events before it, naming the record",
+  async () => {
+    await using pane = await TmuxPane.start(["bash", "--norc", "--noprofile", "-i"]);
+    // the bash module as it is, but its decoder has a bug on the second command
+    const spec = MODULES.bash;
+    let seen = 0;
+    await using cap = await Capture.start({
+      ...spec,
+      decoder(ctx, opts) {
+        const real = spec.decoder(ctx, opts);
+        return {
+          ...real,
+          decode(view: DataView, offset: number, length: number) {
+            const events = [...real.decode(view, offset, length)];
+            if (events.length > 0 && ++seen === 2) throw new TypeError("a bug");
+            return events;
+          },
+          flush: () => real.flush(),
+        };
+      },
+    }, { pid: pane.pid });
+    await pane.type("echo before-the-bug");
+    await pane.type("echo the-bug");
+    await pane.type("echo after-the-bug");
+    const got: BashEvent[] = [];
+    const failure = await (async () => {
+      for await (const batch of cap.batches()) got.push(...batch as BashEvent[]);
+    })().then(() => undefined, (e) => e);
+    assert.deepEqual(got.map((e) => e.line), ["echo before-the-bug"]);
+    assert.ok(failure instanceof EcapError, String(failure));
+    assert.equal(failure.kind, "internal");
+    assert.match(
+      failure.message,
+      /^The bash decoder failed on record \d+ \(\d+ bytes\): TypeError: a bug$/,
+    );
+    assert.equal(cap.linkCount, 0, "the probes are gone");
+  },
+);

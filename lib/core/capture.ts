@@ -181,6 +181,10 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
   #inflight?: Promise<number>;
   #malformed = 0;
   #events = 0;
+  /** Records read from the ring so far (a failing one is named by its number). */
+  #records = 0;
+  /** A decoder's unexpected exception: thrown once the events before it are out. */
+  #failure?: EcapError;
   #final?: CaptureStats;
   #probes: AttachedProbe[];
   #log?: (line: string) => void;
@@ -648,10 +652,12 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
         if (n > 0) busy = true, lastRecord = performance.now();
         else if (busy && turn - lastRecord > IDLE_RELEASE_MS) busy = false, releaseMemory();
         const events = this.#decodeBatch(view, n);
-        const due = this.#decoder.tick?.(BigInt(Date.now()) * 1_000_000n);
+        const failure = this.#failure;
+        const due = failure ? undefined : this.#decoder.tick?.(BigInt(Date.now()) * 1_000_000n);
         if (due) { for (const ev of due) events.push(ev); }
         this.#events += events.length;
         if (events.length > 0) yield events;
+        if (failure) throw failure; // after the events decoded before it are out
       }
       const rest = this.#decoder.flush();
       this.#events += rest.length;
@@ -669,6 +675,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
       const body = off + 8;
       off = body + ((size + 7) & ~7);
       if (off > length) break;
+      this.#records++;
       try {
         const watch = this.#watchRecord?.(view, body, size);
         if (watch) {
@@ -677,8 +684,18 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
         }
         for (const ev of this.#decoder.decode(view, body, size)) out.push(ev);
       } catch (e) {
-        if (!(e instanceof RecordError) && !(e instanceof RangeError)) throw e;
-        this.#malformed++;
+        if (e instanceof RecordError) {
+          this.#malformed++;
+          continue;
+        }
+        // a decoder bug: the capture ends, but what was decoded before it is delivered
+        this.#failure = new EcapError(
+          `The ${this.module} decoder failed on record ${this.#records} (${size} bytes): ${
+            e instanceof Error ? `${e.name}: ${e.message}` : String(e)
+          }`,
+          { kind: "internal", cause: e, hint: "please report it with the record" },
+        );
+        break;
       }
     }
     return out;
