@@ -498,6 +498,8 @@ export class ElfFile {
     const r = this.#reader;
     let best: ElfSymbol | undefined;
     for (const [table, s, entsize] of this.#symbolTables()) {
+      // a defined export is the symbol: node's .symtab (10 MB) is read only for internal names
+      if (best !== undefined) break;
       const data = this.#sectionBytes(s, `symbol table ${s.name}`);
       const names = this.#linkedStrings(s);
       const count = Math.floor(data.length / entsize);
@@ -582,9 +584,8 @@ export class ElfFile {
   }
 
   /**
-   * Opens the ELF file at path reading only its headers and its symbol,
-   * string and dynamic tables; other bytes are read when section() or
-   * bytesAt() asks for them. The buffer is the file's size but untouched
+   * Opens the ELF file at path reading only its headers and section names;
+   * other bytes (symbol tables included) are read when first asked for. The buffer is the file's size but untouched
    * pages cost nothing: reading mariadbd (26 MB) whole took 215 ms here,
    * every fresh page faulting, for 3 MB of tables.
    */
@@ -611,9 +612,11 @@ export class ElfFile {
         fill(shoff, shentsize);
         if (shnum === 0) shnum = Number(v.getBigUint64(shoff + 32, true));
         fill(shoff, Math.min(shnum, 65536) * shentsize);
-        for (let i = 0; i < shnum && shoff + (i + 1) * shentsize <= size; i++) {
-          const o = shoff + i * shentsize;
-          if (!TABLE_SECTIONS.has(v.getUint32(o + 4, true))) continue;
+        // the section names; every other section is read when first asked for
+        let names = shnum > 0 ? v.getUint16(62, true) : 0;
+        if (names === 0xffff) names = v.getUint32(shoff + 40, true); // in section 0's sh_link
+        const o = shoff + names * shentsize;
+        if (names > 0 && names < shnum && o + shentsize <= size) {
           fill(Number(v.getBigUint64(o + 24, true)), Number(v.getBigUint64(o + 32, true)));
         }
       }
@@ -625,9 +628,6 @@ export class ElfFile {
     return elf;
   }
 }
-
-/** Section types read up front by openSparse(): what symbols and DT_NEEDED are made of. */
-const TABLE_SECTIONS = new Set([SHT_SYMTAB, SHT_STRTAB, SHT_DYNAMIC, SHT_DYNSYM]);
 
 /** Reads and parses the ELF file at `path` (sparsely: see ElfFile.openSparse). */
 export async function readElf(path: string): Promise<ElfFile> {

@@ -26,12 +26,23 @@ export async function readAt(
   return buf.subarray(0, got);
 }
 
-function includesName(table: Uint8Array, name: Uint8Array): boolean {
-  for (let i = table.indexOf(name[0]); i >= 0; i = table.indexOf(name[0], i + 1)) {
+/** Where name (NUL-terminated) starts a string of table, from index `from` on. */
+function includesName(table: Uint8Array, name: Uint8Array, from = 0): boolean {
+  for (let i = table.indexOf(name[0], from); i >= 0; i = table.indexOf(name[0], i + 1)) {
     if ((i === 0 || table[i - 1] === 0) && name.every((b, k) => table[i + k] === b)) return true;
   }
   return false;
 }
+
+/** String tables are read this much at a time (node's are 5 and 7.5 MB). */
+const CHUNK = 1 << 20;
+
+/**
+ * Answers by file identity and symbol: every node started while capturing
+ * is the same file, asked about by several library families.
+ */
+const answers = new Map<string, boolean>();
+const MAX_ANSWERS = 512;
 
 /**
  * False only when `path` is a 64-bit little-endian ELF file whose string
@@ -45,6 +56,18 @@ export async function mayDefineSymbol(
   symbol: string | readonly string[],
 ): Promise<boolean> {
   using file = await Deno.open(path);
+  const st = await file.stat();
+  const key = `${st.dev}:${st.ino}:${st.size}:${st.mtime?.getTime()}:${[symbol].flat().join(",")}`;
+  let answer = answers.get(key);
+  if (answer === undefined) {
+    answer = await scan(file, symbol);
+    if (answers.size >= MAX_ANSWERS) answers.delete(answers.keys().next().value!);
+    answers.set(key, answer);
+  }
+  return answer;
+}
+
+async function scan(file: Deno.FsFile, symbol: string | readonly string[]): Promise<boolean> {
   const ehdr = await readAt(file, 0, 64);
   if (ehdr.length < 64 || ehdr[0] !== 0x7f || ehdr[4] !== 2 || ehdr[5] !== 1) return true;
   const v = new DataView(ehdr.buffer, ehdr.byteOffset, ehdr.byteLength);
@@ -56,6 +79,9 @@ export async function mayDefineSymbol(
   if (shdrs.length < shnum * shentsize) return true;
   const s = new DataView(shdrs.buffer, shdrs.byteOffset, shdrs.byteLength);
   const names = [symbol].flat().map((n) => new TextEncoder().encode(`${n}\0`));
+  // a chunk starts with the last bytes of the one before it, so no name is split
+  const overlap = Math.max(...names.map((n) => n.length)) + 1;
+  const buf = new Uint8Array(CHUNK + overlap);
   let tables = 0;
   for (let i = 0; i < shnum; i++) {
     const at = i * shentsize;
@@ -64,8 +90,32 @@ export async function mayDefineSymbol(
     const size = Number(s.getBigUint64(at + 0x20, true));
     if (size > MAX_TABLE) return true;
     tables++;
-    const table = await readAt(file, offset, size);
-    if (names.some((name) => includesName(table, name))) return true;
+    for (let done = 0; done < size;) {
+      // the overlap's first byte is the NUL (or table start) a name must follow
+      const back = Math.min(done, overlap);
+      const chunk = await readInto(
+        file,
+        buf,
+        offset + done - back,
+        Math.min(CHUNK, size - done) + back,
+      );
+      if (chunk.length <= back) break;
+      const from = back === 0 ? 0 : 1;
+      if (names.some((name) => includesName(chunk, name, from))) return true;
+      done += chunk.length - back;
+    }
   }
   return tables === 0;
+}
+
+/** Reads up to length bytes at offset into buf; the bytes read. */
+async function readInto(file: Deno.FsFile, buf: Uint8Array, offset: number, length: number) {
+  await file.seek(offset, Deno.SeekMode.Start);
+  let got = 0;
+  while (got < length) {
+    const n = await file.read(buf.subarray(got, length));
+    if (n === null) break;
+    got += n;
+  }
+  return buf.subarray(0, got);
 }
