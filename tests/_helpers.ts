@@ -24,16 +24,46 @@ export function bpfUnavailableReason(): string | undefined {
 
 const skipReason = bpfUnavailableReason();
 
-/** A test that loads BPF programs: skipped, saying why, where the kernel cannot. */
-export function bpfTest(name: string, fn: () => Promise<void>) {
+/** What the running test waits for now: named when it overruns its limit. */
+let waitingFor = "";
+
+/** A BPF test's default time limit: a hang fails it, saying what it waited for. */
+export const TEST_LIMIT_MS = 180_000;
+
+/**
+ * A test that loads BPF programs: skipped, saying why, where the kernel
+ * cannot; failed once it runs longer than limitMs.
+ */
+export function bpfTest(
+  name: string,
+  fn: () => Promise<void>,
+  { limitMs = TEST_LIMIT_MS }: { limitMs?: number } = {},
+) {
   if (skipReason) console.error(`skip: ${name}: ${skipReason}`);
   Deno.test({
     name,
     ignore: skipReason !== undefined,
-    fn,
+    fn: () => withinLimit(fn, limitMs),
     sanitizeResources: false,
     sanitizeOps: false,
   });
+}
+
+/** Runs fn; rejects once it has run limitMs, naming what it last waited for. */
+export async function withinLimit(fn: () => Promise<void>, limitMs: number) {
+  waitingFor = "";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const overrun = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const what = waitingFor ? `; it was waiting for ${waitingFor}` : "";
+      reject(new Error(`the test ran past its limit of ${limitMs / 1000} s${what}`));
+    }, limitMs);
+  });
+  try {
+    await Promise.race([fn(), overrun]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Polls cond every 50 ms until it holds; throws with `what` after timeoutMs. */
@@ -43,9 +73,29 @@ export async function waitFor(
   timeoutMs = 10_000,
 ) {
   const end = Date.now() + timeoutMs;
+  waitingFor = what;
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
+  }
+  waitingFor = "";
+}
+
+/** Resolves with promise, or rejects after timeoutMs naming `what`. */
+export async function bounded<T>(promise: Promise<T>, what: string, timeoutMs: number) {
+  waitingFor = what;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+    waitingFor = "";
   }
 }
 
@@ -214,17 +264,26 @@ export class EcapRun implements AsyncDisposable {
     return complete.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
   }
 
-  /** Sends a signal (SIGINT by default) and waits for the exit code. */
+  /**
+   * Sends a signal (SIGINT by default) and waits for the exit code, at most
+   * 30 s. SIGINT and SIGTERM must end ecap with 0: anything else throws.
+   */
   async stop(signal: Deno.Signal = "SIGINT"): Promise<number> {
     try {
       this.#child.kill(signal);
     } catch { /* already gone */ }
-    return await this.#done;
+    const code = await bounded(this.#done, `ecap to exit after ${signal}`, 30_000);
+    if ((signal === "SIGINT" || signal === "SIGTERM") && code !== 0) {
+      throw new Error(`ecap exited ${code} after ${signal}: ${this.#stderr}`);
+    }
+    return code;
   }
 
-  /** Waits for it to exit by itself. */
-  wait(): Promise<number> {
-    return this.#done;
+  /** Waits for it to exit by itself, at most timeoutMs. */
+  wait(timeoutMs = 60_000): Promise<number> {
+    return bounded(this.#done, "ecap to exit", timeoutMs).catch((e) => {
+      throw new Error(`${e.message} (stderr: ${this.#stderr.slice(-500)})`);
+    });
   }
 
   async [Symbol.asyncDispose]() {
