@@ -21,22 +21,51 @@ async function output(argv: string[]): Promise<string> {
   return new TextDecoder().decode(r.stdout);
 }
 
+/** The cgroup v2 id of a process: its cgroup directory's inode number. */
+function cgroupIdOf(pid: number): number {
+  const path = /^0::(.*)$/m.exec(Deno.readTextFileSync(`/proc/${pid}/cgroup`))![1];
+  return Deno.statSync(`${cgroupRoot()}${path}`).ino!;
+}
+
 const CLIENT_C = new URL("./fixtures/tls_client.c", import.meta.url).pathname;
 
 const curlArgs = (url: string) => ["curl", "-sk", "--http1.1", "--max-time", "20", url];
 
-/** A shell that runs `curl URL` for each line it reads: a parent whose children come later. */
+/**
+ * A shell that runs `curl URL` for each line it reads: a parent whose
+ * children come later. fetch() resolves with the HTTP status once curl is done.
+ */
 function curlLoop() {
   const child = new Deno.Command("sh", {
-    args: ["-c", 'while read u; do curl -sk --http1.1 --max-time 20 "$u" >/dev/null; done'],
+    args: [
+      "-c",
+      `while read u; do curl -sk --http1.1 --max-time 20 -o /dev/null -w '%{http_code}\\n' "$u"; done`,
+    ],
     stdin: "piped",
+    stdout: "piped",
   }).spawn();
   const w = child.stdin.getWriter();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).values();
+  let buffered = "";
+  const nextLine = async () => {
+    while (!buffered.includes("\n")) {
+      const r = await lines.next();
+      if (r.done) throw new Error("the curl loop ended");
+      buffered += r.value;
+    }
+    const line = buffered.slice(0, buffered.indexOf("\n"));
+    buffered = buffered.slice(line.length + 1);
+    return line;
+  };
   return {
     pid: child.pid,
-    fetch: (url: string) => w.write(new TextEncoder().encode(`${url}\n`)),
+    async fetch(url: string): Promise<string> {
+      await w.write(new TextEncoder().encode(`${url}\n`));
+      return await nextLine();
+    },
     async [Symbol.asyncDispose]() {
       await w.close().catch(() => {});
+      await lines.return?.();
       await child.status;
     },
   };
@@ -57,11 +86,11 @@ bpfTest("-p twice takes both processes' children with --follow-children, not a t
     String(b.pid),
     "--follow-children",
   ]);
-  await a.fetch(nginx.url("/f.txt?from=a"));
-  await b.fetch(nginx.url("/f.txt?from=b"));
-  await c.fetch(nginx.url("/f.txt?from=c"));
+  // c's request is done before a's and b's begin: once theirs are read, c's would have been
+  assert.equal(await c.fetch(nginx.url("/f.txt?from=c")), "200");
+  assert.equal(await a.fetch(nginx.url("/f.txt?from=a")), "200");
+  assert.equal(await b.fetch(nginx.url("/f.txt?from=b")), "200");
   await waitFor(() => sent(run).includes("from=a") && sent(run).includes("from=b"), "a and b");
-  await new Promise((r) => setTimeout(r, 500));
   await run.stop();
   assert.ok(!sent(run).includes("from=c"), "c's curl is not followed");
 });
@@ -86,10 +115,10 @@ bpfTest("-u takes a user's curl and leaves root's out", async () => {
     "--clear-groups",
     ...curlArgs(nginx.url("/u.txt?who=nobody")),
   ];
-  assert.equal(await output(asNobody), "by uid\n");
+  // root's request first: once nobody's is read, root's would have been
   assert.equal(await output(curlArgs(nginx.url("/u.txt?who=root"))), "by uid\n");
+  assert.equal(await output(asNobody), "by uid\n");
   await waitFor(() => sent(run).includes("who=nobody"), "nobody's request");
-  await new Promise((r) => setTimeout(r, 300));
   await run.stop();
   assert.ok(!sent(run).includes("who=root"));
   assert.ok((run.json() as Json[]).every((e) => e.uid === 65534));
@@ -102,7 +131,7 @@ bpfTest("-c takes tasks of that name and leaves others out", async () => {
 urllib.request.urlopen("${
     nginx.url("/c.txt?who=python")
   }", context=ssl._create_unverified_context()).read()`;
-  await output(["python3", "-c", py]);
+  assert.equal(await output(["/usr/bin/python3", "-c", `${py}; print("done")`]), "done\n");
   assert.equal(await output(curlArgs(nginx.url("/c.txt?who=curl"))), "by comm\n");
   await waitFor(() => sent(run).includes("who=curl"), "curl's request");
   await run.stop();
@@ -156,10 +185,10 @@ bpfTest("--cgroup takes processes in that cgroup (and below) and names the conta
       "sh",
       ...curlArgs(nginx.url("/g.txt?where=inside")),
     ];
-    assert.equal(await output(inside), "by cgroup\n");
+    // outside first: once the inside request is read, the outside one would have been
     assert.equal(await output(curlArgs(nginx.url("/g.txt?where=outside"))), "by cgroup\n");
+    assert.equal(await output(inside), "by cgroup\n");
     await waitFor(() => sent(run).includes("where=inside"), "the request from inside");
-    await new Promise((r) => setTimeout(r, 300));
     await run.stop();
     assert.ok(!sent(run).includes("where=outside"));
     const ev = (run.json() as Json[])[0];
@@ -178,20 +207,20 @@ bpfTest("--json events carry cgroup_id, and container null outside one", async (
   await waitFor(() => (run.json() as Json[]).length > 0, "an event");
   await run.stop();
   const ev = (run.json() as Json[])[0];
-  assert.equal(typeof ev.cgroup_id, "number");
-  assert.ok(Object.hasOwn(ev, "container"));
+  assert.equal(ev.cgroup_id, cgroupIdOf(Deno.pid));
+  assert.equal(ev.container, null, "the test runs in no container");
 });
 
 bpfTest("bad filters fail in one line", async () => {
   for (
-    const [args, re] of [
-      [["--cgroup", "/no/such/cgroup"], /No cgroup v2 "\/no\/such\/cgroup"/],
-      [["-c", "a-name-longer-than-15"], /at most 15 bytes/],
-      [["--follow-children"], /--follow-children needs -p PID/],
-    ] as [string[], RegExp][]
+    const [args, re, code] of [
+      [["--cgroup", "/no/such/cgroup"], /No cgroup v2 "\/no\/such\/cgroup"/, 4],
+      [["-c", "a-name-longer-than-15"], /at most 15 bytes/, 2],
+      [["--follow-children"], /--follow-children needs -p PID/, 2],
+    ] as [string[], RegExp, number][]
   ) {
     await using run = await EcapRun.start(["tls", "--calls", ...args], { wait: false });
-    assert.notEqual(await run.wait(), 0);
+    assert.equal(await run.wait(), code, run.stderr);
     assert.match(run.stderr, re);
     assert.equal(run.stderr.trim().split("\n").length, 1, run.stderr);
   }
