@@ -3,7 +3,7 @@
  * in the same run, printed as a table, checked against its target.
  *
  *   deno task bench              # all of it, about 16 minutes; exit 1 if a target is missed
- *   deno run -A bench/main.ts --quick [--only tls,percall,ring,decode,startup,shell,mixed]
+ *   deno run -A bench/main.ts --quick [--only tls,percall,ring,decode,startup,shell,mixed,soak]
  *
  * --quick is a smoke run of a few seconds per benchmark: targets are shown,
  * not enforced. Needs root, nginx, wrk, gcc and (for the peer) bpftrace.
@@ -18,8 +18,9 @@ import { runDecode } from "./decode.ts";
 import { runStartup } from "./startup.ts";
 import { runShellSql } from "./shell_sql.ts";
 import { runMixed } from "./mixed.ts";
+import { runSoak } from "./soak.ts";
 
-const BENCHES = ["tls", "percall", "ring", "decode", "startup", "shell", "mixed"] as const;
+const BENCHES = ["tls", "percall", "ring", "decode", "startup", "shell", "mixed", "soak"] as const;
 
 const { values } = parseArgs({
   options: { quick: { type: "boolean" }, only: { type: "string" }, help: { type: "boolean" } },
@@ -88,6 +89,7 @@ try {
   await section("startup", () => runStartup(opts, peakRss));
   await section("shell", () => runShellSql(opts));
   await section("mixed", () => runMixed(opts));
+  await section("soak", () => runSoak(opts));
 } finally {
   await Deno.remove(tmp, { recursive: true }).catch(() => {});
 }
