@@ -240,6 +240,49 @@ bpfTest("ecap gotls -e /nonexistent: one line, exit 4; -e /bin/ls: one line, exi
   }
 });
 
+bpfTest(
+  "ecap gotls refuses a Go program built for the stack ABI (Go < 1.17): one line, exit 5",
+  async () => {
+    // Debian has no Go older than 1.17 and Go 1.19 cannot build for the stack ABI, so the
+    // client's (*Conn).Read gets the prologue Go 1.16 compiled: the stack bound read through
+    // a g loaded into RCX (cmp 0x10(%rcx),%rsp), not through R14 (cmp 0x10(%r14),%rsp)
+    const p = await programs();
+    const bytes = await Deno.readFile(p.client);
+    const read = (await goNm(p.client)).get("crypto/tls.(*Conn).Read")![0];
+    const at = fileOffset(await sh("readelf", ["-lW", p.client]), read);
+    const prologue = bytes.subarray(at, at + 24);
+    const r14Check = [0x49, 0x3b, 0x66, 0x10];
+    const i = prologue.findIndex((_, k) => r14Check.every((b, j) => prologue[k + j] === b));
+    assert.ok(i >= 0, "Go 1.19's Read checks the stack through R14");
+    prologue.set([0x48, 0x3b, 0x61, 0x10], i);
+    const dir = await Deno.makeTempDir({ prefix: "ecap-go116-" });
+    try {
+      await Deno.writeFile(`${dir}/old-abi-client`, bytes, { mode: 0o755 });
+      await using run = await EcapRun.start(["gotls", "-e", `${dir}/old-abi-client`], {
+        wait: false,
+      });
+      assert.equal(await run.wait(), 5, run.stderr);
+      assert.match(
+        run.stderr,
+        /^ecap: Cannot capture gotls: ".*old-abi-client" is built by Go go1\.\d+.*, which passes arguments on the stack.*\n$/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+/** The file offset of vaddr, from readelf -lW's LOAD segments. */
+function fileOffset(readelf: { stdout: string }, vaddr: number): number {
+  for (
+    const m of readelf.stdout.matchAll(/LOAD\s+0x([0-9a-f]+) 0x([0-9a-f]+) \S+ 0x([0-9a-f]+)/g)
+  ) {
+    const [offset, start, size] = [m[1], m[2], m[3]].map((h) => parseInt(h, 16));
+    if (vaddr >= start && vaddr < start + size) return vaddr - start + offset;
+  }
+  throw new Error(`no LOAD segment holds 0x${vaddr.toString(16)}`);
+}
+
 /** `go tool nm`'s text symbols: name -> addresses (ABI wrappers share a name). */
 async function goNm(path: string): Promise<Map<string, number[]>> {
   const r = await sh("go", ["tool", "nm", path]);
