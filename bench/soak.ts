@@ -18,6 +18,8 @@ import { type BenchOptions, Ecap, fmt, Proc, type Row, sh, sleep } from "./_util
 const MIB = 1 << 20;
 /** RSS may grow this much from the middle of the run to its end: flat, with noise. */
 const RSS_SLACK = 10 * MIB;
+/** ...and this much from the idle start to the loaded middle (buffers, caches, one GC cycle). */
+const LOAD_SLACK = 64 * MIB;
 const TICKS_PER_S = 100; // USER_HZ on Linux
 
 interface Watched {
@@ -169,8 +171,8 @@ export async function runSoak(o: BenchOptions): Promise<Row[]> {
           value: `${fmt(rss0 / MIB)}/${fmt(rssMid / MIB)}/${fmt(rssEnd / MIB)} MiB`,
           baseline: "-",
           ratio: "-",
-          target: "end <= middle + 10 MiB",
-          pass: rssEnd <= rssMid + RSS_SLACK,
+          target: "middle <= start + 64, end <= middle + 10 MiB",
+          pass: rssMid <= rss0 + LOAD_SLACK && rssEnd <= rssMid + RSS_SLACK,
         },
         {
           bench: "soak",
