@@ -1,7 +1,8 @@
 /**
  * Builds ecap: vmlinux.h from the running kernel's BTF, one BPF object per
- * kern/*.bpf.c, the libbpf shim, and (unless --assets) the single `ecap`
- * binary through `deno compile`, which embeds the objects and the shim.
+ * kern/*.bpf.c, the libbpf shim, the man page build/ecap.1, and (unless
+ * --assets) the single `ecap` binary through `deno compile`, which embeds
+ * the objects and the shim.
  *
  *   deno run -A scripts/build.ts [--assets] [--quiet]
  *
@@ -182,6 +183,18 @@ async function buildShim() {
   await run("strip", ["--strip-unneeded", out]);
 }
 
+/** build/ecap.1 from the command line's tables; written only when its text changes. */
+async function buildManPage() {
+  // imported here, not above: the modules embed the BPF objects built before
+  const { manPage } = await import("../lib/cli/manpage.ts");
+  const { loadAllModules } = await import("../lib/modules/index.ts");
+  const out = `${BUILD}/ecap.1`;
+  const text = manPage(await loadAllModules());
+  if (await Deno.readTextFile(out).catch(() => "") === text) return;
+  say("ecap.1 (man page)");
+  await Deno.writeTextFile(out, text);
+}
+
 async function compileBinary() {
   const out = `${BUILD}/ecap`;
   say("ecap binary (deno compile)");
@@ -216,4 +229,5 @@ await Deno.mkdir(BUILD, { recursive: true });
 const vmlinux = await buildVmlinux();
 await buildObjects(vmlinux);
 await buildShim();
+await buildManPage();
 if (!flags.assets) await compileBinary();

@@ -124,9 +124,9 @@ bpfTest("-u takes a user's curl and leaves root's out", async () => {
   assert.ok((run.json() as Json[]).every((e) => e.uid === 65534));
 });
 
-bpfTest("-c takes tasks of that name and leaves others out", async () => {
+bpfTest("--comm takes tasks of that name and leaves others out", async () => {
   await using nginx = await Nginx.start({ "c.txt": "by comm\n" });
-  await using run = await EcapRun.start(["tls", "--calls", "--json", "-c", "curl"]);
+  await using run = await EcapRun.start(["tls", "--calls", "--json", "--comm", "curl"]);
   const py = `import ssl, urllib.request
 urllib.request.urlopen("${
     nginx.url("/c.txt?who=python")
@@ -139,8 +139,8 @@ urllib.request.urlopen("${
   assert.ok((run.json() as Json[]).every((e) => e.comm === "curl"));
 });
 
-bpfTest("-c matches the process's name, not its thread's; output names both", async () => {
-  // Firefox's TLS runs in a thread called "Socket Thread": -c firefox-esr
+bpfTest("--comm matches the process's name, not its thread's; output names both", async () => {
+  // Firefox's TLS runs in a thread called "Socket Thread": --comm firefox-esr
   // must still take it (the client here does its TLS in such a thread)
   const dir = await Deno.makeTempDir({ prefix: "ecap-thread-" });
   try {
@@ -150,8 +150,14 @@ bpfTest("-c matches the process's name, not its thread's; output names both", as
     }).output();
     assert.equal(cc.code, 0, new TextDecoder().decode(cc.stderr));
     await using nginx = await Nginx.start({ "t.txt": "threaded\n" });
-    await using run = await EcapRun.start(["tls", "--calls", "--json", "-c", "threaded-client"]);
-    await using text = await EcapRun.start(["tls", "--calls", "-c", "threaded-client"]);
+    await using run = await EcapRun.start([
+      "tls",
+      "--calls",
+      "--json",
+      "--comm",
+      "threaded-client",
+    ]);
+    await using text = await EcapRun.start(["tls", "--calls", "--comm", "threaded-client"]);
     const out = await output([client, String(nginx.port), "/t.txt?thread", "13", "thread"]);
     assert.match(out, /threaded/);
     await waitFor(() => sent(run).includes("/t.txt?thread"), "the threaded client's request");
@@ -202,7 +208,7 @@ bpfTest("--cgroup takes processes in that cgroup (and below) and names the conta
 
 bpfTest("--json events carry cgroup_id, and container null outside one", async () => {
   await using nginx = await Nginx.start({ "j.txt": "json\n" });
-  await using run = await EcapRun.start(["tls", "--calls", "--json", "-c", "curl"]);
+  await using run = await EcapRun.start(["tls", "--calls", "--json", "--comm", "curl"]);
   await output(curlArgs(nginx.url("/j.txt")));
   await waitFor(() => (run.json() as Json[]).length > 0, "an event");
   await run.stop();
@@ -215,7 +221,7 @@ bpfTest("bad filters fail in one line", async () => {
   for (
     const [args, re, code] of [
       [["--cgroup", "/no/such/cgroup"], /No cgroup v2 "\/no\/such\/cgroup"/, 4],
-      [["-c", "a-name-longer-than-15"], /at most 15 bytes/, 2],
+      [["--comm", "a-name-longer-than-15"], /at most 15 bytes/, 2],
       [["--follow-children"], /--follow-children needs -p PID/, 2],
     ] as [string[], RegExp, number][]
   ) {

@@ -182,7 +182,7 @@ for (const jail of ["chroot", "pivot_root"] as const) {
       const keys = `${dir}/keys.log`;
       const argv = (path: string) => jailed(jail, root, [String(nginx.port), path, "13", "wait"]);
       // one client running before ecap, one started after; only theirs are
-      // probed (-c), so nginx's copy of the same keys cannot stand in
+      // probed (--comm), so nginx's copy of the same keys cannot stand in
       await using early = await WaitingClient.start(argv("/k.txt?early"));
       await using run = await EcapRun.start([
         "tls",
@@ -191,7 +191,7 @@ for (const jail of ["chroot", "pivot_root"] as const) {
         "keylog",
         "-k",
         keys,
-        "-c",
+        "--comm",
         "client",
       ]);
       // the early client's library: the host path of the root's copy

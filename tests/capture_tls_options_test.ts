@@ -44,7 +44,7 @@ bpfTest("--max-call-bytes cuts a longer call, marks it truncated and counts it",
     "tls",
     "--calls",
     "--json",
-    "-c",
+    "--comm",
     "curl",
     "--max-call-bytes",
     "4096",
@@ -65,8 +65,8 @@ bpfTest("--max-call-bytes cuts a longer call, marks it truncated and counts it",
 bpfTest("--hex dumps a text response as hexdump -C does", async () => {
   const token = `hex-${crypto.randomUUID()}\n`;
   await using nginx = await Nginx.start({ "h.txt": token });
-  await using json = await EcapRun.start(["tls", "--calls", "--json", "-c", "curl"]);
-  await using hex = await EcapRun.start(["tls", "--calls", "--hex", "-c", "curl"]);
+  await using json = await EcapRun.start(["tls", "--calls", "--json", "--comm", "curl"]);
+  await using hex = await EcapRun.start(["tls", "--calls", "--hex", "--comm", "curl"]);
   await curl(nginx.url("/h.txt"));
   const response = () =>
     (json.json() as Json[]).find((e) =>
@@ -113,7 +113,15 @@ bpfTest("--data-keys takes the keys of a handshake done inside SSL_write", async
     // without --data-keys: an implicit handshake's keys are not taken; an explicit one's are,
     // and once they are read, the implicit one's would have been
     const plain = `${dir}/plain.keys`;
-    await using run = await EcapRun.start(["tls", "-m", "keylog", "-k", plain, "-c", "tls-client"]);
+    await using run = await EcapRun.start([
+      "tls",
+      "-m",
+      "keylog",
+      "-k",
+      plain,
+      "--comm",
+      "tls-client",
+    ]);
     await connect("implicit");
     const explicit = await connect("explicit");
     await waitFor(async () => (await keyLines(plain)).length >= 5, "the explicit handshake's keys");
@@ -127,7 +135,7 @@ bpfTest("--data-keys takes the keys of a handshake done inside SSL_write", async
       "keylog",
       "-k",
       data,
-      "-c",
+      "--comm",
       "tls-client",
       "--data-keys",
     ]);

@@ -18,6 +18,7 @@ const FLOORS: Record<string, number> = {
   web: 3, // the live web view: its server and its page
   tls: 4, // what the TLS modules share
   modules: 5, // one file per module
+  cli: 6, // the command line: options, help, completions, the man page
 };
 
 function importsOf(text: string): string[] {

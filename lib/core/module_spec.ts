@@ -1,7 +1,7 @@
 /**
  * How a capture module is described: once, as data. lib/core/capture.ts turns a
- * spec into loaded, attached BPF programs; cli.ts turns it into a
- * subcommand with its help; mod.ts types its events.
+ * spec into loaded, attached BPF programs; lib/cli/ turns it into a
+ * subcommand with its help, completions and man page; mod.ts types its events.
  * @module
  */
 import type { Btf } from "../binary/btf.ts";
@@ -151,6 +151,11 @@ export interface CommonOptions {
   mapSize?: number;
   /** Output model (`-m`) for modules that have several; "text" by default. */
   model?: string;
+  /**
+   * Stop after this many events (`-c`). A sink counts what it writes
+   * (packets in a pcapng) and says when it is full; else the CLI counts.
+   */
+  count?: number;
 }
 
 /** Fields every event carries. */
@@ -252,6 +257,13 @@ export interface ModuleSpec<
   createSink?(opts: O): EventSink<E> | undefined;
   /** Help for trailing arguments the module accepts (e.g. a filter expression). */
   positionals?: string;
+  /** Command lines help and the man page show, each with what it does. */
+  examples?: readonly ModuleExample[];
+  /**
+   * The sink writes its file to stdout (`-w -`): events text must go
+   * elsewhere. Absent: never.
+   */
+  writesStdout?(opts: O): boolean;
   /** The --json object for an event: stable field names (see README). */
   toJSON(event: E): Record<string, unknown>;
   /** How the capture keeps up with processes started after it; absent: it does not. */
@@ -351,10 +363,23 @@ export interface TargetSet {
   users?: Record<string, readonly number[]>;
 }
 
+/** A command line in help: `ecap tls -w - | wireshark -k -i -`. */
+export interface ModuleExample {
+  command: string;
+  /** What it does, one line. */
+  does: string;
+}
+
 /** A consumer of events that owns files, e.g. a pcapng writer. */
 export interface EventSink<E> {
   /** Takes a batch of events; returns text for stdout ("" for none). */
   write(batch: readonly E[]): string;
+  /**
+   * With CommonOptions.count: true once the sink has taken that many of
+   * what it counts (packets, handshakes, exchanges); it takes no more.
+   * Absent: the CLI counts events.
+   */
+  readonly full?: boolean;
   /** Called about four times a second: time-based flushing. */
   tick(): void;
   /** Writes what it holds and closes its files; returns a summary for stderr. */

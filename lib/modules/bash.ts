@@ -78,6 +78,20 @@ function parseStatus(v: string | boolean | undefined): number | undefined {
 export const bash: ModuleSpec<BashOptions, BashEvent> = {
   name: "bash",
   summary: "Command lines typed into interactive bash, with exit status",
+  examples: [
+    {
+      command: "ecap bash -c 10",
+      does: "the next 10 command lines typed into any bash, then stop",
+    },
+    {
+      command: "ecap bash -e 127 --json",
+      does: "commands that were not found (status 127), as JSON",
+    },
+    {
+      command: "ecap bash -p 4242 -o commands.log",
+      does: "what the shell with pid 4242 runs, appended to a file",
+    },
+  ],
   object: bashObject,
   probes: [
     uretprobe("uretprobe_readline", "bash", READLINE),

@@ -262,6 +262,14 @@ const library: TlsLibraryModule<GnutlsOptions> = {
 export const gnutls: ModuleSpec<GnutlsOptions, GnutlsEvent> = {
   name: "gnutls",
   summary: "Plaintext, keys and packets of GnuTLS connections",
+  examples: [
+    { command: "ecap gnutls --comm gnutls-cli", does: "what gnutls-cli sends and receives" },
+    { command: "ecap gnutls -k keys.log", does: "key log lines of every GnuTLS handshake" },
+    {
+      command: "ecap gnutls -w tls.pcapng -s 128",
+      does: "packets cut at 128 bytes, with their keys",
+    },
+  ],
   object: tlsObject,
   probes: [
     ...WRITES.flatMap((f, i) => [

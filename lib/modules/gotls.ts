@@ -257,6 +257,17 @@ export const gotls: ModuleSpec<GotlsOptions, GotlsEvent> = {
   name: "gotls",
   aliases: ["go"],
   summary: "Plaintext, keys and packets of Go programs using crypto/tls",
+  examples: [
+    { command: "ecap gotls", does: "plaintext of every running Go program using crypto/tls" },
+    {
+      command: "ecap gotls -e ./server --json",
+      does: "the plaintext of the Go program ./server, as JSON",
+    },
+    {
+      command: "ecap gotls -w go.pcapng -i lo tcp port 8443",
+      does: "loopback packets of port 8443 with their keys",
+    },
+  ],
   object: gotlsObject,
   probes: [
     uprobeAt("uprobe_go_write", ROLE, WRITE, entryOf(WRITE), { models: TEXT_MODEL }),

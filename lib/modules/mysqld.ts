@@ -315,6 +315,11 @@ export const mysqld: ModuleSpec<MysqldOptions, MysqldEvent> = {
   name: "mysqld",
   aliases: ["mysql", "mariadb", "mariadbd"],
   summary: "Queries a MySQL/MariaDB server runs, with result and duration",
+  examples: [
+    { command: "ecap mysqld", does: "queries the running MySQL or MariaDB server runs" },
+    { command: "ecap mysqld --json -o queries.jsonl", does: "as JSON lines in a file" },
+    { command: "ecap mysqld -c 100", does: "the next 100 queries, then stop" },
+  ],
   object: mysqldObject,
   probes: [
     uprobe("uprobe_dispatch_packet", ROLE, DISPATCH_PACKET, { optional: true }),

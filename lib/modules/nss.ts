@@ -105,6 +105,14 @@ const library: TlsLibraryModule<NssOptions> = {
 export const nss: ModuleSpec<NssOptions, NssEvent> = {
   name: "nss",
   summary: "Plaintext of NSS (NSPR) TLS connections",
+  examples: [
+    {
+      command: 'ecap nss -p "$(pidof -s firefox)"',
+      does: "what Firefox sends and receives over TLS",
+    },
+    { command: "ecap nss --calls --hex", does: "each read and write call, as hex dumps" },
+    { command: "ecap nss --har nss.har", does: "the HTTP exchanges also as a HAR file" },
+  ],
   object: tlsObject,
   probes: [
     // PR_Writev is not probed: NSS's writev joins the buffers itself

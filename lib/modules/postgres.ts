@@ -200,6 +200,14 @@ export const postgres: ModuleSpec<PostgresOptions, PostgresEvent> = {
   name: "postgres",
   aliases: ["postgresql", "pg"],
   summary: "Statements PostgreSQL backends run, with user, duration and result",
+  examples: [
+    { command: "ecap postgres", does: "statements the PostgreSQL backends run" },
+    { command: "ecap postgres --json -c 50", does: "the next 50, as JSON" },
+    {
+      command: "ecap postgres --duration 60 -o statements.log",
+      does: "a minute of them, into a file",
+    },
+  ],
   object: postgresObject,
   probes: [
     uprobe("uprobe_report_activity", TARGET, SERVER_SYMBOL),

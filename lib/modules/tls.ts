@@ -163,6 +163,17 @@ export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
   name: "tls",
   aliases: ["openssl"],
   summary: "Plaintext, keys and packets of OpenSSL/BoringSSL connections",
+  examples: [
+    { command: "ecap tls --comm curl", does: "curl's HTTPS requests and responses in the clear" },
+    {
+      command: "ecap tls -w - | wireshark -k -i -",
+      does: "packets to Wireshark as they come, decrypted",
+    },
+    {
+      command: "ecap tls -k keys.log -c 10",
+      does: "the keys of the next 10 handshakes, in SSLKEYLOGFILE format",
+    },
+  ],
   object: tlsObject,
   probes: [
     // data calls: where found, the internal functions every SSL_read* and

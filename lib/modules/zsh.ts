@@ -179,6 +179,17 @@ function u64(n: bigint): Uint8Array {
 export const zsh: ModuleSpec<ZshOptions, ZshEvent> = {
   name: "zsh",
   summary: "Command lines typed into interactive zsh, with exit status",
+  examples: [
+    { command: "ecap zsh", does: "command lines typed into every interactive zsh" },
+    {
+      command: "ecap zsh -u 1000 --json",
+      does: "command lines typed into zsh by user 1000, as JSON",
+    },
+    {
+      command: "ecap zsh -q -c 5 -o zsh.log",
+      does: "the next 5 command lines into a file, nothing on stderr",
+    },
+  ],
   object: zshObject,
   probes: [
     uprobe("uprobe_zleread", "zle", "zleread"),

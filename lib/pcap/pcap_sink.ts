@@ -4,12 +4,12 @@
  * decrypt with no further options. Packets wait HOLD_MS (less while more
  * than HOLD_BYTES wait) before they are written so that the secrets (read
  * when a handshake returns) go out first, as a Decryption Secrets Block;
- * the file is flushed at least every second.
+ * the file is flushed at least every second, stdout (path "-", read live
+ * by `wireshark -k -i -`) after every batch of packets.
  * @module
  */
 import { type FilterNode, matchPacket, parsePacket } from "./packet_filter.ts";
-import { openOutputFile } from "../core/output_file.ts";
-import { ioError } from "../core/output_file.ts";
+import { ioError, openReplacedFile } from "../core/output_file.ts";
 import { PcapngWriter } from "./pcapng_writer.ts";
 
 /** How long a packet is held for the secrets of its handshake. */
@@ -101,10 +101,31 @@ class WholeWrites {
   }
 }
 
-/** Writes packets and secrets to a pcapng file. */
+/** The path that names stdout, as in tcpdump's `-w -`. */
+export const STDOUT_PATH = "-";
+
+/** tcpdump's default snap length: longer packets are cut to it. */
+export const DEFAULT_SNAPLEN = 262144;
+
+/** How a PcapSink writes. */
+export interface PcapSinkOptions {
+  filter?: FilterNode;
+  /** shb_userappl, e.g. "ecap". */
+  application: string;
+  /** Bytes of a packet kept at most (default DEFAULT_SNAPLEN). */
+  snapLen?: number;
+  /** Packets to take at most (`-c`); later ones are dropped. */
+  limit?: number;
+}
+
+/** Writes packets and secrets to a pcapng file, or to stdout. */
 export class PcapSink {
-  #file: Deno.FsFile;
+  /** Undefined when writing to stdout. */
+  #file?: Deno.FsFile;
+  #live: boolean;
   #writer: PcapngWriter;
+  #limit: number;
+  #queued = 0;
   #ids = new Map<number, { id: number; linkType: number }>();
   #held: { at: number; packet: PacketRecord }[] = [];
   #heldBytes = 0;
@@ -114,21 +135,27 @@ export class PcapSink {
   packets = 0;
   secretLines = 0;
 
+  /** path "-" is stdout; a file is replaced, as tcpdump -w replaces it. */
   constructor(
     readonly path: string,
     interfaces: readonly CaptureInterface[],
-    opts: { filter?: FilterNode; application: string },
+    opts: PcapSinkOptions,
   ) {
-    this.#file = openOutputFile(path);
-    this.#writer = new PcapngWriter(new WholeWrites(this.#file), {
+    this.#live = path === STDOUT_PATH;
+    this.#file = this.#live ? undefined : openReplacedFile(path);
+    // a pipe cannot be cut back to a whole block: its reader has the bytes
+    const out = this.#file ? new WholeWrites(this.#file) : Deno.stdout;
+    this.#writer = new PcapngWriter(out, {
       application: opts.application,
       os: `Linux ${Deno.osRelease()}`,
       hardware: Deno.build.arch,
     });
+    const snapLen = opts.snapLen ?? DEFAULT_SNAPLEN;
     for (const i of interfaces) {
-      const id = this.#writer.addInterface({ name: i.name, linkType: i.linkType });
+      const id = this.#writer.addInterface({ name: i.name, linkType: i.linkType, snapLen });
       this.#ids.set(i.index, { id, linkType: i.linkType });
     }
+    this.#limit = opts.limit ?? Infinity;
     this.#filter = opts.filter;
     this.#guard(() => this.#writer.flush());
   }
@@ -137,8 +164,13 @@ export class PcapSink {
     try {
       f();
     } catch (e) {
-      throw ioError(this.path, e);
+      throw ioError(this.#live ? "stdout" : this.path, e);
     }
+  }
+
+  /** True once `limit` packets are taken: the capture can stop. */
+  get full(): boolean {
+    return this.#queued >= this.#limit;
   }
 
   /** Records which process owns a connection, for packet comments. */
@@ -153,11 +185,12 @@ export class PcapSink {
     this.secretLines += lines.length;
   }
 
-  /** Queues a packet that passes the filter. */
+  /** Queues a packet that passes the filter, until `limit` are taken. */
   packet(p: PacketRecord) {
     const iface = this.#ids.get(p.ifindex);
-    if (!iface) return;
+    if (!iface || this.full) return;
     if (this.#filter && !matchPacket(this.#filter, parsePacket(p.data, iface.linkType))) return;
+    this.#queued++;
     this.#held.push({ at: Date.now(), packet: p });
     this.#heldBytes += p.data.length;
   }
@@ -194,19 +227,19 @@ export class PcapSink {
         });
         this.packets++;
       }
-      if (all || now - this.#lastFlush >= FLUSH_MS) {
+      if (all || (this.#live && due.length > 0) || now - this.#lastFlush >= FLUSH_MS) {
         this.#writer.flush();
         this.#lastFlush = now;
       }
     });
   }
 
-  /** Writes everything held and closes the file. */
+  /** Writes everything held and closes the file (stdout stays open). */
   close() {
     try {
       this.tick(true);
     } finally {
-      this.#file.close();
+      this.#file?.close();
     }
   }
 }

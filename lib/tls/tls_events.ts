@@ -25,6 +25,8 @@ export interface TlsFamilyOptions extends CommonOptions {
   interfaces?: string[];
   /** -m pcap: packets to keep. */
   filter?: FilterNode;
+  /** -m pcap: bytes of a packet kept at most (-s; default 262144, as tcpdump). */
+  snapLen?: number;
   /** Report each read/write call instead of HTTP exchanges (--calls). */
   calls?: boolean;
   /** A request without a response is reported incomplete after this (seconds; default 30). */

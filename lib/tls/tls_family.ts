@@ -20,7 +20,12 @@ import {
   u32,
 } from "../core/module_spec.ts";
 import { type FilterNode, kernelFilter, parseFilter } from "../pcap/packet_filter.ts";
-import { type CaptureInterface, PcapSink } from "../pcap/pcap_sink.ts";
+import {
+  type CaptureInterface,
+  DEFAULT_SNAPLEN,
+  PcapSink,
+  STDOUT_PATH,
+} from "../pcap/pcap_sink.ts";
 import type { TlsFamilyEvent, TlsFamilyOptions } from "./tls_events.ts";
 import { tlsFamilyDecoder } from "./tls_decoder.ts";
 import { exchangeDecoder } from "./tls_exchanges.ts";
@@ -110,7 +115,8 @@ const FAMILY_OPTIONS: readonly OptionSpec[] = [
     short: "m",
     type: "string",
     arg: "MODEL",
-    help: "text (plaintext), keylog (key log file), pcap (pcapng with keys); default text",
+    help: "text (plaintext), keylog (key log file), pcap (pcapng with keys); " +
+      "default text, or what -w or -k picks",
   },
   { name: "hex", type: "boolean", help: "show payloads as hex dumps (text)" },
   {
@@ -131,8 +137,27 @@ const FAMILY_OPTIONS: readonly OptionSpec[] = [
     arg: "BYTES",
     help: "capture at most this much of one read/write call (default 1M)",
   },
-  { name: "keylogfile", short: "k", type: "string", arg: "FILE", help: "key log file (keylog)" },
-  { name: "pcapfile", short: "w", type: "string", arg: "FILE", help: "pcapng file (pcap)" },
+  {
+    name: "keylogfile",
+    short: "k",
+    type: "string",
+    arg: "FILE",
+    help: "write the key log to FILE (appended to); alone it means -m keylog",
+  },
+  {
+    name: "pcapfile",
+    short: "w",
+    type: "string",
+    arg: "FILE",
+    help: "write pcapng to FILE (replaced if it exists; - is stdout); alone it means -m pcap",
+  },
+  {
+    name: "snaplen",
+    short: "s",
+    type: "string",
+    arg: "SNAPLEN",
+    help: `pcap: keep at most SNAPLEN bytes of a packet (default ${DEFAULT_SNAPLEN})`,
+  },
   {
     name: "ifname",
     short: "i",
@@ -142,45 +167,80 @@ const FAMILY_OPTIONS: readonly OptionSpec[] = [
   },
 ];
 
+function usage(message: string): EcapError {
+  return new EcapError(message, { kind: "usage" });
+}
+
+const stringValue = (v: string | boolean | undefined) => typeof v === "string" ? v : undefined;
+
+/**
+ * The model asked for: -m, else the one its file option implies (-w pcap,
+ * -k keylog, as tcpdump's -w needs nothing more); a file option of another
+ * model is refused rather than ignored.
+ */
+function chooseModel(v: Record<string, string | boolean | undefined>): [string, string] {
+  const pcapFile = stringValue(v.pcapfile), keylogFile = stringValue(v.keylogfile);
+  if (pcapFile !== undefined && keylogFile !== undefined) {
+    throw usage(
+      "-w and -k pick different models (pcap, keylog): -w writes the keys into the pcapng",
+    );
+  }
+  const asked = stringValue(v.model) ??
+    (pcapFile !== undefined ? "pcap" : keylogFile !== undefined ? "keylog" : "text");
+  if (!MODELS.includes(asked)) {
+    throw usage(`Unknown --model "${asked}" (models: ${MODELS.join(", ")})`);
+  }
+  const model = canonicalModel(asked);
+  if (model === "pcap" && pcapFile === undefined) {
+    throw usage(`-m ${asked} needs -w/--pcapfile FILE`);
+  }
+  if (model === "keylog" && keylogFile === undefined) {
+    throw usage(`-m ${asked} needs -k/--keylogfile FILE`);
+  }
+  if (pcapFile !== undefined && model !== "pcap") {
+    throw usage(`-w writes pcapng: it cannot go with -m ${asked}`);
+  }
+  if (keylogFile !== undefined && model !== "keylog") {
+    throw usage(`-k writes a key log: it cannot go with -m ${asked}`);
+  }
+  for (const [name, option] of [["snaplen", "-s"], ["ifname", "-i"]]) {
+    if (v[name] !== undefined && model !== "pcap") {
+      throw usage(`${option} goes with -w FILE (pcap), not -m ${asked}`);
+    }
+  }
+  return [asked, model];
+}
+
+function parseSnapLen(v: string | boolean | undefined): number | undefined {
+  if (v === undefined || typeof v === "boolean") return undefined;
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1 || n > 0xffffffff) {
+    throw usage(`Invalid -s "${v}": expected a positive number of bytes`);
+  }
+  return n;
+}
+
 function parseFamilyOptions(
   v: Record<string, string | boolean | undefined>,
 ): Partial<TlsFamilyOptions> {
-  const asked = typeof v.model === "string" ? v.model : "text";
-  if (!MODELS.includes(asked)) {
-    throw new EcapError(`Unknown --model "${asked}" (models: ${MODELS.join(", ")})`, {
-      kind: "usage",
-    });
-  }
-  const model = canonicalModel(asked);
-  if (model === "pcap" && typeof v.pcapfile !== "string") {
-    throw new EcapError(`-m ${asked} needs -w/--pcapfile FILE`, { kind: "usage" });
-  }
-  if (model === "keylog" && typeof v.keylogfile !== "string") {
-    throw new EcapError(`-m ${asked} needs -k/--keylogfile FILE`, { kind: "usage" });
-  }
+  const [asked, model] = chooseModel(v);
   if (typeof v.positionals === "string" && model !== "pcap") {
-    throw new EcapError(`A filter expression needs -m pcap: "${v.positionals}"`, {
-      kind: "usage",
-    });
+    throw usage(`A filter expression needs -m pcap: "${v.positionals}"`);
   }
   let filter: FilterNode | undefined;
   if (typeof v.positionals === "string") {
     try {
       filter = parseFilter(v.positionals);
     } catch (e) {
-      throw new EcapError(`Invalid filter expression: ${(e as Error).message}`, {
-        kind: "usage",
-      });
+      throw usage(`Invalid filter expression: ${(e as Error).message}`);
     }
   }
-  const har = typeof v.har === "string" ? v.har : undefined;
+  const har = stringValue(v.har);
   if (har !== undefined && model !== "text") {
-    throw new EcapError(`--har needs the text model (plaintext), not -m ${asked}`, {
-      kind: "usage",
-    });
+    throw usage(`--har needs the text model (plaintext), not -m ${asked}`);
   }
   if (har !== undefined && v.calls === true) {
-    throw new EcapError("--har writes exchanges: it cannot go with --calls", { kind: "usage" });
+    throw usage("--har writes exchanges: it cannot go with --calls");
   }
   return {
     model,
@@ -189,8 +249,9 @@ function parseFamilyOptions(
     exchangeTimeout: parseTimeout(v["exchange-timeout"]),
     harFile: har,
     maxCallBytes: parseBytes(v["max-call-bytes"]),
-    keylogFile: typeof v.keylogfile === "string" ? v.keylogfile : undefined,
-    pcapFile: typeof v.pcapfile === "string" ? v.pcapfile : undefined,
+    keylogFile: stringValue(v.keylogfile),
+    pcapFile: stringValue(v.pcapfile),
+    snapLen: parseSnapLen(v.snaplen),
     interfaces: typeof v.ifname === "string"
       ? v.ifname.split(",").map((x) => x.trim()).filter(Boolean)
       : undefined,
@@ -220,6 +281,7 @@ type FamilyPart<O extends TlsFamilyOptions, M extends string> = Pick<
   | "format"
   | "toJSON"
   | "view"
+  | "writesStdout"
 >;
 
 /**
@@ -258,27 +320,38 @@ export function tlsFamily<O extends TlsFamilyOptions, M extends string>(
       return exchangeDecoder(name, calls, opts.exchangeTimeout, opts.exchanges);
     },
     createSink(opts) {
-      if (opts.model === "keylog") return keylogSink<M>(opts.keylogFile!);
+      if (opts.model === "keylog") return keylogSink<M>(opts.keylogFile!, opts.count);
       if (opts.model === "pcap") {
-        return pcapSink<M>(opts.pcapFile!, findInterfaces(opts.interfaces ?? []), opts.filter);
+        return pcapSink<M>(opts.pcapFile!, findInterfaces(opts.interfaces ?? []), opts);
       }
       if (opts.harFile !== undefined) return harSink<M>(opts.harFile, opts);
       return undefined;
     },
+    writesStdout: (opts) => opts.model === "pcap" && opts.pcapFile === STDOUT_PATH,
     format: formatTlsEvent,
     toJSON: tlsEventJSON,
     view: TLS_VIEW,
   };
 }
 
-/** -m keylog: secrets to the key log file, a line per handshake to stdout. */
-function keylogSink<M extends string>(path: string): EventSink<TlsFamilyEvent<M>> {
+/**
+ * -m keylog: secrets to the key log file, a line per handshake to stdout;
+ * with -c, `count` handshakes.
+ */
+function keylogSink<M extends string>(
+  path: string,
+  count = Infinity,
+): EventSink<TlsFamilyEvent<M>> {
   const file = new KeylogFile(path);
   let handshakes = 0;
   return {
+    get full() {
+      return handshakes >= count;
+    },
     write(batch) {
       let text = "";
       for (const ev of batch) {
+        if (handshakes >= count) break;
         if (ev.kind !== "secret" || ev.keylog.length === 0) continue;
         if (file.add(ev.keylog).length === 0 || !ev.complete) continue;
         handshakes++;
@@ -294,15 +367,24 @@ function keylogSink<M extends string>(path: string): EventSink<TlsFamilyEvent<M>
   };
 }
 
-/** -m pcap: packets and secrets to a pcapng file. */
+/** -m pcap: packets and secrets to a pcapng file (or stdout); with -c, `count` packets. */
 function pcapSink<M extends string>(
   path: string,
   interfaces: CaptureInterface[],
-  filter: FilterNode | undefined,
+  opts: TlsFamilyOptions,
 ): EventSink<TlsFamilyEvent<M>> {
-  const sink = new PcapSink(path, interfaces, { filter, application: "ecap" });
+  const sink = new PcapSink(path, interfaces, {
+    filter: opts.filter,
+    application: "ecap",
+    snapLen: opts.snapLen,
+    limit: opts.count,
+  });
   const seen = new Set<string>();
+  const where = path === STDOUT_PATH ? "stdout" : path;
   return {
+    get full() {
+      return sink.full;
+    },
     write(batch) {
       let text = "";
       for (const ev of batch) {
@@ -333,7 +415,7 @@ function pcapSink<M extends string>(
     tick: () => sink.tick(),
     close() {
       sink.close();
-      return `${sink.packets} packets, ${sink.secretLines} key log lines written to ${path}`;
+      return `${sink.packets} packets, ${sink.secretLines} key log lines written to ${where}`;
     },
   };
 }
