@@ -185,14 +185,15 @@ async function buildShim() {
 
 /** build/ecap.1 from the command line's tables; written only when its text changes. */
 async function buildManPage() {
-  // imported here, not above: the modules embed the BPF objects built before
-  const { manPage } = await import("../lib/cli/manpage.ts");
-  const { loadAllModules } = await import("../lib/modules/index.ts");
+  // a process of its own: the modules embed the objects this one has just built
   const out = `${BUILD}/ecap.1`;
-  const text = manPage(await loadAllModules());
-  if (await Deno.readTextFile(out).catch(() => "") === text) return;
-  say("ecap.1 (man page)");
-  await Deno.writeTextFile(out, text);
+  const res = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}/scripts/manpage.ts`, out],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!res.success) die(`the man page: ${new TextDecoder().decode(res.stderr).trim()}`);
+  if (new TextDecoder().decode(res.stdout).includes("changed")) say("ecap.1 (man page)");
 }
 
 async function compileBinary() {
