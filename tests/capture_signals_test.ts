@@ -11,7 +11,7 @@ import { mulberry32 } from "./_random.ts";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 bpfTest(
-  "signals at random moments of 60 captures: exit 0, output whole, kernel clean",
+  "signals at random moments of 100 captures: exit 0, output whole, kernel clean",
   async () => {
     const seed = Date.now() >>> 0;
     const random = mulberry32(seed);
@@ -24,7 +24,7 @@ bpfTest(
       twice: 0,
       ended: 0,
     };
-    for (let i = 0; i < 60; i++) {
+    for (let i = 0; i < 100; i++) {
       // some end by themselves, so that a signal may come while they drain
       const ends = random() < 0.3;
       const args = ["bash", "--json", ...(ends ? ["--duration", "0.2"] : [])];
