@@ -157,6 +157,8 @@ interface ConnState {
   started: { read?: bigint; write?: bigint };
   /** HTTP/1: a response complete before its request was. */
   early?: { message: HttpMessage; start: bigint; end: bigint };
+  /** "client|server" addresses once known: its entry in #sides goes with it. */
+  pairKey?: string;
   /** Raw bytes gathered for the current block. */
   block?: StreamBlock;
   blockParts: Uint8Array[];
@@ -289,6 +291,7 @@ export class ExchangeAssembler {
       const sides = this.#sides.get(pairKey) ?? new Set();
       sides.add(role);
       this.#sides.set(pairKey, sides);
+      c.pairKey = pairKey;
     }
     // the direction requests go in this process's calls
     const requestWay = role === "client" ? "write" : "read";
@@ -514,7 +517,11 @@ export class ExchangeAssembler {
         out.push(p.exchange);
       }
       const idle = c.queue.length === 0 && c.streams.size === 0 && c.block === undefined;
-      if (idle && now - c.lastSeen >= this.#timeout) this.#conns.delete(id);
+      if (idle && now - c.lastSeen >= this.#timeout) {
+        this.#conns.delete(id);
+        // each connection has a pair of its own (the client's port): kept, they add up
+        if (c.pairKey !== undefined) this.#sides.delete(c.pairKey);
+      }
     }
     return out;
   }

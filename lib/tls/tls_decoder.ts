@@ -49,6 +49,28 @@ const SWEEP_NS = 10_000_000_000n;
 /** Bytes set aside at a call's first chunk at most; more as they come. */
 const MAX_CALL_BUFFER = 16 << 20;
 
+/**
+ * Records name processes by their pid in the initial pid namespace: /proc
+ * shows those only when ecap runs in it (its inode is PROC_PID_INIT_INO).
+ */
+const HOST_PIDS = (() => {
+  try {
+    return Deno.readLinkSync("/proc/self/ns/pid") === "pid:[4026531836]";
+  } catch {
+    return false;
+  }
+})();
+
+/** Whether process pid (as the records name it: the host's pid) still runs. */
+function processRuns(pid: string): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Bytes of an address of this family that mean something. */
 function addrBytes(family: number): number {
   return family === 2 ? 4 : family === 10 ? 16 : 0;
@@ -120,10 +142,26 @@ export function tlsFamilyDecoder<M extends string>(
   const connections = new Map<string, Connection>();
   let lastSweep = 0n;
 
-  /** Forgets connections and calls with no record for IDLE_NS. */
+  /**
+   * Forgets connections and calls with no record for IDLE_NS, and sooner
+   * the connections of processes that have exited (quiet for a sweep: their
+   * last records may still have been in the ring): every HTTPS client a
+   * script runs is a new process, and 330 s of them are thousands of
+   * conversations kept for nothing.
+   */
   function sweep(now: bigint) {
     lastSweep = now;
-    for (const [id, c] of connections) if (now - c.lastSeen > IDLE_NS) connections.delete(id);
+    const alive = new Map<string, boolean>();
+    for (const [id, c] of connections) {
+      const quiet = now - c.lastSeen;
+      if (quiet > IDLE_NS) connections.delete(id);
+      else if (quiet > SWEEP_NS && HOST_PIDS) {
+        const pid = id.slice(0, id.indexOf(":"));
+        let live = alive.get(pid);
+        if (live === undefined) alive.set(pid, live = processRuns(pid));
+        if (!live) connections.delete(id);
+      }
+    }
     for (const [key, call] of calls) if (now - call.header.timeNs > IDLE_NS) calls.delete(key);
   }
 
