@@ -157,6 +157,13 @@ interface ConnState {
   started: { read?: bigint; write?: bigint };
   /** HTTP/1: a response complete before its request was. */
   early?: { message: HttpMessage; start: bigint; end: bigint };
+  /**
+   * HTTP/1: a response with no request before it, held pairNs for a request
+   * record that comes late (Go writes from one goroutine and reads from
+   * another: under load the read's record can come first); after that, a
+   * response to a request sent before the capture began.
+   */
+  orphan?: { exchange: HttpExchange; pairKey: string; role: ConversationRole; until: bigint };
   /** "client|server" addresses once known: its entry in #sides goes with it. */
   pairKey?: string;
   /** Raw bytes gathered for the current block. */
@@ -319,7 +326,21 @@ export class ExchangeAssembler {
             touched: call.timeNs,
           };
           const early = c.early;
-          if (early === undefined) {
+          const orphan = c.orphan;
+          if (orphan !== undefined && c.queue.length === 0) {
+            // the response came first: it answers this request
+            c.orphan = undefined;
+            const x = p.exchange, o = orphan.exchange;
+            x.response = o.response;
+            x.timings.responseStart = o.timings.responseStart;
+            x.timings.responseEnd = o.timings.responseEnd;
+            // the request's record was stamped late: it was sent before its answer came
+            const t = x.timings, first = o.timings.responseStart!;
+            if (t.requestStart !== undefined && t.requestStart > first) t.requestStart = first;
+            if (t.requestEnd !== undefined && t.requestEnd > first) t.requestEnd = first;
+            x.incomplete ||= o.response?.incomplete ?? false;
+            this.#complete(x, pairKey, p.seq, role, call.timeNs, out);
+          } else if (early === undefined) {
             c.queue.push(p);
           } else {
             // its response came first (a server answering before the body ended)
@@ -338,21 +359,26 @@ export class ExchangeAssembler {
         } else if (c.queue.length === 0 && c.started[requestWay] !== undefined) {
           // the request is still being sent: the response waits for it
           c.early = { message: msg, start, end: call.timeNs };
-        } else {
-          const p = c.queue.shift() ?? {
-            // a response to a request sent before the capture started
+        } else if (c.queue.length === 0) {
+          // no request before it: held a moment for one whose record is late
+          if (c.orphan !== undefined) this.#releaseOrphan(c, out);
+          c.orphan = {
             exchange: {
-              kind: "http" as const,
-              protocol: m.version === "HTTP/1.0" ? "HTTP/1.0" as const : "HTTP/1.1" as const,
+              kind: "http",
+              protocol: m.version === "HTTP/1.0" ? "HTTP/1.0" : "HTTP/1.1",
               [role]: party,
               clientAddr,
               serverAddr,
-              timings: { requestStart: start },
+              response: msg,
+              timings: { requestStart: start, responseStart: start, responseEnd: call.timeNs },
               incomplete: true,
             },
-            seq: ++c.count,
-            touched: call.timeNs,
+            pairKey,
+            role,
+            until: call.timeNs + this.#pair,
           };
+        } else {
+          const p = c.queue.shift()!;
           const x = p.exchange;
           x.response = msg;
           x.timings.responseStart = start;
@@ -504,6 +530,7 @@ export class ExchangeAssembler {
       out.push(h.exchange);
     }
     for (const [id, c] of this.#conns) {
+      if (c.orphan !== undefined && now >= c.orphan.until) this.#releaseOrphan(c, out);
       if (c.block !== undefined && now - c.block.endNs >= this.#blockIdle) this.#flushBlock(c, out);
       while (c.queue.length > 0 && now - c.queue[0].touched >= this.#timeout) {
         const p = c.queue.shift()!;
@@ -516,7 +543,8 @@ export class ExchangeAssembler {
         p.exchange.incomplete = true;
         out.push(p.exchange);
       }
-      const idle = c.queue.length === 0 && c.streams.size === 0 && c.block === undefined;
+      const idle = c.queue.length === 0 && c.streams.size === 0 && c.block === undefined &&
+        c.orphan === undefined;
       if (idle && now - c.lastSeen >= this.#timeout) {
         this.#conns.delete(id);
         // each connection has a pair of its own (the client's port): kept, they add up
@@ -526,12 +554,20 @@ export class ExchangeAssembler {
     return out;
   }
 
+  /** An orphan response no request came for: one to a request sent before the capture. */
+  #releaseOrphan(c: ConnState, out: ExchangeItem[]) {
+    const o = c.orphan!;
+    c.orphan = undefined;
+    this.#complete(o.exchange, o.pairKey, ++c.count, o.role, o.until, out);
+  }
+
   /** Everything still held: the capture ended. */
   end(): ExchangeItem[] {
     const out: ExchangeItem[] = [];
     for (const h of this.#held.values()) out.push(h.exchange);
     this.#held.clear();
     for (const c of this.#conns.values()) {
+      if (c.orphan !== undefined) out.push(c.orphan.exchange), c.orphan = undefined;
       this.#flushBlock(c, out);
       for (const p of [...c.queue, ...c.streams.values()]) {
         p.exchange.incomplete = true;

@@ -232,7 +232,24 @@ Deno.test("ExchangeAssembler keeps a connection whose socket is learnt late, not
   assert.equal(x.incomplete, false);
   // the same object later on another socket is another connection
   const reused = new End(10, "go", { addr: "192.0.2.10", port: 40001 }, SERVER, "10:c0ffee");
-  assert.deepEqual(http(a.push(reused.call(200, "read", RESPONSE))).map((y) => y.request), [
-    undefined,
+  assert.deepEqual(http(a.push(reused.call(200, "read", RESPONSE))), []); // a request may be late
+  // none came within a second: a response to a request sent before the capture
+  assert.deepEqual(http(a.tick(ms(1300))).map((y) => [y.request, y.response?.status]), [
+    [undefined, 200],
   ]);
+});
+
+Deno.test("ExchangeAssembler pairs a response whose request's record came after it", () => {
+  // Go writes from one goroutine and reads from another: under load the
+  // read's record (its return) can reach the ring before the write's
+  const a = new ExchangeAssembler();
+  const go = new End(10, "go", CLIENT, SERVER, "10:beef");
+  assert.deepEqual(http(a.push(go.call(100, "read", RESPONSE))), []);
+  const [x] = http(a.push(go.call(101, "write", REQUEST)));
+  assert.equal(x.request?.path, "/a?x=1");
+  assert.equal(x.response?.status, 200);
+  assert.equal(x.incomplete, false);
+  assert.ok(x.timings.requestStart! <= x.timings.responseStart!, "no negative duration");
+  assert.deepEqual(http(a.tick(ms(5000))), [], "nothing else comes of it");
+  assert.deepEqual(http(a.end()), []);
 });
