@@ -10,16 +10,21 @@ const SHT_STRTAB = 3;
 const MAX_TABLE = 64 << 20;
 
 /** Up to `length` bytes of `file` at `offset` (fewer at its end). */
-export async function readAt(
+export function readAt(file: Deno.FsFile, offset: number, length: number): Promise<Uint8Array> {
+  return readInto(file, new Uint8Array(length), offset, length);
+}
+
+/** Reads up to `length` bytes at `offset` into the start of buf; the bytes read. */
+export async function readInto(
   file: Deno.FsFile,
+  buf: Uint8Array,
   offset: number,
   length: number,
 ): Promise<Uint8Array> {
-  const buf = new Uint8Array(length);
   await file.seek(offset, Deno.SeekMode.Start);
   let got = 0;
   while (got < length) {
-    const n = await file.read(buf.subarray(got));
+    const n = await file.read(buf.subarray(got, length));
     if (n === null) break;
     got += n;
   }
@@ -106,16 +111,4 @@ async function scan(file: Deno.FsFile, symbol: string | readonly string[]): Prom
     }
   }
   return tables === 0;
-}
-
-/** Reads up to length bytes at offset into buf; the bytes read. */
-async function readInto(file: Deno.FsFile, buf: Uint8Array, offset: number, length: number) {
-  await file.seek(offset, Deno.SeekMode.Start);
-  let got = 0;
-  while (got < length) {
-    const n = await file.read(buf.subarray(got, length));
-    if (n === null) break;
-    got += n;
-  }
-  return buf.subarray(0, got);
 }

@@ -10,6 +10,7 @@ import { ElfError, type ElfFile, readElf, SHT_NOBITS } from "../binary/elf.ts";
 import { EcapError } from "../base/errors.ts";
 import { checkArchitecture } from "../core/targets.ts";
 import { findInLdCache } from "../binary/ld_cache.ts";
+import { readInto } from "../binary/elf_peek.ts";
 import {
   findProcessesMapping,
   formatDev,
@@ -171,18 +172,12 @@ async function scanFileVersion(
   const all: VersionMarkers = { boring: false };
   for (let at = 0; at < size; at += SCAN_CHUNK - SCAN_OVERLAP) {
     const want = Math.min(SCAN_CHUNK, size - at);
-    await f.seek(offset + at, Deno.SeekMode.Start);
-    let got = 0;
-    while (got < want) {
-      const n = await f.read(buf.subarray(got, want));
-      if (n === null) break;
-      got += n;
-    }
-    const m = markersIn(buf.subarray(0, got));
+    const chunk = await readInto(f, buf, offset + at, want);
+    const m = markersIn(chunk);
     if (m.dated !== undefined) return versionOf(m);
     all.bare ??= m.bare;
     all.boring ||= m.boring;
-    if (got < want || at + want >= size) break;
+    if (chunk.length < want || at + want >= size) break;
   }
   return versionOf(all);
 }
