@@ -330,27 +330,20 @@ export class ExchangeAssembler {
           if (orphan !== undefined && c.queue.length === 0) {
             // the response came first: it answers this request
             c.orphan = undefined;
-            const x = p.exchange, o = orphan.exchange;
-            x.response = o.response;
-            x.timings.responseStart = o.timings.responseStart;
-            x.timings.responseEnd = o.timings.responseEnd;
+            const x = p.exchange, o = orphan.exchange.timings, first = o.responseStart!;
+            answer(x, orphan.exchange.response!, first, o.responseEnd!);
             // the request's record was stamped late: it was sent before its answer came
-            const t = x.timings, first = o.timings.responseStart!;
-            if (t.requestStart !== undefined && t.requestStart > first) t.requestStart = first;
+            const t = x.timings;
+            if (t.requestStart > first) t.requestStart = first;
             if (t.requestEnd !== undefined && t.requestEnd > first) t.requestEnd = first;
-            x.incomplete ||= o.response?.incomplete ?? false;
             this.#complete(x, pairKey, p.seq, role, call.timeNs, out);
           } else if (early === undefined) {
             c.queue.push(p);
           } else {
             // its response came first (a server answering before the body ended)
             c.early = undefined;
-            const x = p.exchange;
-            x.response = early.message;
-            x.timings.responseStart = early.start;
-            x.timings.responseEnd = early.end;
-            x.incomplete ||= early.message.incomplete;
-            this.#complete(x, pairKey, p.seq, role, call.timeNs, out);
+            answer(p.exchange, early.message, early.start, early.end);
+            this.#complete(p.exchange, pairKey, p.seq, role, call.timeNs, out);
           }
         } else if (
           m.status !== undefined && m.status >= 100 && m.status < 200 && m.status !== 101
@@ -379,12 +372,8 @@ export class ExchangeAssembler {
           };
         } else {
           const p = c.queue.shift()!;
-          const x = p.exchange;
-          x.response = msg;
-          x.timings.responseStart = start;
-          x.timings.responseEnd = call.timeNs;
-          x.incomplete ||= msg.incomplete;
-          this.#complete(x, pairKey, p.seq, role, call.timeNs, out);
+          answer(p.exchange, msg, start, call.timeNs);
+          this.#complete(p.exchange, pairKey, p.seq, role, call.timeNs, out);
         }
         delete c.started[call.direction];
       } else if (view.event.type === "headers" || view.event.type === "data") {
@@ -577,6 +566,14 @@ export class ExchangeAssembler {
     this.#conns.clear();
     return out;
   }
+}
+
+/** An HTTP/1 exchange gets its response, read from start to end. */
+function answer(x: HttpExchange, response: HttpMessage, start: bigint, end: bigint) {
+  x.response = response;
+  x.timings.responseStart = start;
+  x.timings.responseEnd = end;
+  x.incomplete ||= response.incomplete;
 }
 
 /** The client's and the server's view of one exchange, as one. */
