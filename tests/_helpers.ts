@@ -52,15 +52,20 @@ export function bpfTest(
 /** Runs fn; rejects once it has run limitMs, naming what it last waited for. */
 export async function withinLimit(fn: () => Promise<void>, limitMs: number) {
   waitingFor = "";
+  await deadline(fn(), limitMs, () => {
+    const what = waitingFor ? `; it was waiting for ${waitingFor}` : "";
+    return new Error(`the test ran past its limit of ${limitMs / 1000} s${what}`);
+  });
+}
+
+/** promise, or the error overrun() makes once ms have passed without it. */
+async function deadline<T>(promise: Promise<T>, ms: number, overrun: () => Error): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const overrun = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const what = waitingFor ? `; it was waiting for ${waitingFor}` : "";
-      reject(new Error(`the test ran past its limit of ${limitMs / 1000} s${what}`));
-    }, limitMs);
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(overrun()), ms);
   });
   try {
-    await Promise.race([fn(), overrun]);
+    return await Promise.race([promise, late]);
   } finally {
     clearTimeout(timer);
   }
@@ -84,17 +89,13 @@ export async function waitFor(
 /** Resolves with promise, or rejects after timeoutMs naming `what`. */
 export async function bounded<T>(promise: Promise<T>, what: string, timeoutMs: number) {
   waitingFor = what;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
-      timeoutMs,
-    );
-  });
   try {
-    return await Promise.race([promise, late]);
+    return await deadline(
+      promise,
+      timeoutMs,
+      () => new Error(`timed out after ${timeoutMs} ms waiting for ${what}`),
+    );
   } finally {
-    clearTimeout(timer);
     waitingFor = "";
   }
 }
