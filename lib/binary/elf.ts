@@ -585,9 +585,10 @@ export class ElfFile {
 
   /**
    * Opens the ELF file at path reading only its headers and section names;
-   * other bytes (symbol tables included) are read when first asked for. The buffer is the file's size but untouched
-   * pages cost nothing: reading mariadbd (26 MB) whole took 215 ms here,
-   * every fresh page faulting, for 3 MB of tables.
+   * other bytes (symbol tables included) are read when first asked for. The
+   * buffer is the file's size but untouched pages cost nothing: reading
+   * mariadbd (26 MB) whole took 215 ms here, every fresh page faulting, for
+   * 3 MB of tables.
    */
   static openSparse(path: string, size: number): ElfFile {
     const bytes = new Uint8Array(size);
