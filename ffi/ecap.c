@@ -23,6 +23,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "ecap.h"
+#include "packet_filter.h"
 
 #define MAX_LINKS 1024
 /* enum bpf_attach_type value from kernel 6.6; Debian 12's uapi header predates it */
@@ -33,7 +34,12 @@ struct ecap {
 	struct bpf_object *obj;
 	void *obj_copy; /* libbpf points into the buffer until load */
 	struct bpf_link *links[MAX_LINKS];
+	/* links made without libbpf (a filtered tcx program): fd + 1, 0 = none */
+	int link_fds[MAX_LINKS];
 	int n_links;
+	/* the packet filters loaded, each in front of one capture program */
+	struct loaded_filter *filters;
+	int n_filters;
 	atomic_int detaching; /* links ecap_detach is destroying on threads of their own */
 	struct ring_buffer *ring;
 	int epoll_fd, wake_fd;
@@ -50,6 +56,13 @@ struct ecap {
 	char error[1024];
 	char *log;
 	size_t log_len;
+};
+
+struct loaded_filter {
+	char *prog, *expr;
+	int linktype;
+	uint32_t link_offset;
+	int fd, array_fd; /* the array holds the capture program while it is open */
 };
 
 /* libbpf's print callback has no user data: route it to the handle whose
@@ -94,6 +107,19 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
 	vsnprintf(h->log + h->log_len, n + 1, fmt, ap);
 	h->log_len += n;
 	return n;
+}
+
+/* Adds text to the handle's log (the verifier's, of a program loaded without libbpf's help). */
+static void keep_log(struct ecap *h, const char *text)
+{
+	size_t n = strlen(text);
+	char *grown = n ? realloc(h->log, h->log_len + n + 1) : NULL;
+
+	if (!grown)
+		return;
+	h->log = grown;
+	memcpy(h->log + h->log_len, text, n + 1);
+	h->log_len += n;
 }
 
 ECAP_API struct ecap *ecap_new(void)
@@ -286,13 +312,27 @@ static struct bpf_program *find_prog(struct ecap *h, const char *prog)
 static int keep_link(struct ecap *h, struct bpf_link *link, const char *prog)
 {
 	for (int i = 0; i < MAX_LINKS; i++) {
-		if (!h->links[i]) {
+		if (!h->links[i] && !h->link_fds[i]) {
 			h->links[i] = link;
 			h->n_links++;
 			return i;
 		}
 	}
 	bpf_link__destroy(link);
+	return fail(h, -ENOSPC, "attach %s: too many links", prog);
+}
+
+/* keep_link for a link known by its fd only */
+static int keep_link_fd(struct ecap *h, int fd, const char *prog)
+{
+	for (int i = 0; i < MAX_LINKS; i++) {
+		if (!h->links[i] && !h->link_fds[i]) {
+			h->link_fds[i] = fd + 1;
+			h->n_links++;
+			return i;
+		}
+	}
+	close(fd);
 	return fail(h, -ENOSPC, "attach %s: too many links", prog);
 }
 
@@ -358,13 +398,93 @@ ECAP_API int ecap_attach_raw_tp(struct ecap *h, const char *prog, const char *tp
 	return keep_link(h, link, prog);
 }
 
-ECAP_API int ecap_attach_tcx(struct ecap *h, const char *prog, int ifindex)
+/* The filter expr in front of prog for a link type, loaded once per handle. */
+static int packet_filter(struct ecap *h, const char *prog, const char *expr, int linktype,
+			 uint32_t snaplen, uint32_t link_offset)
+{
+	struct bpf_program *p = find_prog(h, prog);
+	struct loaded_filter *f, *grown;
+	struct cbpf_insn *insns = NULL;
+	char msg[512], *log;
+	int n, fd, array_fd;
+
+	if (!p || bpf_program__fd(p) < 0)
+		return fail(h, -ENOENT, "packet filter: no loaded program %s", prog);
+	for (int i = 0; i < h->n_filters; i++) {
+		f = &h->filters[i];
+		if (!strcmp(f->prog, prog) && !strcmp(f->expr, expr) && f->linktype == linktype &&
+		    f->link_offset == link_offset)
+			return f->fd;
+	}
+	n = pcap_filter_compile(expr, linktype, snaplen, &insns, msg, sizeof(msg));
+	if (n < 0)
+		return fail(h, n, "filter \"%s\": %s", expr, msg);
+	log = calloc(1, 1 << 16);
+	fd = packet_filter_load(insns, n, bpf_program__fd(p), bpf_program__expected_attach_type(p),
+				link_offset, &array_fd, msg, sizeof(msg), log, log ? 1 << 16 : 0);
+	free(insns);
+	if (fd < 0) {
+		if (log)
+			keep_log(h, log);
+		free(log);
+		return fail(h, fd, "filter \"%s\": %s", expr, msg);
+	}
+	free(log);
+	grown = realloc(h->filters, sizeof(*grown) * (h->n_filters + 1));
+	if (!grown) {
+		close(fd);
+		close(array_fd);
+		return fail(h, -ENOMEM, "filter \"%s\"", expr);
+	}
+	h->filters = grown;
+	f = &h->filters[h->n_filters++];
+	*f = (struct loaded_filter){ .prog = strdup(prog), .expr = strdup(expr), .linktype = linktype,
+				     .link_offset = link_offset, .fd = fd, .array_fd = array_fd };
+	return fd;
+}
+
+ECAP_API int ecap_filter_check(const char *expr, int linktype, uint32_t snaplen, char *msg, size_t len)
+{
+	struct cbpf_insn *insns = NULL;
+	int n = pcap_filter_compile(expr, linktype, snaplen, &insns, msg, len);
+
+	free(insns);
+	return n < 0 ? n : 0;
+}
+
+ECAP_API int ecap_filter_test_run(struct ecap *h, const char *prog, const char *expr, int linktype,
+				  uint32_t snaplen, uint32_t link_offset, const void *packet, uint32_t len)
+{
+	int fd = packet_filter(h, prog, expr, linktype, snaplen, link_offset);
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = packet, .data_size_in = len);
+
+	if (fd < 0)
+		return fd;
+	if (bpf_prog_test_run_opts(fd, &opts) < 0)
+		return fail(h, -errno, "test run of filter \"%s\"", expr);
+	if ((int)opts.retval != -1) /* TCX_NEXT, whatever the verdict */
+		return fail(h, -EPROTO, "filter \"%s\" returned %d", expr, (int)opts.retval);
+	return 0;
+}
+
+ECAP_API int ecap_attach_tcx(struct ecap *h, const char *prog, int ifindex, const char *expr,
+			     int linktype, uint32_t snaplen)
 {
 	struct bpf_program *p = find_prog(h, prog);
 	struct bpf_link *link;
+	int fd, link_fd;
 
 	if (!p)
 		return fail(h, -ENOENT, "attach %s: no such program", prog);
+	if (expr && *expr) {
+		fd = packet_filter(h, prog, expr, linktype, snaplen, 0);
+		if (fd < 0)
+			return fd;
+		link_fd = bpf_link_create(fd, ifindex, bpf_program__expected_attach_type(p), NULL);
+		if (link_fd < 0)
+			return fail(h, -errno, "attach the filter of %s to interface %d", prog, ifindex);
+		return keep_link_fd(h, link_fd, prog);
+	}
 	log_target = h;
 	link = bpf_program__attach_tcx(p, ifindex, NULL);
 	log_target = NULL;
@@ -455,8 +575,15 @@ ECAP_API int ecap_detach(struct ecap *h, int link)
 	pthread_t thread;
 	bool started = false;
 
-	if (link < 0 || link >= MAX_LINKS || !h->links[link])
+	if (link < 0 || link >= MAX_LINKS || (!h->links[link] && !h->link_fds[link]))
 		return fail(h, -EINVAL, "detach link %d: no such link", link);
+	if (h->link_fds[link]) {
+		/* a tcx link goes at once: no grace period to wait for */
+		close(h->link_fds[link] - 1);
+		h->link_fds[link] = 0;
+		h->n_links--;
+		return 0;
+	}
 	job = malloc(sizeof(*job));
 	if (job) {
 		job->h = h;
@@ -601,6 +728,9 @@ static void destroy_links(struct ecap *h)
 	bool started[MAX_LINKS] = { false };
 
 	for (int i = 0; i < MAX_LINKS; i++) {
+		if (h->link_fds[i])
+			close(h->link_fds[i] - 1);
+		h->link_fds[i] = 0;
 		if (!h->links[i])
 			continue;
 		started[i] = pthread_create(&threads[i], NULL, destroy_link, h->links[i]) == 0;
@@ -703,6 +833,13 @@ ECAP_API void ecap_close(struct ecap *h)
 	while (atomic_load(&h->detaching) > 0)
 		usleep(1000);
 	end_guard(h);
+	for (int i = 0; i < h->n_filters; i++) {
+		close(h->filters[i].fd);
+		close(h->filters[i].array_fd);
+		free(h->filters[i].prog);
+		free(h->filters[i].expr);
+	}
+	free(h->filters);
 	ring_buffer__free(h->ring);
 	bpf_object__close(h->obj);
 	if (h->epoll_fd >= 0)

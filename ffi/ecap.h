@@ -34,8 +34,19 @@ ECAP_API int ecap_attach_uprobe_multi(struct ecap *h, const char *prog, const ch
 				      const uint64_t *offsets, const uint64_t *cookies, uint32_t n,
 				      int retprobe, int pid, const char *funcs);
 /* Attaches a tcx/ingress or tcx/egress program: an fd-based link that, unlike
- * a netlink TC filter, goes away with the process. */
-ECAP_API int ecap_attach_tcx(struct ecap *h, const char *prog, int ifindex);
+ * a netlink TC filter, goes away with the process. With a filter expression
+ * (tcpdump's language, compiled by libpcap for linktype: 1 Ethernet, 101 raw
+ * IP), a program in front of prog runs it only for the packets kept. */
+ECAP_API int ecap_attach_tcx(struct ecap *h, const char *prog, int ifindex, const char *expr,
+			     int linktype, uint32_t snaplen);
+/* 0 when libpcap compiles expr for linktype, else -EINVAL with its message in msg. */
+ECAP_API int ecap_filter_check(const char *expr, int linktype, uint32_t snaplen, char *msg, size_t len);
+/* Runs one packet through prog behind the filter expr (BPF_PROG_TEST_RUN), as
+ * attach would place it; link_offset bytes of the packet precede the link
+ * layer (a raw-IP filter run behind an Ethernet header). A kept packet
+ * reaches the ring buffer; the packet itself always goes on (TCX_NEXT). */
+ECAP_API int ecap_filter_test_run(struct ecap *h, const char *prog, const char *expr, int linktype,
+				  uint32_t snaplen, uint32_t link_offset, const void *packet, uint32_t len);
 /* Writes one entry of a map after load. */
 ECAP_API int ecap_map_update(struct ecap *h, const char *map, const void *key, uint32_t key_size,
 			     const void *value, uint32_t value_size);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what ecap needs to build and test, idempotently, on Debian 12:
 # Debian's toolchain, the pinned Deno from npm, and libbpf/libelf/zlib built
-# static and position-independent (Debian's own .a files are not PIC).
+# static and position-independent (Debian's own .a files are not PIC), and
+# libpcap likewise.
 # Prints the environment to use (ECAP_DEPS, DENO) as shell assignments.
 #   scripts/bootstrap.sh [--test]   --test adds the programs the tests drive
 set -euo pipefail
@@ -19,7 +20,7 @@ die() { echo "bootstrap: $*" >&2; exit 1; }
 command -v apt-get >/dev/null || die "apt-get not found: ecap's bootstrap supports Debian 12 only"
 
 BUILD_PKGS=(clang-19 llvm-19 bpftool gcc make pkg-config dpkg-dev m4 gawk flex bison ca-certificates)
-TEST_PKGS=(bsdextrautils chromium fonts-dejavu-core brotli zstd tmux bash zsh procps iproute2 curl binutils util-linux nginx-light openssl python3 mariadb-server mariadb-client postgresql python3-pymysql python3-psycopg tshark wrk libssl-dev android-libboringssl android-libboringssl-dev bpftrace gnutls-bin libnss3-tools golang-go wget)
+TEST_PKGS=(bsdextrautils chromium fonts-dejavu-core brotli zstd tmux bash zsh procps iproute2 curl binutils util-linux nginx-light openssl python3 mariadb-server mariadb-client postgresql python3-pymysql python3-psycopg tshark tcpdump wrk libssl-dev android-libboringssl android-libboringssl-dev bpftrace gnutls-bin libnss3-tools golang-go wget)
 want=("${BUILD_PKGS[@]}")
 [ "${1:-}" = "--test" ] && want+=("${TEST_PKGS[@]}")
 command -v npm >/dev/null || want+=(npm) # Node from elsewhere brings its own npm
@@ -45,14 +46,12 @@ fi
 DENO=$TOOLS_DIR/node_modules/.bin/deno
 "$DENO" --version >/dev/null || die "$DENO does not run"
 
-# Static, PIC libbpf + libelf + zlib from Debian's source packages.
-if [ ! -f "$DEPS/.done" ]; then
-	say "building libbpf, libelf and zlib static and PIC in $DEPS (about a minute)"
-	rm -rf "$DEPS"
-	src=$DEPS/src
-	apt_dir=$DEPS/apt
-	mkdir -p "$src" "$apt_dir/sources" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$DEPS/lib" "$DEPS/include"
-	# A private deb-src list built from this machine's own Debian mirror.
+# Debian source packages, unpacked into $1, from a private deb-src list built
+# from this machine's own Debian mirror: fetch_sources DIR PACKAGE/SUITE...
+fetch_sources() {
+	local src=$1 apt_dir=$1/.apt uri
+	shift
+	mkdir -p "$src" "$apt_dir/sources" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
 	uri=$(grep -hE '^URIs:.*/debian/?$' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1 | awk '{print $2}')
 	[ -n "$uri" ] || uri=$(grep -hE '^deb .*/debian/? ' /etc/apt/sources.list 2>/dev/null | head -1 | awk '{print $2}')
 	[ -n "$uri" ] || die "cannot find this machine's Debian mirror in /etc/apt"
@@ -63,12 +62,22 @@ Suites: bookworm $LIBBPF_SUITE
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
-	apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt_dir/sources"
+	local apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt_dir/sources"
 		-o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o APT::Sandbox::User=root)
 	apt-get "${apt_opts[@]}" update -qq >&2 || die "apt-get update of the source list failed"
-	(cd "$src" && apt-get "${apt_opts[@]}" source -qq --download-only "libbpf/$LIBBPF_SUITE" elfutils/bookworm zlib/bookworm >&2) ||
-		die "apt-get source libbpf elfutils zlib failed"
+	(cd "$src" && apt-get "${apt_opts[@]}" source -qq --download-only "$@" >&2) ||
+		die "apt-get source $* failed"
 	(cd "$src" && for d in *.dsc; do dpkg-source -x --skip-patches "$d" >/dev/null 2>&1; done)
+	rm -rf "$apt_dir"
+}
+
+# Static, PIC libbpf + libelf + zlib from Debian's source packages.
+if [ ! -f "$DEPS/.done" ]; then
+	say "building libbpf, libelf and zlib static and PIC in $DEPS (about a minute)"
+	rm -rf "$DEPS"
+	src=$DEPS/src
+	mkdir -p "$DEPS/lib" "$DEPS/include"
+	fetch_sources "$src" "libbpf/$LIBBPF_SUITE" elfutils/bookworm zlib/bookworm
 
 	(cd "$src"/zlib-*/ && CFLAGS="-O2 -fPIC" ./configure --static >/dev/null && make -s libz.a >/dev/null 2>&1) || die "zlib build failed"
 	cp "$src"/zlib-*/libz.a "$DEPS/lib/"
@@ -86,8 +95,26 @@ SRC
 		die "libbpf build failed"
 	cp "$DEPS/root/lib/libbpf.a" "$DEPS/lib/"
 	cp -r "$DEPS/root/include/bpf" "$DEPS/include/"
-	rm -rf "$src" "$apt_dir" "$DEPS/libbpf-obj" "$DEPS/root"
+	rm -rf "$src" "$DEPS/libbpf-obj" "$DEPS/root"
 	touch "$DEPS/.done"
+fi
+
+# libpcap static and PIC: its own compiler of tcpdump's filter language (the
+# packet capture parts are left out; ecap captures with tcx programs).
+if [ ! -f "$DEPS/.pcap-done" ]; then
+	say "building libpcap static and PIC in $DEPS (about 30 s)"
+	src=$DEPS/pcap-src
+	rm -rf "$src"
+	fetch_sources "$src" libpcap/bookworm
+	(cd "$src"/libpcap-*/ && ./configure -q --disable-shared --without-libnl --disable-usb --disable-netmap \
+		--disable-bluetooth --disable-dbus --disable-rdma --disable-remote --without-dpdk CFLAGS="-O2 -fPIC" >/dev/null 2>&1 &&
+		make -s libpcap.a >/dev/null 2>&1) || die "libpcap build failed"
+	cp "$src"/libpcap-*/libpcap.a "$DEPS/lib/"
+	mkdir -p "$DEPS/include/pcap"
+	cp "$src"/libpcap-*/pcap/*.h "$DEPS/include/pcap/"
+	cp "$src"/libpcap-*/pcap.h "$DEPS/include/"
+	rm -rf "$src"
+	touch "$DEPS/.pcap-done"
 fi
 
 # Other OpenSSL releases for the tests (unpacked, not installed): 1.1.1 from

@@ -148,18 +148,23 @@ async function buildGuardian(): Promise<string> {
 async function buildShim() {
   const out = `${BUILD}/libecap.so`;
   const guardian = await buildGuardian();
-  const src = [`${ROOT}/ffi/ecap.c`, `${ROOT}/ffi/ecap.h`, guardian];
-  const libs = ["libbpf.a", "libelf.a", "libz.a"].map((l) => `${DEPS}/lib/${l}`);
+  const sources = ["ecap.c", "packet_filter.c", "pcap_compile.c"].map((f) => `${ROOT}/ffi/${f}`);
+  const src = [...sources, `${ROOT}/ffi/ecap.h`, `${ROOT}/ffi/packet_filter.h`, guardian];
+  const libs = ["libbpf.a", "libelf.a", "libz.a", "libpcap.a"].map((l) => `${DEPS}/lib/${l}`);
   const missing = [];
   for (const lib of libs) if (await mtime(lib) === 0) missing.push(lib);
   // A shim built from these sources does not need the libraries again: a
   // user with another HOME (no cache) gets the capture's own messages.
   if (missing.length > 0 && !await stale(out, src)) return;
   if (missing.length > 0) {
-    die(`${missing[0]} not found: run scripts/bootstrap.sh to build libbpf static and PIC`);
+    die(
+      `${
+        missing[0]
+      } not found: run scripts/bootstrap.sh to build libbpf and libpcap static and PIC`,
+    );
   }
   if (!await stale(out, [...src, ...libs])) return;
-  say("ffi/libecap.so (libbpf linked in statically)");
+  say("ffi/libecap.so (libbpf and libpcap linked in statically)");
   await run("gcc", [
     "-shared",
     "-fPIC",
@@ -172,7 +177,7 @@ async function buildShim() {
     "-Werror",
     `-I${DEPS}/include`,
     `-DGUARDIAN_ELF="${guardian}"`,
-    src[0],
+    ...sources,
     ...libs,
     "-lpthread",
     "-Wl,--exclude-libs,ALL",

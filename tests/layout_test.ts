@@ -13,7 +13,7 @@ const FLOORS: Record<string, number> = {
   binary: 1, // ELF, BTF, Go and x86 readers, ld.so.cache, /proc
   http: 1, // HTTP/1, HTTP/2, HPACK: bytes in, messages out
   core: 2, // FFI, the capture loop, module specs, record headers, output
-  pcap: 3, // pcapng, packet filters
+  pcap: 3, // pcapng, packet headers
   shell: 3, // what the shell modules share
   web: 3, // the live web view: its server and its page
   tls: 4, // what the TLS modules share

@@ -35,6 +35,16 @@ for (
     [["bash", "-e", "x"], 2, /^ecap: Invalid --errnumber "x"/],
     [["tls", "-m", "pcap"], 2, /^ecap: -m pcap needs -w\/--pcapfile FILE$/],
     [["tls", "-m", "nonsense"], 2, /^ecap: Unknown --model "nonsense"/],
+    [
+      ["tls", "-w", "/dev/null/x", "tcp", "port", "99999"],
+      2,
+      /^ecap: Invalid filter expression "tcp port 99999": illegal port number 99999 > 65535$/,
+    ],
+    [
+      ["tls", "-w", "/dev/null/x", "hots", "10.0.0.1"],
+      2,
+      /^ecap: Invalid filter expression "hots 10.0.0.1": can.t parse filter expression: syntax error$/,
+    ],
     [["bash", "stray"], 2, /^ecap: Unexpected argument 'stray'/],
   ] as const
 ) {

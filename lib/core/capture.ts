@@ -335,7 +335,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
   /** Attaches what start() planned, and remembers which links belong to which file. */
   #attachPlan(
     plan: PlannedProbe[],
-    interfaces: readonly { name: string; index: number; loopback: boolean }[],
+    interfaces: NonNullable<TargetSet["interfaces"]>,
     targets: TargetSet,
     followRole: string | undefined,
   ) {
@@ -347,7 +347,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
       } else if (p.kind === "tcx") {
         for (const iface of interfaces) {
           if (iface.loopback && p.direction === "ingress") continue;
-          handle.attachTcx(p.program, iface.index);
+          handle.attachTcx(p.program, iface.index, iface.filter);
           this.#probes.push({
             program: p.program,
             kind: p.kind,

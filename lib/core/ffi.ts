@@ -21,7 +21,15 @@ const SYMBOLS = {
     parameters: ["pointer", "buffer", "buffer", "buffer", "buffer", "u32", "i32", "i32", "buffer"],
     result: "i32",
   },
-  ecap_attach_tcx: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  ecap_attach_tcx: {
+    parameters: ["pointer", "buffer", "i32", "buffer", "i32", "u32"],
+    result: "i32",
+  },
+  ecap_filter_check: { parameters: ["buffer", "i32", "u32", "buffer", "usize"], result: "i32" },
+  ecap_filter_test_run: {
+    parameters: ["pointer", "buffer", "buffer", "i32", "u32", "u32", "buffer", "u32"],
+    result: "i32",
+  },
   ecap_map_update: {
     parameters: ["pointer", "buffer", "buffer", "u32", "buffer", "u32"],
     result: "i32",
@@ -131,7 +139,6 @@ export function monotonicNs(): bigint {
   return BigInt(openLibrary().ecap_monotonic_ns());
 }
 
-/** Possible CPUs, as per-CPU maps count them. */
 /**
  * Has glibc keep freed memory for reuse (mallopt; see ffi/ecap.h). A
  * capture allocates a 256 KiB block per few hundred events: each new one
@@ -150,8 +157,25 @@ export function releaseMemory(): void {
   openLibrary().ecap_release_memory();
 }
 
+/** Possible CPUs, as per-CPU maps count them. */
 export function numCpus(): number {
   return openLibrary().ecap_num_cpus();
+}
+
+/** tcpdump's filter expression for the packets of one kind of interface. */
+export interface PacketFilter {
+  expression: string;
+  /** pcap link type of the interface: 1 Ethernet, 101 raw IP */
+  linkType: number;
+  snapLen: number;
+}
+
+/** libpcap's complaint about a filter expression, or undefined when it compiles. */
+export function packetFilterError(f: PacketFilter): string | undefined {
+  const msg = new Uint8Array(512);
+  const ret = openLibrary().ecap_filter_check(cstr(f.expression), f.linkType, f.snapLen, msg, 512n);
+  if (ret >= 0) return undefined;
+  return new TextDecoder().decode(msg.subarray(0, msg.indexOf(0))) || errnoName(-ret);
 }
 
 /**
@@ -292,9 +316,41 @@ export class BpfHandle {
     );
   }
 
-  /** Attaches a tcx program to an interface (ingress or egress per its section). */
-  attachTcx(program: string, ifindex: number): number {
-    return this.#check(this.#lib.ecap_attach_tcx(this.#live(), cstr(program), ifindex));
+  /**
+   * Attaches a tcx program to an interface (ingress or egress per its
+   * section); with a filter, only the packets it keeps reach the program.
+   */
+  attachTcx(program: string, ifindex: number, filter?: PacketFilter): number {
+    return this.#check(
+      this.#lib.ecap_attach_tcx(
+        this.#live(),
+        cstr(program),
+        ifindex,
+        filter ? cstr(filter.expression) : null,
+        filter?.linkType ?? 0,
+        filter?.snapLen ?? 0,
+      ),
+    );
+  }
+
+  /**
+   * Runs one packet through program behind filter, in the kernel, as
+   * attachTcx places them; linkOffset bytes precede the link layer. A kept
+   * packet reaches the ring buffer.
+   */
+  testFilter(program: string, filter: PacketFilter, packet: Uint8Array, linkOffset = 0): void {
+    this.#check(
+      this.#lib.ecap_filter_test_run(
+        this.#live(),
+        cstr(program),
+        cstr(filter.expression),
+        filter.linkType,
+        filter.snapLen,
+        linkOffset,
+        packet as Uint8Array<ArrayBuffer>,
+        packet.length,
+      ),
+    );
   }
 
   /** Writes one entry of a map after load. */

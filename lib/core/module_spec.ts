@@ -5,6 +5,7 @@
  * @module
  */
 import type { Btf } from "../binary/btf.ts";
+import type { PacketFilter } from "./ffi.ts";
 
 /** What every probe may say about when it is attached. */
 interface ProbeCommon {
@@ -353,7 +354,13 @@ export interface TargetSet {
   /** Lines for the user, e.g. a library's version; printed at start. */
   notes: string[];
   /** Network interfaces for tcx probes. */
-  interfaces?: readonly { name: string; index: number; loopback: boolean }[];
+  interfaces?: readonly {
+    name: string;
+    index: number;
+    loopback: boolean;
+    /** Packets kept (tcpdump's language), run in the kernel before the program. */
+    filter?: PacketFilter;
+  }[];
   /** Map entries to write after load (e.g. struct offsets per probed file). */
   mapEntries?: readonly { map: string; key: Uint8Array; value: Uint8Array }[];
   /**

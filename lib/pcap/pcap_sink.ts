@@ -8,7 +8,8 @@
  * by `wireshark -k -i -`) after every batch of packets.
  * @module
  */
-import { type FilterNode, matchPacket, parsePacket } from "./packet_filter.ts";
+import { parsePacket } from "./packet_headers.ts";
+import type { PacketFilter } from "../core/ffi.ts";
 import { ioError, openReplacedFile } from "../core/output_file.ts";
 import { PcapngWriter } from "./pcapng_writer.ts";
 
@@ -30,6 +31,8 @@ export interface CaptureInterface {
   loopback: boolean;
   /** LINKTYPE_*: 1 Ethernet (loopback too), 101 raw IP. */
   linkType: number;
+  /** The packets kept, applied in the kernel. */
+  filter?: PacketFilter;
 }
 
 /** A packet as the tls decoder reports it. */
@@ -109,7 +112,6 @@ export const DEFAULT_SNAPLEN = 262144;
 
 /** How a PcapSink writes. */
 export interface PcapSinkOptions {
-  filter?: FilterNode;
   /** shb_userappl, e.g. "ecap". */
   application: string;
   /** Bytes of a packet kept at most (default DEFAULT_SNAPLEN). */
@@ -130,7 +132,6 @@ export class PcapSink {
   #held: { at: number; packet: PacketRecord }[] = [];
   #heldBytes = 0;
   #owners = new Map<string, ConnectionOwner>();
-  #filter?: FilterNode;
   #lastFlush = Date.now();
   packets = 0;
   secretLines = 0;
@@ -156,7 +157,6 @@ export class PcapSink {
       this.#ids.set(i.index, { id, linkType: i.linkType });
     }
     this.#limit = opts.limit ?? Infinity;
-    this.#filter = opts.filter;
     this.#guard(() => this.#writer.flush());
   }
 
@@ -189,7 +189,6 @@ export class PcapSink {
   packet(p: PacketRecord) {
     const iface = this.#ids.get(p.ifindex);
     if (!iface || this.full) return;
-    if (this.#filter && !matchPacket(this.#filter, parsePacket(p.data, iface.linkType))) return;
     this.#queued++;
     this.#held.push({ at: Date.now(), packet: p });
     this.#heldBytes += p.data.length;

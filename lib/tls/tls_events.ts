@@ -5,7 +5,6 @@
  * @module
  */
 import type { CommonOptions, EventBase } from "../core/module_spec.ts";
-import type { FilterNode } from "../pcap/packet_filter.ts";
 import type { Endpoint, ExchangeAssembler, HttpExchange, StreamBlock } from "../http/exchanges.ts";
 import type { ConversationRole, HttpView } from "../http/http_stream.ts";
 
@@ -23,8 +22,8 @@ export interface TlsFamilyOptions extends CommonOptions {
   pcapFile?: string;
   /** -m pcap: interface names (default: all that are up). */
   interfaces?: string[];
-  /** -m pcap: packets to keep. */
-  filter?: FilterNode;
+  /** -m pcap: packets to keep, in tcpdump's filter language (compiled by libpcap). */
+  filter?: string;
   /** -m pcap: bytes of a packet kept at most (-s; default 262144, as tcpdump). */
   snapLen?: number;
   /** Report each read/write call instead of HTTP exchanges (--calls). */

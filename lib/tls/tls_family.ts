@@ -7,25 +7,17 @@
  * @module
  */
 import { EcapError } from "../base/errors.ts";
-import { numCpus } from "../core/ffi.ts";
+import { numCpus, packetFilterError } from "../core/ffi.ts";
 import { KeylogFile, loadCrypto } from "./keylog.ts";
 import { loadZlib } from "../http/http1.ts";
-import {
-  bool,
-  type EventSink,
-  type ModuleSpec,
-  type OptionSpec,
-  tcx,
-  u16,
-  u32,
-} from "../core/module_spec.ts";
-import { type FilterNode, kernelFilter, parseFilter } from "../pcap/packet_filter.ts";
+import { type EventSink, type ModuleSpec, type OptionSpec, tcx, u32 } from "../core/module_spec.ts";
 import {
   type CaptureInterface,
   DEFAULT_SNAPLEN,
   PcapSink,
   STDOUT_PATH,
 } from "../pcap/pcap_sink.ts";
+import { LINKTYPE_ETHERNET, LINKTYPE_RAW } from "../pcap/packet_headers.ts";
 import type { TlsFamilyEvent, TlsFamilyOptions } from "./tls_events.ts";
 import { tlsFamilyDecoder } from "./tls_decoder.ts";
 import { exchangeDecoder } from "./tls_exchanges.ts";
@@ -103,7 +95,7 @@ export function findInterfaces(names: readonly string[]): CaptureInterface[] {
       });
     }
     // ARPHRD_ETHER and ARPHRD_LOOPBACK carry an Ethernet header at tc; others raw IP
-    const linkType = type === 1 || type === 772 ? 1 : 101;
+    const linkType = type === 1 || type === 772 ? LINKTYPE_ETHERNET : LINKTYPE_RAW;
     return { name, index, loopback: type === 772, linkType };
   });
 }
@@ -227,13 +219,16 @@ function parseFamilyOptions(
   if (typeof v.positionals === "string" && model !== "pcap") {
     throw usage(`A filter expression needs -m pcap: "${v.positionals}"`);
   }
-  let filter: FilterNode | undefined;
-  if (typeof v.positionals === "string") {
-    try {
-      filter = parseFilter(v.positionals);
-    } catch (e) {
-      throw usage(`Invalid filter expression: ${(e as Error).message}`);
-    }
+  const filter = typeof v.positionals === "string" ? v.positionals : undefined;
+  const snapLen = parseSnapLen(v.snaplen);
+  if (filter !== undefined) {
+    // Ethernet accepts the most; an interface of another kind is checked when attached
+    const wrong = packetFilterError({
+      expression: filter,
+      linkType: LINKTYPE_ETHERNET,
+      snapLen: snapLen ?? DEFAULT_SNAPLEN,
+    });
+    if (wrong) throw usage(`Invalid filter expression "${filter}": ${wrong}`);
   }
   const har = stringValue(v.har);
   if (har !== undefined && model !== "text") {
@@ -251,7 +246,7 @@ function parseFamilyOptions(
     maxCallBytes: parseBytes(v["max-call-bytes"]),
     keylogFile: stringValue(v.keylogfile),
     pcapFile: stringValue(v.pcapfile),
-    snapLen: parseSnapLen(v.snaplen),
+    snapLen,
     interfaces: typeof v.ifname === "string"
       ? v.ifname.split(",").map((x) => x.trim()).filter(Boolean)
       : undefined,
@@ -259,13 +254,22 @@ function parseFamilyOptions(
   };
 }
 
-/** The interfaces -m pcap captures, and the note that says so; nothing for other models. */
+/**
+ * The interfaces -m pcap captures, each with the filter expression compiled
+ * for its link type, and the note that says so; nothing for other models.
+ */
 export function packetInterfaces(
   opts: TlsFamilyOptions,
 ): { interfaces?: CaptureInterface[]; notes: string[] } {
   if (opts.model !== "pcap") return { notes: [] };
-  const interfaces = findInterfaces(opts.interfaces ?? []);
-  return { interfaces, notes: [`packets of ${interfaces.map((i) => i.name).join(", ")}`] };
+  const expression = opts.filter;
+  const snapLen = opts.snapLen ?? DEFAULT_SNAPLEN;
+  const interfaces = findInterfaces(opts.interfaces ?? []).map((i) =>
+    expression === undefined ? i : { ...i, filter: { expression, linkType: i.linkType, snapLen } }
+  );
+  const notes = [`packets of ${interfaces.map((i) => i.name).join(", ")}`];
+  if (expression !== undefined) notes.push(`packet filter (libpcap, in the kernel): ${expression}`);
+  return { interfaces, notes };
 }
 
 type FamilyPart<O extends TlsFamilyOptions, M extends string> = Pick<
@@ -306,11 +310,8 @@ export function tlsFamily<O extends TlsFamilyOptions, M extends string>(
       const g: Record<string, Uint8Array> = {
         max_call_bytes: u32(opts.maxCallBytes ?? DEFAULT_MAX_CALL),
       };
-      const k = opts.filter ? kernelFilter(opts.filter) : undefined;
-      if (k?.proto) g.pkt_proto = new Uint8Array([k.proto]);
-      if (k?.port) g.pkt_port = u16(k.port);
-      if (k?.host4) g.pkt_host4_set = bool(true), g.pkt_host4 = k.host4;
-      if (k?.host6) g.pkt_host6_set = bool(true), g.pkt_host6 = k.host6;
+      // -s: cut in the kernel, before the copy to the ring
+      if (opts.snapLen !== undefined) g.pkt_snaplen = u32(Math.min(opts.snapLen, 0xffffffff));
       return g;
     },
     decoder(ctx, opts) {
@@ -374,7 +375,6 @@ function pcapSink<M extends string>(
   opts: TlsFamilyOptions,
 ): EventSink<TlsFamilyEvent<M>> {
   const sink = new PcapSink(path, interfaces, {
-    filter: opts.filter,
     application: "ecap",
     snapLen: opts.snapLen,
     limit: opts.count,
