@@ -22,6 +22,7 @@ import { WebView } from "./lib/web/web_server.ts";
 import { genericView } from "./lib/web/web_history.ts";
 import { parseCommandLine, type Parsed } from "./lib/cli/parse_command_line.ts";
 import { VERSION } from "./lib/cli/version.ts";
+import { StatusLine, terminalStderr } from "./lib/cli/status_line.ts";
 
 /** True while pid runs (a zombie has ended). */
 function processAlive(pid: number): boolean {
@@ -98,13 +99,22 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
   signals.captureStarting(); // a signal while it loads stops it once loaded
   // tcpdump's SIGUSR1: the counters so far, and the capture goes on
   const capturing = { since: NaN };
+  let status: StatusLine | undefined;
   const counters = () => {
     const s = (cap as RunningCapture<EventBase> | undefined)?.stats() ?? NO_STATS;
     const secs = (performance.now() - capturing.since) / 1000 || 0;
+    status?.clear();
     console.error(`ecap: ${s.events} events, ${s.lost} lost, ${secs.toFixed(1)} s`);
   };
   Deno.addSignalListener("SIGUSR1", counters);
-  const hooks = { log: p.debug ? (line: string) => console.error(`ecap: ${line}`) : undefined };
+  const hooks = {
+    log: p.debug
+      ? (line: string) => {
+        status?.clear();
+        console.error(`ecap: ${line}`);
+      }
+      : undefined,
+  };
   try {
     // ecap tls: every TLS library family at once (lib/modules/tls_all.ts)
     cap = p.spec.name === "tls"
@@ -151,6 +161,17 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
     } ms; Ctrl-C to stop`,
   );
   capturing.since = performance.now();
+  // On a terminal, a status line once a second, unless the events fill it:
+  // shown when they go to a file, cleared before any text that comes there.
+  const textOnTerminal = textWanted && !file &&
+    (p.sinkOnStdout ? Deno.stderr.isTerminal() : Deno.stdout.isTerminal());
+  const statusOut = p.quiet ? undefined : terminalStderr();
+  if (statusOut && (sink !== undefined || file !== undefined || !textOnTerminal)) {
+    status = new StatusLine(statusOut);
+  }
+  const statusTimer = status && setInterval(() => {
+    status!.update(cap.stats(), (performance.now() - capturing.since) / 1000);
+  }, 1000);
   let failure: unknown;
   const ticker = sink && setInterval(() => {
     try {
@@ -188,6 +209,7 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
             : dayLine(ev) + p.spec.format(ev, p.opts) + "\n"
         ).join("");
       if (p.json && sink) sink.write(batch);
+      if (text && textOnTerminal) status?.clear();
       if (text && textWanted && !out.write(text)) cap.stop(); // `| head -1`: end quietly
       if (failure) break;
       left = sinkCounts ? (sink!.full ? 0 : left) : left - batch.length;
@@ -200,6 +222,8 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
     clearTimeout(timer);
     clearInterval(watch);
     clearInterval(ticker);
+    clearInterval(statusTimer);
+    status?.clear();
     await cap[Symbol.asyncDispose]();
     await web?.close();
   }
@@ -256,6 +280,7 @@ const NO_STATS = {
   truncated: 0,
   malformed: 0,
   events: 0,
+  bytes: 0,
 };
 
 /** --web: listens before the capture starts, so that a port in use costs nothing. */

@@ -168,6 +168,12 @@ export class TmuxPane implements AsyncDisposable {
     await tmux(this.session, ["send-keys", "-t", this.session, "Enter"]);
   }
 
+  /** Presses keys by tmux's names, e.g. "C-c". */
+  async press(...keys: string[]) {
+    const r = await tmux(this.session, ["send-keys", "-t", this.session, ...keys]);
+    if (r.code !== 0) throw new Error(`tmux send-keys failed: ${r.stderr}`);
+  }
+
   /** What the pane shows now. */
   async screen(): Promise<string> {
     return (await tmux(this.session, ["capture-pane", "-p", "-t", this.session])).stdout;

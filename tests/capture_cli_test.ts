@@ -72,6 +72,40 @@ bpfTest("SIGUSR1 prints the counters on stderr and the capture goes on", async (
   assert.deepEqual(run.json().map((e) => e.line), ["echo before", "echo after"]);
 });
 
+bpfTest("on a terminal, -w FILE shows a status line once a second, erased at the end", async () => {
+  await tempDir(async (dir) => {
+    await using nginx = await Nginx.start({ "s.txt": "status\n" });
+    await using pane = await TmuxPane.start(BASH);
+    const status = /ecap: (\d+) s, (\d+) events, [\d.]+ (B|KiB|MiB), 0 lost, \d+ events\/s/;
+    await pane.type(
+      `${Deno.execPath()} run -A ${V8_FLAGS_ARG} ${CLI} tls -w ${dir}/out.pcapng -i lo; echo "exit=$?"`,
+    );
+    await waitFor(async () => status.test(await pane.screen()), "the status line");
+    await curl(nginx.url("/s.txt"));
+    // rewritten in place: one line on the screen, its counts going up
+    await waitFor(async () => {
+      const m = status.exec(await pane.screen());
+      return m !== null && Number(m[2]) > 0 && Number(m[1]) >= 2;
+    }, "events counted on the status line");
+    const screen = await pane.screen();
+    assert.equal(screen.split("\n").filter((l) => status.test(l)).length, 1, screen);
+    await pane.press("C-c");
+    await waitFor(async () => (await pane.screen()).includes("exit=0"), "ecap's exit");
+    const end = await pane.screen();
+    assert.doesNotMatch(end, /events\/s/, "the status line is erased before the summary");
+    assert.match(end, /ecap: \d+ packets, \d+ key log lines written to/);
+  });
+});
+
+bpfTest("without a terminal, no status line", async () => {
+  await tempDir(async (dir) => {
+    await using run = await EcapRun.start(["tls", "-w", `${dir}/out.pcapng`, "-i", "lo"]);
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal(await run.stop(), 0);
+    assert.doesNotMatch(run.stderr, /events\/s|\r/);
+  });
+});
+
 bpfTest("ecap tls -w - -c 5 streams pcapng that tshark -r - reads from the pipe", async () => {
   await using nginx = await Nginx.start({ "p.txt": "piped\n" });
   const ecap = new Deno.Command(Deno.execPath(), {

@@ -92,6 +92,8 @@ export interface CaptureStats {
   malformed: number;
   /** Events yielded. */
   events: number;
+  /** Bytes of the records read from the ring buffer (payloads and their headers). */
+  bytes: number;
 }
 
 /** One attached probe, as reported to the user. */
@@ -183,6 +185,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
   #events = 0;
   /** Records read from the ring so far (a failing one is named by its number). */
   #records = 0;
+  #recordBytes = 0;
   /** A decoder's unexpected exception: thrown once the events before it are out. */
   #failure?: EcapError;
   #final?: CaptureStats;
@@ -608,6 +611,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
       truncated: sum(2),
       malformed: this.#malformed,
       events: this.#events,
+      bytes: this.#recordBytes,
     };
   }
 
@@ -676,6 +680,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
       off = body + ((size + 7) & ~7);
       if (off > length) break;
       this.#records++;
+      this.#recordBytes += size;
       try {
         const watch = this.#watchRecord?.(view, body, size);
         if (watch) {

@@ -72,6 +72,7 @@ export class CaptureGroup<E extends EventBase> implements RunningCapture<E> {
       truncated: sum((s) => s.truncated),
       malformed: sum((s) => s.malformed),
       events: sum((s) => s.events),
+      bytes: sum((s) => s.bytes),
     };
   }
 
