@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { bpfTest, EcapRun, sh } from "./_helpers.ts";
 import { pcapArgs } from "./_tshark.ts";
+import { findInterfaces } from "../lib/tls/tls_family.ts";
 
 const KEPT = 20, DROPPED = 200;
 
@@ -57,3 +58,80 @@ bpfTest("a filter expression keeps other packets out of ecap, in the kernel", as
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("-i any names every interface that is up, as no -i does", () => {
+  const names = (l: { name: string }[]) => l.map((i) => i.name);
+  assert.deepEqual(names(findInterfaces(["any"])), names(findInterfaces([])));
+  assert.ok(names(findInterfaces(["any"])).includes("lo"));
+});
+
+bpfTest("a filter on a raw-IP interface (tun) is compiled for raw IP", async () => {
+  // in a network namespace of the test's own: a tun device, whose packets
+  // have no link-layer header at tc, held open (so its carrier is up) by a
+  // reader that drops them; ecap runs in that namespace too
+  const ns = `ecap-raw-${Deno.pid}`;
+  const inNs = (...args: string[]) => ["ip", "netns", "exec", ns, ...args];
+  assert.equal((await sh("ip", ["netns", "add", ns])).code, 0);
+  const dir = await Deno.makeTempDir({ prefix: "ecap-pcap-raw-" });
+  let reader: Deno.ChildProcess | undefined;
+  try {
+    reader = new Deno.Command(inNs()[0], {
+      args: [...inNs("/usr/bin/python3", "-c", TUN_READER).slice(1)],
+      stdout: "piped",
+    }).spawn();
+    const ready = await reader.stdout.getReader().read();
+    assert.equal(new TextDecoder().decode(ready.value), "up\n");
+    for (
+      const step of [
+        ["link", "set", "lo", "up"],
+        ["addr", "add", "10.99.0.1/24", "dev", "tun0"],
+        ["link", "set", "tun0", "up"],
+      ]
+    ) {
+      const r = await sh("ip", ["-n", ns, ...step]);
+      assert.equal(r.code, 0, `ip ${step.join(" ")}: ${r.stderr}`);
+    }
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const out = `${dir}/out.pcapng`;
+    await using run = await EcapRun.start(
+      ["tls", "-w", out, "-i", "tun0", "ip", "and", "udp", "dst", "port", String(port)],
+      { prefix: inNs() },
+    );
+    const send = (p: number, n: number) =>
+      sh(inNs()[0], [
+        ...inNs("bash", "-c", `for i in $(seq ${n}); do printf raw >/dev/udp/10.99.0.2/${p}; done`)
+          .slice(1),
+      ]);
+    await send(port + 1, 50);
+    await send(port, 5);
+    assert.equal(await run.stop(), 0, run.stderr);
+    const t = await sh("tshark", [
+      "-r",
+      out,
+      "-T",
+      "fields",
+      "-e",
+      "frame.encap_type",
+      "-e",
+      "udp.dstport",
+    ]);
+    assert.equal(t.code, 0, t.stderr);
+    // encapsulation 7: raw IP
+    assert.deepEqual(t.stdout.trim().split("\n"), new Array(5).fill(`7\t${port}`));
+  } finally {
+    reader?.kill();
+    await reader?.status;
+    await sh("ip", ["netns", "del", ns]);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Creates tun0 (IFF_TUN | IFF_NO_PI), says "up", then reads and drops its packets. */
+const TUN_READER = `
+import fcntl, os, struct, sys
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, 0x400454ca, struct.pack("16sH", b"tun0", 0x0001 | 0x1000))
+sys.stdout.write("up\\n"); sys.stdout.flush()
+while True:
+    os.read(fd, 65536)
+`;

@@ -75,7 +75,9 @@ export const PACKET_PROBES = [
 /** Interfaces by name (all that are up, if none named). */
 export function findInterfaces(names: readonly string[]): CaptureInterface[] {
   const all = [...Deno.readDirSync("/sys/class/net")].map((e) => e.name).sort();
-  const chosen = names.length > 0 ? names : all.filter((n) => {
+  // tcpdump's `-i any`: every interface that is up, as no -i at all
+  const every = names.length === 0 || names.includes("any");
+  const chosen = !every ? names : all.filter((n) => {
     try {
       const state = Deno.readTextFileSync(`/sys/class/net/${n}/operstate`).trim();
       return state === "up" || state === "unknown";
