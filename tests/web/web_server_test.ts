@@ -25,6 +25,7 @@ const STATS: CaptureStats = {
   truncated: 0,
   malformed: 0,
   events: 7,
+  bytes: 1234,
 };
 
 function exchange(i: number, body: Uint8Array = enc.encode(`body ${i}\n`)): TlsFamilyEvent {
