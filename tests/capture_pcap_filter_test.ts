@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { bpfTest, EcapRun, sh } from "./_helpers.ts";
-import { pcapArgs } from "./_tshark.ts";
+import { pcapArgs, tsharkFields } from "./_tshark.ts";
 import { findInterfaces } from "../lib/tls/tls_family.ts";
 
 const KEPT = 20, DROPPED = 200;
@@ -38,18 +38,7 @@ bpfTest("a filter expression keeps other packets out of ecap, in the kernel", as
     const code = await run.stop();
     assert.equal(code, 0, run.stderr);
     assert.match(run.stderr, new RegExp(`\\b${KEPT} packets, 0 key log lines written`), run.stderr);
-    const t = await sh("tshark", [
-      "-r",
-      out,
-      "-T",
-      "fields",
-      "-e",
-      "udp.dstport",
-      "-e",
-      "data.data",
-    ]);
-    assert.equal(t.code, 0, t.stderr);
-    const lines = t.stdout.trim().split("\n");
+    const lines = await tsharkFields(out, "", ["udp.dstport", "data.data"]);
     const keptHex = [...new TextEncoder().encode("kept")].map((b) =>
       b.toString(16).padStart(2, "0")
     ).join("");
@@ -105,19 +94,11 @@ bpfTest("a filter on a raw-IP interface (tun) is compiled for raw IP", async () 
     await send(port + 1, 50);
     await send(port, 5);
     assert.equal(await run.stop(), 0, run.stderr);
-    const t = await sh("tshark", [
-      "-r",
-      out,
-      "-T",
-      "fields",
-      "-e",
-      "frame.encap_type",
-      "-e",
-      "udp.dstport",
-    ]);
-    assert.equal(t.code, 0, t.stderr);
     // encapsulation 7: raw IP
-    assert.deepEqual(t.stdout.trim().split("\n"), new Array(5).fill(`7\t${port}`));
+    assert.deepEqual(
+      await tsharkFields(out, "", ["frame.encap_type", "udp.dstport"]),
+      new Array(5).fill(`7\t${port}`),
+    );
   } finally {
     reader?.kill();
     await reader?.status;
