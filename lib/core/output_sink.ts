@@ -14,7 +14,8 @@ export class OutputSink {
   #w: Writer;
   #name: string;
   #closed = false;
-  #buf = new Uint8Array(1 << 20);
+  /** Text is encoded into this, a piece at a time. */
+  readonly #buf = new Uint8Array(1 << 20);
   /** Bytes of whole batches written to a file: what a failed write rolls back to. */
   #committed: number | undefined;
 
@@ -23,14 +24,6 @@ export class OutputSink {
     this.#w = w;
     this.#name = name;
     if (w instanceof Deno.FsFile) this.#committed = w.statSync().size;
-  }
-
-  /** Encoded into a buffer kept between writes: no new one per batch. */
-  #encode(text: string): Uint8Array {
-    // UTF-8 takes at most 3 bytes per UTF-16 unit
-    if (this.#buf.length < text.length * 3) this.#buf = new Uint8Array(text.length * 3);
-    const { written } = encoder.encodeInto(text, this.#buf);
-    return this.#buf.subarray(0, written);
   }
 
   /** True once the reader has closed its end. */
@@ -45,10 +38,18 @@ export class OutputSink {
    */
   write(text: string): boolean {
     if (this.#closed) return false;
-    const bytes = this.#encode(text);
     try {
-      for (let off = 0; off < bytes.length;) off += this.#w.writeSync(bytes.subarray(off));
-      if (this.#committed !== undefined) this.#committed += bytes.length;
+      // encoded a buffer's worth at a time: a batch of large events (64 KiB
+      // bodies as JSON) would otherwise grow a buffer that is then kept
+      let batchBytes = 0;
+      for (let rest = text; rest.length > 0;) {
+        const { read, written } = encoder.encodeInto(rest, this.#buf);
+        rest = rest.slice(read);
+        const bytes = this.#buf.subarray(0, written);
+        for (let off = 0; off < bytes.length;) off += this.#w.writeSync(bytes.subarray(off));
+        batchBytes += written;
+      }
+      if (this.#committed !== undefined) this.#committed += batchBytes;
     } catch (e) {
       if (e instanceof Deno.errors.BrokenPipe) {
         this.#closed = true;
