@@ -14,7 +14,7 @@ import { cgroupFields, CgroupNames } from "./lib/binary/cgroup.ts";
 import { DayLines } from "./lib/base/format.ts";
 import { findProcessesMapping, formatDev } from "./lib/binary/proc_maps.ts";
 import { checkKernel, checkPid, checkPrivileges } from "./lib/core/preflight.ts";
-import { openOutputFile } from "./lib/core/output_file.ts";
+import { openFifoOutputs, openOutputFile } from "./lib/core/output_file.ts";
 import { OutputSink } from "./lib/core/output_sink.ts";
 import { setOwnNice } from "./lib/core/priority.ts";
 import { StopSignals } from "./lib/core/stop_signals.ts";
@@ -78,6 +78,11 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
   checkKernel();
   for (const pid of p.opts.pids ?? []) checkPid(pid);
   if (p.listTargets) return await listTargets(p);
+  // a FIFO is written once its reader comes; a signal meanwhile ends ecap
+  const outputs = [...(p.output ? [p.output] : []), ...(p.spec.outputPaths?.(p.opts) ?? [])];
+  await openFifoOutputs(outputs, (line) => {
+    if (!p.quiet) console.error(`ecap: ${line}`);
+  });
   const file = p.output ? openOutputFile(p.output) : undefined;
   // with -w - the pcapng owns stdout: events text goes to stderr, unless -q
   const out = file

@@ -95,19 +95,16 @@ bpfTest("ecap -o refuses a directory, a missing directory and a planted symlink"
 });
 
 bpfTest(
-  "outputs that are not regular files (/proc, /sys, devices, FIFOs) get one line, exit 6",
+  "outputs that are not regular files (/proc, /sys, devices) get one line, exit 6",
   async () => {
     const dir = await Deno.makeTempDir();
     try {
-      const fifo = `${dir}/fifo`;
-      assert.equal((await sh("mkfifo", [fifo])).code, 0);
       const cases: [string[], RegExp][] = [
         [["bash", "-o", "/proc/version"], /it is in \/proc, which keeps nothing written/],
         [["tls", "-m", "keylog", "-k", "/proc/version"], /it is in \/proc/],
         [["tls", "-m", "pcap", "-w", "/sys/kernel/profiling"], /it is in \/sys/],
         [["tls", "--har", "/proc/self/comm"], /it is in \/proc/],
         [["bash", "-o", "/dev/null"], /it is not a regular file/],
-        [["tls", "-m", "keylog", "-k", fifo], /it is not a regular file/],
       ];
       for (const [args, message] of cases) {
         const r = await fails(args);
@@ -119,6 +116,55 @@ bpfTest(
     }
   },
 );
+
+bpfTest(
+  "a FIFO output with no reader: ecap says it waits, and the first Ctrl-C ends it",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const fifo = `${dir}/keys.fifo`;
+      assert.equal((await sh("mkfifo", [fifo])).code, 0);
+      await using run = await EcapRun.start(["tls", "-k", fifo], { wait: false });
+      await waitFor(() => run.stderr.includes("waiting for a reader"), "the waiting line");
+      oneLine(run.stderr, /^ecap: "[^"]+keys.fifo" is a FIFO: waiting for a reader to open it/);
+      const t0 = performance.now();
+      Deno.kill(run.pid, "SIGINT");
+      assert.equal(await run.wait(5_000), 0);
+      assert.ok(performance.now() - t0 < 2000, "ended at once");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+bpfTest("a FIFO output: written once its reader comes (-o and -k)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await using nginx = await Nginx.start({ "f.txt": "through a fifo\n" });
+    const keys = `${dir}/keys.fifo`, events = `${dir}/events.fifo`;
+    for (const f of [keys, events]) assert.equal((await sh("mkfifo", [f])).code, 0);
+    await using run = await EcapRun.start(["tls", "-k", keys, "-o", events, "--comm", "curl"], {
+      wait: false,
+    });
+    await waitFor(() => run.stderr.includes("waiting for a reader"), "the waiting line");
+    // the readers: cat each FIFO into a file
+    const readers = [keys, events].map((f) =>
+      new Deno.Command("sh", { args: ["-c", `cat "${f}" > "${f}.out"`] }).spawn()
+    );
+    await waitFor(() => run.stderr.includes("capturing"), "capturing once both readers came");
+    const r = await sh("curl", ["-sk", "--http1.1", nginx.url("/f.txt")]);
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor(
+      async () => (await Deno.readTextFile(`${keys}.out`).catch(() => "")).includes("CLIENT_"),
+      "keys through the FIFO",
+    );
+    assert.equal(await run.stop(), 0, run.stderr);
+    for (const p of readers) assert.equal((await p.status).code, 0);
+    assert.match(await Deno.readTextFile(`${events}.out`), /curl/, "the handshake lines");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 bpfTest("ecap -o writes events to a new 0600 file and appends to it", async () => {
   const dir = await Deno.makeTempDir();

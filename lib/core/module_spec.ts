@@ -256,6 +256,8 @@ export interface ModuleSpec<
    * --json output use format()/toJSON() when this is absent or returns undefined.
    */
   createSink?(opts: O): EventSink<E> | undefined;
+  /** The files createSink will write that may be FIFOs (-k, -w), opened before it. */
+  outputPaths?(opts: O): string[];
   /** Help for trailing arguments the module accepts (e.g. a filter expression). */
   positionals?: string;
   /** Command lines help and the man page show, each with what it does. */

@@ -1,9 +1,43 @@
 /**
  * Opens a file that will hold captured data (plaintext, secrets): created
- * 0600, never through a symbolic link, appended to when it exists.
+ * 0600, never through a symbolic link, appended to when it exists. A FIFO
+ * the user made is written to once its reader has come.
  * @module
  */
 import { EcapError } from "../base/errors.ts";
+
+/** FIFOs open for writing (openFifoOutputs), by path: each is taken once. */
+const openedFifos = new Map<string, Deno.FsFile>();
+
+/**
+ * Opens those of paths that are FIFOs, each once a reader has opened its
+ * other end. The wait is on a thread of its own: a signal still ends ecap
+ * (nothing has started yet). say() tells the user what ecap waits for.
+ */
+export async function openFifoOutputs(paths: readonly string[], say: (line: string) => void) {
+  for (const path of paths) {
+    let st: Deno.FileInfo;
+    try {
+      st = Deno.lstatSync(path);
+    } catch {
+      continue;
+    }
+    if (!st.isFifo || openedFifos.has(path)) continue;
+    say(`"${path}" is a FIFO: waiting for a reader to open it (Ctrl-C to stop)`);
+    try {
+      openedFifos.set(path, await Deno.open(path, { write: true }));
+    } catch (e) {
+      throw ioError(path, e);
+    }
+  }
+}
+
+/** The FIFO openFifoOutputs opened at path, handed over once. */
+function takeFifo(path: string): Deno.FsFile | undefined {
+  const f = openedFifos.get(path);
+  openedFifos.delete(path);
+  return f;
+}
 
 /**
  * Opens path for appending captured data. A new file is created 0600 with
@@ -13,6 +47,8 @@ import { EcapError } from "../base/errors.ts";
  * @throws {EcapError} If the path is a link, a directory, or cannot be written.
  */
 export function openOutputFile(path: string): Deno.FsFile {
+  const fifo = takeFifo(path);
+  if (fifo) return fifo;
   const st = checkOutputPath(path);
   try {
     return st
@@ -38,8 +74,9 @@ function pseudoMount(dev: number): string | undefined {
 
 /**
  * What is at an output path now (undefined: nothing); refuses links,
- * directories, and what is not a regular file (a device, a FIFO, a socket,
- * a file of /proc or /sys), where captured data would go nowhere or block.
+ * directories, and what is not a regular file (a device, a socket, a file
+ * of /proc or /sys; a FIFO not opened by openFifoOutputs), where captured
+ * data would go nowhere or block.
  */
 function checkOutputPath(path: string): Deno.FileInfo | undefined {
   let st: Deno.FileInfo | undefined;
@@ -65,7 +102,7 @@ function checkOutputPath(path: string): Deno.FileInfo | undefined {
       `Cannot write to "${path}": it is not a regular file (a device, FIFO or socket)`,
       {
         kind: "io",
-        hint: "name a regular file, or leave -o out and pipe stdout",
+        hint: "name a regular file or a FIFO, or leave -o out and pipe stdout",
       },
     );
   }
@@ -88,6 +125,8 @@ function checkOutputPath(path: string): Deno.FileInfo | undefined {
  * as {@link openOutputFile} (a symbolic link, a directory).
  */
 export function openReplacedFile(path: string): Deno.FsFile {
+  const fifo = takeFifo(path);
+  if (fifo) return fifo;
   const st = checkOutputPath(path);
   try {
     if (!st) return Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });

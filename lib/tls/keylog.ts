@@ -99,9 +99,12 @@ export class KeylogFile {
 
   constructor(readonly path: string) {
     this.#file = openOutputFile(path);
-    try {
-      for (const line of Deno.readTextFileSync(path).split("\n")) if (line) this.#seen.add(line);
-    } catch { /* unreadable: only this run's lines are deduplicated */ }
+    // lines of earlier runs, from a file (a FIFO's reader has them, if anyone)
+    if (this.#file.statSync().isFile) {
+      try {
+        for (const line of Deno.readTextFileSync(path).split("\n")) if (line) this.#seen.add(line);
+      } catch { /* unreadable: only this run's lines are deduplicated */ }
+    }
     this.#sink = new OutputSink(this.#file, path);
   }
 

@@ -284,6 +284,7 @@ type FamilyPart<O extends TlsFamilyOptions, M extends string> = Pick<
   | "prepare"
   | "decoder"
   | "createSink"
+  | "outputPaths"
   | "format"
   | "toJSON"
   | "view"
@@ -331,6 +332,11 @@ export function tlsFamily<O extends TlsFamilyOptions, M extends string>(
       return undefined;
     },
     writesStdout: (opts) => opts.model === "pcap" && opts.pcapFile === STDOUT_PATH,
+    // not --har: a HAR document is rewritten in place, which a FIFO cannot be
+    outputPaths: (opts) =>
+      [opts.keylogFile, opts.pcapFile].filter((f): f is string =>
+        f !== undefined && f !== STDOUT_PATH
+      ),
     format: formatTlsEvent,
     toJSON: tlsEventJSON,
     view: TLS_VIEW,
