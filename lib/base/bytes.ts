@@ -68,3 +68,26 @@ export function asciiText(bytes: Uint8Array): string | undefined {
   }
   return s;
 }
+
+/**
+ * Where needle first occurs in hay at or after from, or -1: Horspool's
+ * skip table, so a rare needle costs about hay.length / needle.length
+ * steps (a chunk of read-only data searched for a file name).
+ */
+export function indexOfBytes(hay: Uint8Array, needle: Uint8Array, from = 0): number {
+  const m = needle.length;
+  if (m === 0) return from <= hay.length ? from : -1;
+  const skip = new Int32Array(256).fill(m);
+  for (let k = 0; k < m - 1; k++) skip[needle[k]] = m - 1 - k;
+  const last = needle[m - 1];
+  for (let i = from + m - 1; i < hay.length;) {
+    const c = hay[i];
+    if (c === last) {
+      let k = m - 2;
+      while (k >= 0 && hay[i - m + 1 + k] === needle[k]) k--;
+      if (k < 0) return i - m + 1;
+    }
+    i += skip[c];
+  }
+  return -1;
+}
