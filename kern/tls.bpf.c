@@ -706,6 +706,34 @@ int BPF_KPROBE(uprobe_boringssl_hs, void *ssl)
 }
 
 /*
+ * Sends a key log line filled but for its socket: that of conn's handshake
+ * in progress on this thread, else the one an earlier call of conn saw.
+ */
+static __always_inline void send_keylog(struct tls_keylog *r, __u64 id, __u64 conn, __u32 n)
+{
+	struct ssl_key key = { .ssl = conn, .tgid = id >> 32 };
+	struct tls_calls *st = bpf_map_lookup_elem(&active_calls, &id);
+	struct tls_call *c = st ? top_call(st) : NULL;
+	struct sock_info si = {};
+	__s32 fd = -1, *cached;
+
+	if (c && c->ssl == conn && c->fd >= 0) {
+		fd = c->fd;
+	} else {
+		cached = bpf_map_lookup_elem(&ssl_fds, &key);
+		if (cached)
+			fd = *cached;
+	}
+	fill_hdr(&r->hdr, ECAP_KIND_TLS_KEYLOG, id, (__u32)bpf_get_current_uid_gid());
+	r->conn = conn;
+	r->fd = fd;
+	r->secret_len = n;
+	read_socket(&si, fd);
+	COPY_SOCK(r, &si);
+	emit(r, sizeof(*r));
+}
+
+/*
  * GnuTLS: where the client random sits in each probed libgnutls's session
  * (bytes from the gnutls_session_t), by BPF cookie; 0: unknown.
  */
@@ -735,13 +763,8 @@ int BPF_KPROBE(uprobe_gnutls_keylog, void *session, const char *label, const voi
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 zero = 0, lib = (__u32)bpf_get_attach_cookie(ctx), *random_at, n;
-	struct ssl_key key = { .ssl = (__u64)session, .tgid = id >> 32 };
 	struct tls_keylog *r = bpf_map_lookup_elem(&keylog_scratch, &zero);
 	struct gnutls_datum d = {};
-	struct sock_info si = {};
-	struct tls_calls *st;
-	struct tls_call *c;
-	__s32 fd = -1, *cached;
 
 	if (!r || !process_allowed(id, (__u32)bpf_get_current_uid_gid()))
 		return 0;
@@ -757,23 +780,55 @@ int BPF_KPROBE(uprobe_gnutls_keylog, void *session, const char *label, const voi
 	    bpf_probe_read_user(r->client_random, sizeof(r->client_random),
 				(const char *)session + *random_at))
 		return 0;
-	/* the handshake call in progress knows the socket, else an earlier call */
-	st = bpf_map_lookup_elem(&active_calls, &id);
-	c = st ? top_call(st) : NULL;
-	if (c && c->ssl == (__u64)session && c->fd >= 0) {
-		fd = c->fd;
-	} else {
-		cached = bpf_map_lookup_elem(&ssl_fds, &key);
-		if (cached)
-			fd = *cached;
-	}
-	fill_hdr(&r->hdr, ECAP_KIND_TLS_KEYLOG, id, (__u32)bpf_get_current_uid_gid());
-	r->conn = (__u64)session;
-	r->fd = fd;
-	r->secret_len = n;
-	read_socket(&si, fd);
-	COPY_SOCK(r, &si);
-	emit(r, sizeof(*r));
+	send_keylog(r, id, (__u64)session, n);
+	return 0;
+}
+
+/*
+ * BoringSSL linked into a stripped program (Chromium): where the client
+ * random is, ssl->s3->client_random, as byte offsets user space read from
+ * the code (lib/tls/boringssl_static.ts), by BPF cookie; s3 0: unknown.
+ */
+struct boringssl_random_at {
+	__u32 s3;		/* the s3 state's pointer in the SSL */
+	__u32 client_random;	/* in the s3 state */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, struct boringssl_random_at);
+} boringssl_random_at SEC(".maps");
+
+/*
+ * Every secret of every BoringSSL handshake passes ssl_log_secret(ssl,
+ * label, secret, len), which checks for a key log callback only inside: a
+ * line per secret, TLS 1.2's master secret (CLIENT_RANDOM) included.
+ */
+SEC("uprobe.multi")
+int BPF_KPROBE(uprobe_boringssl_log_secret, void *ssl, const char *label, const void *secret,
+	       __u64 len)
+{
+	__u64 id = bpf_get_current_pid_tgid(), s3 = 0;
+	__u32 zero = 0, lib = (__u32)bpf_get_attach_cookie(ctx), n;
+	struct tls_keylog *r = bpf_map_lookup_elem(&keylog_scratch, &zero);
+	struct boringssl_random_at *at;
+
+	if (!r || !process_allowed(id, (__u32)bpf_get_current_uid_gid()))
+		return 0;
+	at = bpf_map_lookup_elem(&boringssl_random_at, &lib);
+	if (!at || at->s3 == 0 || len == 0)
+		return 0;
+	n = len < TLS_SECRET_MAX ? len : TLS_SECRET_MAX;
+	__builtin_memset(r->secret, 0, sizeof(r->secret));
+	if (bpf_probe_read_user(r->secret, n, secret) ||
+	    bpf_probe_read_user_str(r->label, sizeof(r->label), label) <= 0 ||
+	    bpf_probe_read_user(&s3, sizeof(s3), (const char *)ssl + at->s3) || !s3 ||
+	    bpf_probe_read_user(r->client_random, sizeof(r->client_random),
+				(const char *)s3 + at->client_random))
+		return 0;
+	send_keylog(r, id, (__u64)ssl, n);
 	return 0;
 }
 

@@ -22,7 +22,8 @@ export class HeadlessChromium implements AsyncDisposable {
     this.#browser = browser;
   }
 
-  static async launch(): Promise<HeadlessChromium> {
+  /** extraArgs: more command-line switches (e.g. --ignore-certificate-errors). */
+  static async launch(extraArgs: string[] = []): Promise<HeadlessChromium> {
     try {
       Deno.statSync(CHROMIUM);
     } catch {
@@ -39,6 +40,7 @@ export class HeadlessChromium implements AsyncDisposable {
         "--disable-sync",
         "--no-first-run",
         "--disable-gpu",
+        ...extraArgs,
       ],
     });
     return new HeadlessChromium(browser);

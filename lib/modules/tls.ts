@@ -7,7 +7,8 @@
  */
 import tlsObject from "../../build/tls.bpf.o" with { type: "bytes" };
 import { Btf } from "../binary/btf.ts";
-import { ElfFile } from "../binary/elf.ts";
+import { ElfFile, readElf } from "../binary/elf.ts";
+import { locateBoringssl } from "../tls/boringssl_static.ts";
 import {
   type FileTarget,
   type ModuleSpec,
@@ -15,7 +16,6 @@ import {
   u32,
   uprobe,
   uprobeAt,
-  uretprobe,
   uretprobeAt,
 } from "../core/module_spec.ts";
 import { opensslInternalCalls } from "../tls/ssl_internal.ts";
@@ -109,10 +109,43 @@ function internalCall(dir: "read" | "write") {
 /** Files whose data calls are probed at SSL_read/SSL_write themselves. */
 const publicCalls = async (path: string) => !(await opensslInternalCalls(path));
 
+/** BoringSSL's functions the locator finds in a binary without symbols (Chromium). */
+const LOCATED = {
+  SSL_write: "sslWrite",
+  SSL_read: "sslRead",
+  SSL_do_handshake: "sslDoHandshake",
+} as const;
+
+/**
+ * Where a public function is: its symbol in the file itself, else (a
+ * stripped binary carrying BoringSSL, such as Chromium) where
+ * lib/tls/boringssl_static.ts found and verified it.
+ */
+function publicFunction(fn: string) {
+  return async (path: string) => {
+    const offset = (await readElf(path)).symbol(fn)?.fileOffset;
+    if (offset !== undefined) return [{ symbol: fn, offset }];
+    const field = LOCATED[fn as keyof typeof LOCATED];
+    const found = field && (await locateBoringssl(path))?.[field];
+    return found === undefined ? [] : [{ symbol: fn, offset: found }];
+  };
+}
+
+/** ssl_log_secret of a stripped program's BoringSSL, where the locator found it and the s3 state. */
+async function locateLogSecret(path: string) {
+  const found = await locateBoringssl(path);
+  return found?.logSecret !== undefined && found.s3ClientRandom !== undefined
+    ? [{ symbol: "ssl_log_secret", offset: found.logSecret }]
+    : [];
+}
+
 /** Entry and return probes of a public data function, where no internal one is found. */
 function publicDataProbes(fn: string, entry: string, exit: string, optional = false) {
   const opts = { optional, models: TEXT_MODEL, only: publicCalls };
-  return [uprobe(entry, LIB, fn, opts), uretprobe(exit, LIB, fn, opts)];
+  return [
+    uprobeAt(entry, LIB, fn, publicFunction(fn), opts),
+    uretprobeAt(exit, LIB, fn, publicFunction(fn), opts),
+  ];
 }
 
 /** What the tls module probes in one file: a line for the user, and its struct offsets. */
@@ -130,7 +163,19 @@ async function fileTarget(path: string, opts: TlsOptions): Promise<FileTarget> {
     else dataKeyFiles.delete(path);
     const layout = info.flavor === "openssl" ? layoutFor(info.version) : undefined;
     const boring = info.flavor === "boringssl" ? await boringsslBuildOf(path) : undefined;
-    if (boring) {
+    const located = info.flavor === "boringssl" && !boring
+      ? await locateBoringssl(path)
+      : undefined;
+    if (
+      located?.logSecret !== undefined && located.sslS3 !== undefined &&
+      located.s3ClientRandom !== undefined
+    ) {
+      const value = new Uint8Array(8);
+      new DataView(value.buffer).setUint32(0, located.sslS3, true);
+      new DataView(value.buffer).setUint32(4, located.s3ClientRandom, true);
+      mapEntries = (index) => [{ map: "boringssl_random_at", key: u32(index), value }];
+      keys = "; keys from ssl_log_secret, found with the functions";
+    } else if (boring) {
       const value = encodeBoringsslLayout(tlsBtf(), boring);
       mapEntries = (index) => [{ map: "ssl_layouts", key: u32(index), value }];
       keys = `; keys from the layout of Debian ${boring.suite}'s ${boring.debian_version} build`;
@@ -196,15 +241,24 @@ export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
     // handshakes: their secrets; in text mode, the socket their syscalls show,
     // for a first SSL_read served from what the handshake already read
     ...HANDSHAKES.flatMap((f) => [
-      uprobe("uprobe_ssl_handshake", LIB, f, { optional: true }),
-      uretprobe("uretprobe_ssl_call", LIB, f, { optional: true }),
+      uprobeAt("uprobe_ssl_handshake", LIB, f, publicFunction(f), { optional: true }),
+      uretprobeAt("uretprobe_ssl_call", LIB, f, publicFunction(f), { optional: true }),
     ]),
     // handshakes done inside SSL_read/SSL_write (no SSL_do_handshake call):
     // their secrets at the next call, where that is asked for (a probe per call)
-    uprobe("uprobe_ssl_data_secrets", LIB, "SSL_write", { models: SECRET_MODELS, only: dataKeys }),
-    uprobe("uprobe_ssl_data_secrets", LIB, "SSL_read", { models: SECRET_MODELS, only: dataKeys }),
+    ...["SSL_write", "SSL_read"].map((fn) =>
+      uprobeAt("uprobe_ssl_data_secrets", LIB, fn, publicFunction(fn), {
+        models: SECRET_MODELS,
+        only: dataKeys,
+      })
+    ),
     // BoringSSL: TLS 1.3 handshake secrets while its handshake runs (kern/tls.bpf.c)
     uprobe("uprobe_boringssl_hs", LIB, "SSL_is_dtls", { optional: true, models: SECRET_MODELS }),
+    // BoringSSL in a stripped program: every secret as it is derived
+    uprobeAt("uprobe_boringssl_log_secret", LIB, "ssl_log_secret", locateLogSecret, {
+      optional: true,
+      models: SECRET_MODELS,
+    }),
     rawTracepoint("raw_tp_sys_enter", "sys_enter"),
     ...PACKET_PROBES,
   ],

@@ -10,7 +10,8 @@ import { ElfError, type ElfFile, readElf, SHT_NOBITS } from "../binary/elf.ts";
 import { EcapError } from "../base/errors.ts";
 import { checkArchitecture } from "../core/targets.ts";
 import { findInLdCache } from "../binary/ld_cache.ts";
-import { readInto } from "../binary/elf_peek.ts";
+import { mayDefineSymbol, readInto } from "../binary/elf_peek.ts";
+import { locateBoringssl, type LocatedBoringssl } from "./boringssl_static.ts";
 import {
   findProcessesMapping,
   formatDev,
@@ -367,6 +368,17 @@ export async function inspectTlsLibrary(path: string): Promise<TlsLibraryInfo> {
       cause: e,
     });
   }
+  // Without symbols: BoringSSL linked into a stripped program (Chromium),
+  // found by its own error-reporting code and checked before any probe
+  let located: LocatedBoringssl | undefined;
+  if (symbols.SSL_write === undefined || symbols.SSL_read === undefined) {
+    located = await locateBoringssl(path);
+    if (located) {
+      symbols.SSL_write = located.sslWrite;
+      symbols.SSL_read = located.sslRead;
+      symbols.SSL_do_handshake = located.sslDoHandshake;
+    }
+  }
   // A probe needs both directions; a file with neither is not a TLS library.
   if (symbols.SSL_write === undefined || symbols.SSL_read === undefined) {
     throw new EcapError(
@@ -379,10 +391,14 @@ export async function inspectTlsLibrary(path: string): Promise<TlsLibraryInfo> {
   }
 
   let match: (TlsVersionMatch & { source: string }) | undefined;
-  try {
-    match = await scanElf(elf, path);
-  } catch (e) {
-    if (!(e instanceof ElfError)) throw e;
+  if (located) {
+    match = { flavor: "boringssl", source: `${path} (${located.how})` };
+  } else {
+    try {
+      match = await scanElf(elf, path);
+    } catch (e) {
+      if (!(e instanceof ElfError)) throw e;
+    }
   }
   // Debian's libssl.so.3 carries no version text; its libcrypto does.
   if (match === undefined) match = await scanLibcrypto(elf, path);
@@ -409,6 +425,15 @@ async function readHead(path: string, n: number): Promise<Uint8Array> {
 async function definesSymbol(path: string, symbol: string): Promise<boolean> {
   try {
     return (await readElf(path)).symbol(symbol) !== undefined;
+  } catch {
+    return false;
+  }
+}
+
+/** True when path is a program without symbols carrying BoringSSL (Chromium); false if unreadable. */
+export async function carriesBoringssl(path: string): Promise<boolean> {
+  try {
+    return (await locateBoringssl(path)) !== undefined;
   } catch {
     return false;
   }
@@ -451,7 +476,10 @@ async function discoverForPid(pid: number, kind: TlsLibraryKind): Promise<Discov
   const main = files.find((f) => f.path === exe);
   if (main !== undefined && !basename(main.path).startsWith(kind.prefix)) {
     // /proc/PID/exe opens the right file even inside a container or when deleted.
-    if (await definesSymbol(`/proc/${pid}/exe`, kind.symbol)) {
+    if (
+      await definesSymbol(`/proc/${pid}/exe`, kind.symbol) ||
+      (kind === OPENSSL_KIND && await carriesBoringssl(`/proc/${pid}/exe`))
+    ) {
       add((await open(main)) ?? `/proc/${pid}/exe`, main);
     }
   }
@@ -519,5 +547,45 @@ export async function discoverTlsLibraries(
     for (const k of keys) byKey.set(k, lib);
     out.push(lib);
   }
+  for (const lib of await runningStaticBinaries(kind, byKey)) out.push(lib);
   return out;
+}
+
+/**
+ * Programs running now with the library built in (node with OpenSSL;
+ * Chromium with a stripped BoringSSL): each distinct executable once.
+ */
+async function runningStaticBinaries(
+  kind: TlsLibraryKind,
+  known: Map<string, DiscoveredTlsLibrary>,
+): Promise<DiscoveredTlsLibrary[]> {
+  const found = new Map<string, DiscoveredTlsLibrary>();
+  const rejected = new Set<string>();
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name) || Number(e.name) === Deno.pid) continue;
+    const pid = Number(e.name), exe = `/proc/${pid}/exe`;
+    const st = await Deno.stat(exe).catch(() => undefined);
+    if (!st?.isFile) continue;
+    const key = `${formatDev(st.dev!)}:${st.ino}`;
+    const seen = found.get(key) ?? known.get(key);
+    if (seen) {
+      if (!seen.pids.includes(pid)) seen.pids = [...seen.pids, pid].sort((a, b) => a - b);
+      continue;
+    }
+    if (rejected.has(key)) continue;
+    const carries = await mayDefineSymbol(exe, kind.symbol).catch(() => false)
+      ? await definesSymbol(exe, kind.symbol)
+      : kind === OPENSSL_KIND && await carriesBoringssl(exe);
+    if (!carries) {
+      rejected.add(key);
+      continue;
+    }
+    // the host's path when it is the same file (messages), else /proc/PID/exe
+    const named = await Deno.readLink(exe).catch(() => undefined);
+    const same = named && await Deno.stat(named).then((n) => n.ino === st.ino && n.dev === st.dev)
+      .catch(() => false);
+    const path = same ? named : exe;
+    found.set(key, { path, inode: st.ino!, dev: formatDev(st.dev!), pids: [pid], source: "maps" });
+  }
+  return [...found.values()];
 }

@@ -12,8 +12,10 @@ import { findProcessesMapping, formatDev, type MappingProcesses } from "../binar
 import { packetInterfaces } from "./tls_family.ts";
 import type { TlsFamilyOptions } from "./tls_events.ts";
 import {
+  carriesBoringssl,
   type DiscoveredTlsLibrary,
   discoverTlsLibraries,
+  OPENSSL_KIND,
   type TlsLibraryKind,
 } from "./tls_library.ts";
 
@@ -109,7 +111,10 @@ export function followLibrary<O extends TlsFamilyOptions>(
       try {
         // most binaries run while capturing are not this library: say so
         // from their string tables, not a parse of the whole file
-        if (!await mayDefineSymbol(path, m.kind.symbol)) return undefined;
+        if (
+          !await mayDefineSymbol(path, m.kind.symbol) &&
+          !(m.kind === OPENSSL_KIND && await carriesBoringssl(path))
+        ) return undefined;
         return await m.fileTarget(path, opts);
       } catch (e) {
         if (e instanceof EcapError) return undefined; // not such a library
