@@ -382,7 +382,7 @@ export async function inspectTlsLibrary(path: string): Promise<TlsLibraryInfo> {
   // A probe needs both directions; a file with neither is not a TLS library.
   if (symbols.SSL_write === undefined || symbols.SSL_read === undefined) {
     throw new EcapError(
-      `"${path}" has no SSL_read/SSL_write symbols (not an OpenSSL or BoringSSL library)`,
+      `"${path}" has no SSL_read/SSL_write symbols, nor a BoringSSL ecap can locate without them`,
       {
         kind: "unsupported",
         hint: "pass the libssl.so or the binary that links OpenSSL statically",

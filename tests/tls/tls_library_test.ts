@@ -87,7 +87,7 @@ Deno.test("inspectTlsLibrary explains files it cannot use", async () => {
     inspectTlsLibrary("/usr/bin/true"),
     rejectsWith(
       "unsupported",
-      `"/usr/bin/true" has no SSL_read/SSL_write symbols (not an OpenSSL or BoringSSL library)`,
+      `"/usr/bin/true" has no SSL_read/SSL_write symbols, nor a BoringSSL ecap can locate without them`,
     ),
   );
   await assert.rejects(
