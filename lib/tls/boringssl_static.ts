@@ -21,7 +21,8 @@
  */
 
 import { ElfError, type ElfFile, EM_X86_64, PF_W, PF_X, PT_LOAD, readElf } from "../binary/elf.ts";
-import { readAt, readInto } from "../binary/elf_peek.ts";
+import { readInto } from "../binary/elf_peek.ts";
+import { Reader, Unwind, UnwindError } from "../binary/eh_frame.ts";
 import { decodeInstruction, X86DecodeError, type X86Instruction } from "../binary/x86_ret.ts";
 import { indexOfBytes } from "../base/bytes.ts";
 
@@ -85,7 +86,6 @@ const MAX_FUNCTION = 0x8000;
 /** Error sites below this many mean the file string is used some other way. */
 const MIN_SITES = 8;
 
-const PT_GNU_EH_FRAME = 0x6474e550;
 const SHT_PROGBITS = 1;
 const SHF_WRITE = 1, SHF_ALLOC = 2, SHF_EXECINSTR = 4;
 
@@ -131,7 +131,7 @@ async function locate(path: string): Promise<LocatedBoringssl | undefined> {
   try {
     return await search(elf, file);
   } catch (e) {
-    if (e instanceof Unrecognised) return undefined;
+    if (e instanceof Unrecognised || e instanceof UnwindError) return undefined;
     throw e;
   }
 }
@@ -242,22 +242,6 @@ async function search(elf: ElfFile, file: Deno.FsFile): Promise<LocatedBoringssl
 
 // ---------------------------------------------------------------------------
 // Reading the file
-
-/**
- * Reads of one open file, one at a time: a read is a seek then a read, and
- * two interleaved would return each other's bytes.
- */
-class Reader {
-  #last: Promise<unknown> = Promise.resolve();
-
-  constructor(readonly file: Deno.FsFile) {}
-
-  at(offset: number, length: number): Promise<Uint8Array> {
-    const next = this.#last.then(() => readAt(this.file, offset, length));
-    this.#last = next.catch(() => {});
-    return next;
-  }
-}
 
 /** The executable segment, read in small windows by address. */
 class Text {
@@ -443,123 +427,6 @@ function scanChunk(s: ChunkScan, b: Uint8Array, first: number, stop: number, bas
       if (t >= lo && t <= hi) s.leas.push(va, t, b[i - 1] | (b[i + 1] << 8));
     }
   }
-}
-
-// ---------------------------------------------------------------------------
-// Unwind tables: where they cover an address, they say where its function starts
-
-/** .eh_frame_hdr's sorted table, each FDE read when asked about. */
-class Unwind {
-  #cies = new Map<number, number>();
-
-  private constructor(
-    readonly reader: Reader,
-    readonly elf: ElfFile,
-    readonly starts: number[],
-    readonly fdes: number[],
-  ) {}
-
-  static async open(reader: Reader, elf: ElfFile): Promise<Unwind> {
-    const hdr = elf.segments.find((s) => s.type === PT_GNU_EH_FRAME);
-    if (hdr === undefined) {
-      // unwind tables without their index cannot be searched: not a guess either way
-      if ((elf.sectionHeader(".eh_frame")?.size ?? 0) > 4) fail(".eh_frame without its header");
-      return new Unwind(reader, elf, [], []);
-    }
-    const h = await reader.at(hdr.offset, hdr.filesz);
-    const v = new DataView(h.buffer, h.byteOffset, h.byteLength);
-    const ptrSize = encodingSize(h[1]);
-    // fde_count as udata4, the table as datarel sdata4 pairs: what linkers write
-    if (h.length < 4 || h[0] !== 1 || h[2] !== 0x03 || h[3] !== 0x3b || ptrSize === undefined) {
-      fail("unsupported .eh_frame_hdr");
-    }
-    const count = v.getUint32(4 + ptrSize, true), table = 8 + ptrSize;
-    if (table + count * 8 > h.length) fail("truncated .eh_frame_hdr");
-    const starts: number[] = [], fdes: number[] = [];
-    for (let i = 0; i < count; i++) {
-      starts.push(hdr.vaddr + v.getInt32(table + i * 8, true));
-      fdes.push(hdr.vaddr + v.getInt32(table + i * 8 + 4, true));
-    }
-    return new Unwind(reader, elf, starts, fdes);
-  }
-
-  /** The last FDE starting at or before va, as [start, end); undefined if none. */
-  async before(va: number): Promise<[number, number] | undefined> {
-    let lo = 0, hi = this.starts.length; // first start above va
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.starts[mid] <= va) lo = mid + 1;
-      else hi = mid;
-    }
-    if (lo === 0) return undefined;
-    const start = this.starts[lo - 1];
-    return [start, start + await this.#range(this.fdes[lo - 1])];
-  }
-
-  /** pc_range of the FDE at va, in its CIE's pointer encoding. */
-  async #range(va: number): Promise<number> {
-    const b = await this.#read(va, 32);
-    const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-    if (b.length < 12 || v.getUint32(0, true) === 0xffffffff) fail("unsupported FDE");
-    const cie = va + 4 - v.getUint32(4, true);
-    let enc = this.#cies.get(cie);
-    if (enc === undefined) this.#cies.set(cie, enc = await this.#cieEncoding(cie));
-    const size = encodingSize(enc)!;
-    if (b.length < 8 + 2 * size) fail("truncated FDE");
-    return size === 8
-      ? Number(v.getBigUint64(8 + size, true))
-      : size === 4
-      ? v.getUint32(8 + size, true)
-      : v.getUint16(8 + size, true);
-  }
-
-  /** The FDE pointer encoding a CIE's augmentation names (absptr by default). */
-  async #cieEncoding(va: number): Promise<number> {
-    const b = await this.#read(va, 64);
-    let i = 9; // length, id, version
-    if (b.length < 12 || new DataView(b.buffer, b.byteOffset).getUint32(4, true) !== 0) {
-      fail("bad CIE");
-    }
-    const version = b[8];
-    const augEnd = b.indexOf(0, i);
-    if (augEnd < 0) fail("bad CIE augmentation");
-    const aug = new TextDecoder().decode(b.subarray(i, augEnd));
-    i = augEnd + 1;
-    const leb = () => {
-      while (b[i++] & 0x80) if (i >= b.length) fail("bad CIE");
-    };
-    leb(); // code alignment
-    leb(); // data alignment
-    if (version === 1) i++;
-    else leb(); // return address register
-    if (aug[0] !== "z") return aug === "" ? 0 : fail(`CIE augmentation "${aug}"`);
-    leb(); // augmentation length
-    let enc = 0;
-    for (const c of aug.slice(1)) {
-      if (c === "R") enc = b[i++];
-      else if (c === "L") i++;
-      else if (c === "P") {
-        const size = encodingSize(b[i] & 0x0f) ?? fail("CIE personality encoding");
-        if (b[i] & 0x70 && (b[i] & 0x70) !== 0x10) fail("CIE personality encoding");
-        i += 1 + size;
-      } else if (c !== "S" && c !== "B" && c !== "G") fail(`CIE augmentation "${aug}"`);
-    }
-    if (encodingSize(enc) === undefined) fail(`FDE encoding ${enc}`);
-    return enc;
-  }
-
-  #read(va: number, length: number): Promise<Uint8Array> {
-    const offset = this.elf.fileOffset(va);
-    if (offset === undefined) fail("unwind entry outside the file");
-    return this.reader.at(offset, length);
-  }
-}
-
-/** Bytes of a DWARF pointer encoding's value; undefined for variable-length ones. */
-function encodingSize(enc: number): number | undefined {
-  return ({ 0x0: 8, 0x2: 2, 0x3: 4, 0x4: 8, 0xa: 2, 0xb: 4, 0xc: 8 } as Record<number, number>)[
-    enc & 0x0f
-  ];
 }
 
 // ---------------------------------------------------------------------------
