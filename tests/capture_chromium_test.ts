@@ -23,6 +23,14 @@ type Exchange = {
   response?: { status: number; body: string };
 };
 
+/** The exchange of the request for path, once its response is there. */
+async function exchangeOf(run: EcapRun, path: string, what: string): Promise<Exchange> {
+  const seen = () =>
+    (run.json() as Exchange[]).find((e) => e.kind === "http" && e.request.path === path);
+  await waitFor(() => seen()?.response !== undefined, what);
+  return seen()!;
+}
+
 /** chromium --dump-dom of url: the page as it rendered (the body token in it). */
 async function dumpDom(url: string, profile: string, flags: string[]): Promise<string> {
   const out = await new Deno.Command("/usr/bin/chromium", {
@@ -58,10 +66,7 @@ bpfTest(
       ) {
         const path = `/${token}.html?${protocol === "HTTP/2" ? "h2" : "h1"}`;
         assert.match(await dumpDom(nginx.url(path), profile, [...flags]), new RegExp(body));
-        const seen = () =>
-          (run.json() as Exchange[]).find((e) => e.kind === "http" && e.request.path === path);
-        await waitFor(() => seen()?.response !== undefined, `the ${protocol} exchange`);
-        const x = seen()!;
+        const x = await exchangeOf(run, path, `the ${protocol} exchange`);
         assert.equal(x.protocol, protocol);
         assert.equal(x.response!.status, 200);
         assert.ok(JSON.stringify(x.response).includes(body), "the body chromium read");
@@ -125,10 +130,8 @@ bpfTest("a chromium started after ecap tls (no --libssl) is found and captured",
     await using run = await EcapRun.start(["tls", "--json", "--lib", "openssl"]);
     const path = `/${token}.html?followed`;
     assert.match(await dumpDom(nginx.url(path), profile, []), new RegExp(body));
-    const seen = () =>
-      (run.json() as Exchange[]).find((e) => e.kind === "http" && e.request.path === path);
-    await waitFor(() => seen()?.response !== undefined, "the exchange of the new chromium");
-    assert.ok(JSON.stringify(seen()!.response).includes(body));
+    const x = await exchangeOf(run, path, "the exchange of the new chromium");
+    assert.ok(JSON.stringify(x.response).includes(body));
     assert.equal(await run.stop(), 0, run.stderr);
   } finally {
     await Deno.remove(profile, { recursive: true });
@@ -144,9 +147,27 @@ bpfTest("a chromium running before ecap tls (no --libssl) is found at start", as
   const path = `/${token}.html?running`;
   const page = await browser.open(nginx.url(path));
   assert.match(await page.content(), new RegExp(body));
-  const seen = () =>
-    (run.json() as Exchange[]).find((e) => e.kind === "http" && e.request.path === path);
-  await waitFor(() => seen()?.response !== undefined, "the exchange of the running chromium");
-  assert.ok(JSON.stringify(seen()!.response).includes(body));
+  const x = await exchangeOf(run, path, "the exchange of the running chromium");
+  assert.ok(JSON.stringify(x.response).includes(body));
   assert.equal(await run.stop(), 0, run.stderr);
+});
+
+bpfTest("chromium with -w: the pcapng carries packets and keys that decrypt them", async () => {
+  const token = crypto.randomUUID().slice(0, 8);
+  const dir = await Deno.makeTempDir({ prefix: "ecap-chromium-pcap-" });
+  try {
+    await using nginx = await Nginx.start({ [`${token}.html`]: "<p>pcap</p>\n" });
+    const out = `${dir}/out.pcapng`;
+    await using run = await EcapRun.start(
+      ["tls", "--libssl", CHROMIUM, "-w", out, "-i", "lo", "tcp", "port", String(nginx.port)],
+    );
+    await dumpDom(nginx.url(`/${token}.html?pcap`), `${dir}/profile`, []);
+    // stopping drains the ring and writes every packet held for its keys
+    assert.equal(await run.stop(), 0, run.stderr);
+    // tshark needs nothing but the file: the keys are in its Decryption Secrets Block
+    const paths = await tsharkFields(out, "http2.headers.path", ["http2.headers.path"]);
+    assert.ok(paths.some((p) => p.includes(`/${token}.html?pcap`)), `decrypted: ${paths}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
