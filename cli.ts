@@ -78,11 +78,12 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
   checkKernel();
   for (const pid of p.opts.pids ?? []) checkPid(pid);
   if (p.listTargets) return await listTargets(p);
+  const say = (line: string) => {
+    if (!p.quiet) console.error(`ecap: ${line}`);
+  };
   // a FIFO is written once its reader comes; a signal meanwhile ends ecap
   const outputs = [...(p.output ? [p.output] : []), ...(p.spec.outputPaths?.(p.opts) ?? [])];
-  await openFifoOutputs(outputs, (line) => {
-    if (!p.quiet) console.error(`ecap: ${line}`);
-  });
+  await openFifoOutputs(outputs, say);
   const file = p.output ? openOutputFile(p.output) : undefined;
   // with -w - the pcapng owns stdout: events text goes to stderr, unless -q
   const out = file
@@ -91,9 +92,6 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
     ? new OutputSink(Deno.stderr, "stderr")
     : new OutputSink(Deno.stdout, "stdout");
   const textWanted = !(p.sinkOnStdout && !file && p.quiet);
-  const say = (line: string) => {
-    if (!p.quiet) console.error(`ecap: ${line}`);
-  };
   const started = performance.now();
   // a sink's files are opened (or refused, in one line) before anything loads
   const sink = p.spec.createSink?.(p.opts);

@@ -8,7 +8,7 @@
 import tlsObject from "../../build/tls.bpf.o" with { type: "bytes" };
 import { Btf } from "../binary/btf.ts";
 import { ElfFile, readElf } from "../binary/elf.ts";
-import { locateBoringssl } from "../tls/boringssl_static.ts";
+import { locateBoringssl, locatedSymbols, secretSource } from "../tls/boringssl_static.ts";
 import {
   type FileTarget,
   type ModuleSpec,
@@ -109,13 +109,6 @@ function internalCall(dir: "read" | "write") {
 /** Files whose data calls are probed at SSL_read/SSL_write themselves. */
 const publicCalls = async (path: string) => !(await opensslInternalCalls(path));
 
-/** BoringSSL's functions the locator finds in a binary without symbols (Chromium). */
-const LOCATED = {
-  SSL_write: "sslWrite",
-  SSL_read: "sslRead",
-  SSL_do_handshake: "sslDoHandshake",
-} as const;
-
 /**
  * Where a public function is: its symbol in the file itself, else (a
  * stripped binary carrying BoringSSL, such as Chromium) where
@@ -125,18 +118,16 @@ function publicFunction(fn: string) {
   return async (path: string) => {
     const offset = (await readElf(path)).symbol(fn)?.fileOffset;
     if (offset !== undefined) return [{ symbol: fn, offset }];
-    const field = LOCATED[fn as keyof typeof LOCATED];
-    const found = field && (await locateBoringssl(path))?.[field];
+    const located = await locateBoringssl(path);
+    const found = located && locatedSymbols(located)[fn];
     return found === undefined ? [] : [{ symbol: fn, offset: found }];
   };
 }
 
 /** ssl_log_secret of a stripped program's BoringSSL, where the locator found it and the s3 state. */
 async function locateLogSecret(path: string) {
-  const found = await locateBoringssl(path);
-  return found?.logSecret !== undefined && found.s3ClientRandom !== undefined
-    ? [{ symbol: "ssl_log_secret", offset: found.logSecret }]
-    : [];
+  const keys = secretSource(await locateBoringssl(path));
+  return keys ? [{ symbol: "ssl_log_secret", offset: keys.logSecret }] : [];
 }
 
 /** Entry and return probes of a public data function, where no internal one is found. */
@@ -164,12 +155,9 @@ async function fileTarget(path: string, opts: TlsOptions): Promise<FileTarget> {
     const layout = info.flavor === "openssl" ? layoutFor(info.version) : undefined;
     const boring = info.flavor === "boringssl" ? await boringsslBuildOf(path) : undefined;
     const located = info.flavor === "boringssl" && !boring
-      ? await locateBoringssl(path)
+      ? secretSource(await locateBoringssl(path))
       : undefined;
-    if (
-      located?.logSecret !== undefined && located.sslS3 !== undefined &&
-      located.s3ClientRandom !== undefined
-    ) {
+    if (located) {
       const value = new Uint8Array(8);
       new DataView(value.buffer).setUint32(0, located.sslS3, true);
       new DataView(value.buffer).setUint32(4, located.s3ClientRandom, true);

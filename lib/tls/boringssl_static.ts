@@ -43,6 +43,21 @@ export interface LocatedBoringssl {
   how: string;
 }
 
+/** The functions found, by the names a symbol table would give them. */
+export function locatedSymbols(l: LocatedBoringssl): Record<string, number> {
+  return { SSL_write: l.sslWrite, SSL_read: l.sslRead, SSL_do_handshake: l.sslDoHandshake };
+}
+
+/** Where keys come from: ssl_log_secret and the client random's place, when all were found. */
+export function secretSource(
+  l: LocatedBoringssl | undefined,
+): { logSecret: number; sslS3: number; s3ClientRandom: number } | undefined {
+  if (l?.logSecret === undefined || l.sslS3 === undefined || l.s3ClientRandom === undefined) {
+    return undefined;
+  }
+  return { logSecret: l.logSecret, sslS3: l.sslS3, s3ClientRandom: l.s3ClientRandom };
+}
+
 const ERR_LIB_SSL = 0x10;
 const SHOULD_NOT_HAVE_BEEN_CALLED = 66;
 const BAD_LENGTH = 111;

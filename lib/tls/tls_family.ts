@@ -314,7 +314,7 @@ export function tlsFamily<O extends TlsFamilyOptions, M extends string>(
         max_call_bytes: u32(opts.maxCallBytes ?? DEFAULT_MAX_CALL),
       };
       // -s: cut in the kernel, before the copy to the ring
-      if (opts.snapLen !== undefined) g.pkt_snaplen = u32(Math.min(opts.snapLen, 0xffffffff));
+      if (opts.snapLen !== undefined) g.pkt_snaplen = u32(opts.snapLen); // parseSnapLen kept it to a u32
       return g;
     },
     decoder(ctx, opts) {

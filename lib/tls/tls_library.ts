@@ -11,7 +11,7 @@ import { EcapError } from "../base/errors.ts";
 import { checkArchitecture } from "../core/targets.ts";
 import { findInLdCache } from "../binary/ld_cache.ts";
 import { mayDefineSymbol, readInto } from "../binary/elf_peek.ts";
-import { locateBoringssl, type LocatedBoringssl } from "./boringssl_static.ts";
+import { locateBoringssl, type LocatedBoringssl, locatedSymbols } from "./boringssl_static.ts";
 import {
   findProcessesMapping,
   formatDev,
@@ -373,11 +373,7 @@ export async function inspectTlsLibrary(path: string): Promise<TlsLibraryInfo> {
   let located: LocatedBoringssl | undefined;
   if (symbols.SSL_write === undefined || symbols.SSL_read === undefined) {
     located = await locateBoringssl(path);
-    if (located) {
-      symbols.SSL_write = located.sslWrite;
-      symbols.SSL_read = located.sslRead;
-      symbols.SSL_do_handshake = located.sslDoHandshake;
-    }
+    if (located) Object.assign(symbols, locatedSymbols(located));
   }
   // A probe needs both directions; a file with neither is not a TLS library.
   if (symbols.SSL_write === undefined || symbols.SSL_read === undefined) {
@@ -430,8 +426,17 @@ async function definesSymbol(path: string, symbol: string): Promise<boolean> {
   }
 }
 
-/** True when path is a program without symbols carrying BoringSSL (Chromium); false if unreadable. */
-export async function carriesBoringssl(path: string): Promise<boolean> {
+/**
+ * True when the program at path has kind's library built in: its symbol
+ * (node with OpenSSL), or for OpenSSL a BoringSSL without symbols
+ * (Chromium). Most programs are ruled out by their string tables and one
+ * quick pass over their read-only data; false if unreadable.
+ */
+export async function hasLibraryBuiltIn(path: string, kind: TlsLibraryKind): Promise<boolean> {
+  if (await mayDefineSymbol(path, kind.symbol).catch(() => false)) {
+    if (await definesSymbol(path, kind.symbol)) return true;
+  }
+  if (kind !== OPENSSL_KIND) return false;
   try {
     return (await locateBoringssl(path)) !== undefined;
   } catch {
@@ -476,10 +481,7 @@ async function discoverForPid(pid: number, kind: TlsLibraryKind): Promise<Discov
   const main = files.find((f) => f.path === exe);
   if (main !== undefined && !basename(main.path).startsWith(kind.prefix)) {
     // /proc/PID/exe opens the right file even inside a container or when deleted.
-    if (
-      await definesSymbol(`/proc/${pid}/exe`, kind.symbol) ||
-      (kind === OPENSSL_KIND && await carriesBoringssl(`/proc/${pid}/exe`))
-    ) {
+    if (await hasLibraryBuiltIn(`/proc/${pid}/exe`, kind)) {
       add((await open(main)) ?? `/proc/${pid}/exe`, main);
     }
   }
@@ -573,10 +575,7 @@ async function runningStaticBinaries(
       continue;
     }
     if (rejected.has(key)) continue;
-    const carries = await mayDefineSymbol(exe, kind.symbol).catch(() => false)
-      ? await definesSymbol(exe, kind.symbol)
-      : kind === OPENSSL_KIND && await carriesBoringssl(exe);
-    if (!carries) {
+    if (!await hasLibraryBuiltIn(exe, kind)) {
       rejected.add(key);
       continue;
     }

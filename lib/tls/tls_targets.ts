@@ -7,15 +7,13 @@
  */
 import { EcapError } from "../base/errors.ts";
 import type { FileTarget, FollowSpec, ListedTarget, TargetSet } from "../core/module_spec.ts";
-import { mayDefineSymbol } from "../binary/elf_peek.ts";
 import { findProcessesMapping, formatDev, type MappingProcesses } from "../binary/proc_maps.ts";
 import { packetInterfaces } from "./tls_family.ts";
 import type { TlsFamilyOptions } from "./tls_events.ts";
 import {
-  carriesBoringssl,
   type DiscoveredTlsLibrary,
   discoverTlsLibraries,
-  OPENSSL_KIND,
+  hasLibraryBuiltIn,
   type TlsLibraryKind,
 } from "./tls_library.ts";
 
@@ -111,10 +109,7 @@ export function followLibrary<O extends TlsFamilyOptions>(
       try {
         // most binaries run while capturing are not this library: say so
         // from their string tables, not a parse of the whole file
-        if (
-          !await mayDefineSymbol(path, m.kind.symbol) &&
-          !(m.kind === OPENSSL_KIND && await carriesBoringssl(path))
-        ) return undefined;
+        if (!await hasLibraryBuiltIn(path, m.kind)) return undefined;
         return await m.fileTarget(path, opts);
       } catch (e) {
         if (e instanceof EcapError) return undefined; // not such a library
