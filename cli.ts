@@ -327,4 +327,11 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) {
+  // main's StopSignals goes with main: a signal between its return and the
+  // exit would otherwise kill ecap by the default action, after it had
+  // written everything (exit 143 for a second SIGTERM). Listened to from
+  // here on, a signal does nothing more once main has begun.
+  for (const s of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(s, () => {});
+  Deno.exit(await main(Deno.args));
+}
