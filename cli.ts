@@ -14,8 +14,18 @@ import { cgroupFields, CgroupNames } from "./lib/binary/cgroup.ts";
 import { DayLines } from "./lib/base/format.ts";
 import { findProcessesMapping, formatDev } from "./lib/binary/proc_maps.ts";
 import { checkKernel, checkPid, checkPrivileges } from "./lib/core/preflight.ts";
-import { openFifoOutputs, openOutputFile } from "./lib/core/output_file.ts";
+import { ioError, openFifoOutputs, openOutputFile } from "./lib/core/output_file.ts";
 import { OutputSink } from "./lib/core/output_sink.ts";
+import { ownSigusr1 } from "./lib/core/ffi.ts";
+import { onCountersSignal } from "./lib/cli/counters_signal.ts";
+import {
+  drainOutput,
+  onOutputFailure,
+  outputBacklogged,
+  outputCaughtUp,
+  stdioWriter,
+  writerOf,
+} from "./lib/core/pipe_writer.ts";
 import { setOwnNice } from "./lib/core/priority.ts";
 import { StopSignals } from "./lib/core/stop_signals.ts";
 import { WebView } from "./lib/web/web_server.ts";
@@ -77,6 +87,8 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
   checkPrivileges();
   checkKernel();
   for (const pid of p.opts.pids ?? []) checkPid(pid);
+  // before anything that may wait (a FIFO's reader): SIGUSR1 is ecap's
+  ownSigusr1();
   if (p.listTargets) return await listTargets(p);
   const say = (line: string) => {
     if (!p.quiet) console.error(`ecap: ${line}`);
@@ -86,11 +98,8 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
   await openFifoOutputs(outputs, say);
   const file = p.output ? openOutputFile(p.output) : undefined;
   // with -w - the pcapng owns stdout: events text goes to stderr, unless -q
-  const out = file
-    ? new OutputSink(file, p.output)
-    : p.sinkOnStdout
-    ? new OutputSink(Deno.stderr, "stderr")
-    : new OutputSink(Deno.stdout, "stdout");
+  const outWriter = file ? writerOf(file, p.output!) : stdioWriter(p.sinkOnStdout ? 2 : 1);
+  const out = new OutputSink(outWriter, file ? p.output : p.sinkOnStdout ? "stderr" : "stdout");
   const textWanted = !(p.sinkOnStdout && !file && p.quiet);
   const started = performance.now();
   // a sink's files are opened (or refused, in one line) before anything loads
@@ -109,7 +118,7 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
     status?.clear();
     console.error(`ecap: ${s.events} events, ${s.lost} lost, ${secs.toFixed(1)} s`);
   };
-  Deno.addSignalListener("SIGUSR1", counters);
+  const countersSignal = onCountersSignal(counters);
   const hooks = {
     log: p.debug
       ? (line: string) => {
@@ -124,7 +133,7 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
       ? await startTls(p.opts as TlsOptions, hooks)
       : await Capture.start(p.spec, p.opts, hooks);
   } catch (e) {
-    Deno.removeSignalListener("SIGUSR1", counters);
+    countersSignal[Symbol.dispose]();
     try {
       sink?.close();
     } catch { /* the capture's own failure is the one to tell */ }
@@ -133,8 +142,19 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
   }
   if (p.nice !== 0) setOwnNice(p.nice);
   const cgroups = new CgroupNames();
-  const stop = () => cap.stop();
+  let failure: unknown;
+  const stopped = Promise.withResolvers<void>();
+  const stop = () => {
+    cap.stop();
+    stopped.resolve();
+  };
   signals.onStop(stop);
+  // a pipe's reader gone (`| head -1`) or a failed write ends the capture
+  // now, not at the next write, which may never come
+  const unwatchOutput = onOutputFailure((w, e) => {
+    failure ??= ioError(w.name, e);
+    stop();
+  });
   const timer = p.duration ? setTimeout(stop, p.duration * 1000) : undefined;
   // Documented rule: with --pid, the capture ends once those processes have
   // (with --follow-children, once their descendants have too).
@@ -144,7 +164,7 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
     const followed = p.opts.followChildren ? cap.allowedPids() : [];
     if ([...pids, ...followed].some(processAlive)) return;
     exited = true;
-    cap.stop();
+    stop();
   }, 200);
   for (const note of cap.notes) say(note);
   const probed = (c: RunningCapture<EventBase>) =>
@@ -175,13 +195,12 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
   const statusTimer = status && setInterval(() => {
     status!.update(cap.stats(), (performance.now() - capturing.since) / 1000);
   }, 1000);
-  let failure: unknown;
   const ticker = sink && setInterval(() => {
     try {
       sink.tick();
     } catch (e) {
       failure ??= e;
-      cap.stop();
+      stop();
     }
   }, 250);
   // times in text are HH:MM:SS: a line names the day (in files, the first too)
@@ -213,15 +232,19 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
         ).join("");
       if (p.json && sink) sink.write(batch);
       if (text && textOnTerminal) status?.clear();
-      if (text && textWanted && !out.write(text)) cap.stop(); // `| head -1`: end quietly
+      if (text && textWanted && !out.write(text)) stop(); // `| head -1`: end quietly
       if (failure) break;
       left = sinkCounts ? (sink!.full ? 0 : left) : left - batch.length;
       if (left <= 0) stop(); // as --duration does
+      // a reader fallen far behind: wait for it (the kernel counts what
+      // this loses), but never past a stop
+      if (outputBacklogged()) await Promise.race([outputCaughtUp(), stopped.promise]);
     }
   } catch (e) {
     failure = e; // e.g. a full disk: what was written stays, the probes go
   } finally {
-    Deno.removeSignalListener("SIGUSR1", counters);
+    countersSignal[Symbol.dispose]();
+    unwatchOutput();
     clearTimeout(timer);
     clearInterval(watch);
     clearInterval(ticker);
@@ -230,12 +253,16 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
     await cap[Symbol.asyncDispose]();
     await web?.close();
   }
+  let summary: string | undefined;
   try {
-    const summary = sink?.close();
-    if (summary) say(summary);
+    summary = sink?.close();
   } catch (e) {
     failure ??= e;
   }
+  // what waits for a pipe's reader goes before the summary that follows it
+  const stalled = await drainOrFail();
+  failure ??= stalled;
+  if (summary) say(summary);
   const s = cap.stats();
   if (exited) say(`process ${pids.join(", ")} exited`);
   const why = [
@@ -264,10 +291,27 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
       failure = e;
     }
   }
-  file?.close();
+  outWriter.close();
+  const stalledAtEnd = await drainOrFail();
+  failure ??= stalledAtEnd;
   // the reader of -w - went away (Wireshark closed): an end, as `| head` is
   if (failure && !readerGone(failure)) throw failure;
   return 0;
+}
+
+/** How long the end waits for a pipe's reader that takes nothing. */
+const DRAIN_IDLE_MS = 2000;
+
+/** Waits for pipes' readers to take what is queued; an error if one stalls. */
+async function drainOrFail(): Promise<EcapError | undefined> {
+  const stalled = await drainOutput(DRAIN_IDLE_MS);
+  if (stalled.length === 0) return undefined;
+  const w = stalled[0];
+  return new EcapError(
+    `The reader of ${w.name === "stdout" || w.name === "stderr" ? w.name : `"${w.name}"`} ` +
+      `took nothing for ${DRAIN_IDLE_MS / 1000} s: ${w.queued} bytes were not written`,
+    { kind: "io", hint: "read the output as it comes, or write it to a file" },
+  );
 }
 
 /** A write to a pipe whose reader has gone. */

@@ -671,6 +671,27 @@ ECAP_API void ecap_release_memory(void)
 	malloc_trim(0);
 }
 
+static unsigned int usr1_count;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	__atomic_fetch_add(&usr1_count, 1, __ATOMIC_RELAXED);
+}
+
+ECAP_API int ecap_own_sigusr1(void)
+{
+	struct sigaction sa = { .sa_handler = on_usr1, .sa_flags = SA_RESTART };
+
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGUSR1, &sa, NULL) ? -errno : 0;
+}
+
+ECAP_API uint32_t ecap_sigusr1_count(void)
+{
+	return __atomic_load_n(&usr1_count, __ATOMIC_RELAXED);
+}
+
 ECAP_API int ecap_num_cpus(void)
 {
 	return libbpf_num_possible_cpus();

@@ -82,6 +82,14 @@ ECAP_API void ecap_tune_malloc(void);
  * tuning above keeps while the reader is busy: for an idle capture.
  */
 ECAP_API void ecap_release_memory(void);
+/*
+ * Takes SIGUSR1 from whatever handles it (since Deno 2.9.2, `deno run` opens
+ * a V8 inspector on 127.0.0.1:9229 on SIGUSR1: code execution as root for
+ * any local user) and only counts it, for ecap_sigusr1_count to read.
+ */
+ECAP_API int ecap_own_sigusr1(void);
+/* How many SIGUSR1 came since ecap_own_sigusr1. */
+ECAP_API uint32_t ecap_sigusr1_count(void);
 /* CLOCK_MONOTONIC now, the clock of bpf_ktime_get_ns(). */
 ECAP_API uint64_t ecap_monotonic_ns(void);
 ECAP_API const char *ecap_last_error(struct ecap *h);

@@ -193,13 +193,16 @@ export class EcapRun implements AsyncDisposable {
   /** Milliseconds from spawn to the "capturing" line. */
   startupMs = 0;
 
-  private constructor(child: Deno.ChildProcess) {
+  private constructor(child: Deno.ChildProcess, readStdout: boolean) {
     this.#child = child;
     const pump = async (s: ReadableStream<Uint8Array>, onText: (t: string) => void) => {
       const d = new TextDecoder();
       for await (const chunk of s) onText(d.decode(chunk, { stream: true }));
     };
-    const a = pump(child.stdout, (t) => this.#stdout += t);
+    // unread, it is cancelled once ecap has exited
+    const a = readStdout
+      ? pump(child.stdout, (t) => this.#stdout += t)
+      : child.status.then(() => child.stdout.cancel());
     const b = pump(child.stderr, (t) => this.#stderr += t);
     this.#done = Promise.all([a, b, child.status]).then(([, , s]) => s.code);
   }
@@ -207,7 +210,13 @@ export class EcapRun implements AsyncDisposable {
   /** Spawns `deno run cli.ts ...args`; with wait, resolves once it is capturing. */
   static async start(
     args: string[],
-    opts: { wait?: boolean; env?: Record<string, string>; prefix?: string[] } = {},
+    opts: {
+      wait?: boolean;
+      env?: Record<string, string>;
+      prefix?: string[];
+      /** false: stdout is a pipe nobody reads (a stalled reader). */
+      readStdout?: boolean;
+    } = {},
   ) {
     const argv = [
       ...(opts.prefix ?? []),
@@ -225,7 +234,7 @@ export class EcapRun implements AsyncDisposable {
       stdin: "null",
       env: opts.env,
     }).spawn();
-    const run = new EcapRun(child);
+    const run = new EcapRun(child, opts.readStdout ?? true);
     if (opts.wait ?? true) {
       const t0 = performance.now();
       let exited = false;

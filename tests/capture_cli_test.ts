@@ -68,6 +68,15 @@ bpfTest("SIGUSR1 prints the counters on stderr and the capture goes on", async (
   );
   await pane.type("echo after");
   await waitFor(() => run.stdout.includes("echo after"), "a command after SIGUSR1");
+  // Deno (2.9.2 on) opens a V8 inspector on 127.0.0.1:9229 at SIGUSR1 once its
+  // process is 500 ms old: for a root ecap, code execution for any local user
+  await new Promise((r) => setTimeout(r, 700));
+  Deno.kill(run.pid, "SIGUSR1");
+  await waitFor(() => run.stderr.split("events, 0 lost, ").length === 3, "the second counters");
+  const listening = await sh("ss", ["-Hltnp"]);
+  assert.equal(listening.code, 0, listening.stderr);
+  assert.doesNotMatch(listening.stdout, new RegExp(`pid=${run.pid},`), "ecap listens nowhere");
+  assert.doesNotMatch(run.stderr, /Debugger listening/);
   assert.equal(await run.stop(), 0);
   assert.deepEqual(run.json().map((e) => e.line), ["echo before", "echo after"]);
 });

@@ -166,6 +166,112 @@ bpfTest("a FIFO output: written once its reader comes (-o and -k)", async () => 
   }
 });
 
+/** A FIFO at dir/name and a process holding it open for reading with `cmd` (sh). */
+async function fifoReader(dir: string, name: string, cmd: string) {
+  const fifo = `${dir}/${name}`;
+  assert.equal((await sh("mkfifo", [fifo])).code, 0);
+  const reader = new Deno.Command("sh", { args: ["-c", cmd.replaceAll("FIFO", `"${fifo}"`)] })
+    .spawn();
+  return { fifo, reader };
+}
+
+/** curl fetches a 512 KiB body: with --calls --json, megabytes of output. */
+const BIG_BODY = new Uint8Array(512 * 1024).fill(66);
+
+bpfTest(
+  "a FIFO reader that stops reading: Ctrl-C still ends ecap, and it says what was not written",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      await using nginx = await Nginx.start({ "big.bin": BIG_BODY });
+      // opens the FIFO and never reads: the pipe's 64 KiB fill at once
+      const { fifo, reader } = await fifoReader(dir, "events.fifo", "exec sleep 60 < FIFO");
+      await using run = await EcapRun.start(
+        ["tls", "--calls", "--json", "-o", fifo, "--comm", "curl"],
+      );
+      const r = await sh("curl", ["-sk", "--http1.1", "-o", "/dev/null", nginx.url("/big.bin")]);
+      assert.equal(r.code, 0, r.stderr);
+      await waitFor(() => statsOf(run) > 0, "ecap to take the events");
+      const t0 = performance.now();
+      Deno.kill(run.pid, "SIGINT");
+      assert.equal(await run.wait(10_000), 6, run.stderr);
+      const took = performance.now() - t0;
+      assert.ok(took < 4_000, `ended ${took.toFixed(0)} ms after Ctrl-C`);
+      assert.match(
+        run.stderr,
+        /\necap: The reader of "[^"]+events.fifo" took nothing for 2 s: \d+ bytes were not written \(read the output as it comes, or write it to a file\)\n$/,
+      );
+      reader.kill("SIGKILL");
+      await reader.status;
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+/** Events ecap has counted so far: SIGUSR1 prints them (tcpdump's way). */
+function statsOf(run: EcapRun): number {
+  Deno.kill(run.pid, "SIGUSR1");
+  const all = [...run.stderr.matchAll(/ecap: (\d+) events, \d+ lost/g)];
+  return all.length === 0 ? 0 : Number(all.at(-1)![1]);
+}
+
+bpfTest("a slow FIFO reader gets every line, after Ctrl-C too", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await using nginx = await Nginx.start({ "big.bin": BIG_BODY });
+    // reads 16 KiB every 50 ms: about 320 KiB/s, far slower than ecap writes
+    const { fifo, reader } = await fifoReader(
+      dir,
+      "events.fifo",
+      `/usr/bin/python3 -c '
+import sys, time
+src, out = open(sys.argv[1], "rb"), open(sys.argv[2], "wb")
+while chunk := src.read1(16384):
+    out.write(chunk); time.sleep(0.05)
+' FIFO FIFO.out`,
+    );
+    await using run = await EcapRun.start(
+      ["tls", "--calls", "--json", "-o", fifo, "--comm", "curl"],
+    );
+    const r = await sh("curl", ["-sk", "--http1.1", "-o", "/dev/null", nginx.url("/big.bin")]);
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor(() => statsOf(run) > 0, "ecap to take the events");
+    assert.equal(await run.stop(), 0, run.stderr);
+    assert.equal((await reader.status).code, 0);
+    const lines = (await Deno.readTextFile(`${fifo}.out`)).trimEnd().split("\n");
+    const records = lines.map((l) => JSON.parse(l));
+    const stats = records.at(-1).stats;
+    assert.equal(records.length - 1, stats.events, "every event and the stats line");
+    assert.equal(stats.lost, 0);
+    const bodyBytes = records.filter((e) => e.direction === "read")
+      .reduce((n, e) => n + atob(e.data).split("").filter((c) => c === "B").length, 0);
+    assert.equal(bodyBytes, BIG_BODY.length, "the whole body, read by curl");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+bpfTest("-w - to a pipe nobody reads: Ctrl-C still ends ecap", async () => {
+  await using nginx = await Nginx.start({ "big.bin": BIG_BODY });
+  // stdout is a pipe the test never reads: the pcapng's writes would block
+  await using run = await EcapRun.start(["tls", "-m", "pcap", "-w", "-"], { readStdout: false });
+  for (let i = 0; i < 4; i++) {
+    const r = await sh("curl", ["-sk", "--http1.1", "-o", "/dev/null", nginx.url("/big.bin")]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  await new Promise((r) => setTimeout(r, 1500)); // a second's packets written, held ones too
+  const t0 = performance.now();
+  Deno.kill(run.pid, "SIGINT");
+  assert.equal(await run.wait(10_000), 6, run.stderr);
+  const took = performance.now() - t0;
+  assert.ok(took < 4_000, `ended ${took.toFixed(0)} ms after Ctrl-C`);
+  assert.match(
+    run.stderr,
+    /\necap: The reader of stdout took nothing for 2 s: \d+ bytes were not written/,
+  );
+});
+
 bpfTest("ecap -o writes events to a new 0600 file and appends to it", async () => {
   const dir = await Deno.makeTempDir();
   try {

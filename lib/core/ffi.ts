@@ -67,6 +67,8 @@ const SYMBOLS = {
   ecap_tune_malloc: { parameters: [], result: "void" },
   ecap_release_memory: { parameters: [], result: "void" },
   ecap_monotonic_ns: { parameters: [], result: "u64" },
+  ecap_own_sigusr1: { parameters: [], result: "i32" },
+  ecap_sigusr1_count: { parameters: [], result: "u32" },
   ecap_last_error: { parameters: ["pointer"], result: "pointer" },
   ecap_log: { parameters: ["pointer"], result: "pointer" },
   ecap_close: { parameters: ["pointer"], result: "void" },
@@ -155,6 +157,30 @@ let mallocTuned = false;
 /** Gives the heap's free memory back (see ffi/ecap.h): when a capture is idle. */
 export function releaseMemory(): void {
   openLibrary().ecap_release_memory();
+}
+
+/**
+ * Takes SIGUSR1 from Deno's handler, which since Deno 2.9.2 opens a V8
+ * inspector on 127.0.0.1:9229 for `deno run` (code execution as root for any
+ * local user), and only counts it: see {@link sigusr1Count}. Deno installs
+ * its process handler once, at the first listener of a signal: one is added
+ * first, so that no later listener (Deno's own, 500 ms after start) puts it
+ * back over ours.
+ */
+export function ownSigusr1(): void {
+  if (sigusr1Owned) return;
+  Deno.addSignalListener("SIGUSR1", () => {});
+  const rc = openLibrary().ecap_own_sigusr1();
+  if (rc < 0) {
+    throw new EcapError(`Cannot handle SIGUSR1: ${errnoName(-rc)}`, { kind: "internal" });
+  }
+  sigusr1Owned = true;
+}
+let sigusr1Owned = false;
+
+/** SIGUSR1 signals received since {@link ownSigusr1}. */
+export function sigusr1Count(): number {
+  return openLibrary().ecap_sigusr1_count();
 }
 
 /** Possible CPUs, as per-CPU maps count them. */

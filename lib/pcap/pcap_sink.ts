@@ -11,6 +11,7 @@
 import { parsePacket } from "./packet_headers.ts";
 import type { PacketFilter } from "../core/ffi.ts";
 import { ioError, openReplacedFile } from "../core/output_file.ts";
+import { type ClosableWriter, stdioWriter, writerOf } from "../core/pipe_writer.ts";
 import { PcapngWriter } from "./pcapng_writer.ts";
 
 /** How long a packet is held for the secrets of its handshake. */
@@ -90,6 +91,9 @@ class WholeWrites {
   constructor(readonly file: Deno.FsFile) {
     this.#committed = file.statSync().size;
   }
+  close() {
+    this.file.close();
+  }
   writeSync(p: Uint8Array): number {
     try {
       for (let off = 0; off < p.length;) off += this.file.writeSync(p.subarray(off));
@@ -122,8 +126,8 @@ export interface PcapSinkOptions {
 
 /** Writes packets and secrets to a pcapng file, or to stdout. */
 export class PcapSink {
-  /** Undefined when writing to stdout. */
-  #file?: Deno.FsFile;
+  /** The file, stdout, or a PipeWriter over either. */
+  #out: ClosableWriter;
   #live: boolean;
   #writer: PcapngWriter;
   #limit: number;
@@ -143,9 +147,14 @@ export class PcapSink {
     opts: PcapSinkOptions,
   ) {
     this.#live = path === STDOUT_PATH;
-    this.#file = this.#live ? undefined : openReplacedFile(path);
+    const file = this.#live ? undefined : openReplacedFile(path);
     // a pipe cannot be cut back to a whole block: its reader has the bytes
-    const out = this.#file ? new WholeWrites(this.#file) : Deno.stdout;
+    this.#out = !file
+      ? stdioWriter(1)
+      : file.statSync().isFile
+      ? new WholeWrites(file)
+      : writerOf(file, path);
+    const out = this.#out;
     this.#writer = new PcapngWriter(out, {
       application: opts.application,
       os: `Linux ${Deno.osRelease()}`,
@@ -238,7 +247,7 @@ export class PcapSink {
     try {
       this.tick(true);
     } finally {
-      this.#file?.close();
+      this.#out.close();
     }
   }
 }

@@ -5,6 +5,7 @@
  */
 import { openOutputFile } from "../core/output_file.ts";
 import { OutputSink } from "../core/output_sink.ts";
+import { type ClosableWriter, writerOf } from "../core/pipe_writer.ts";
 
 /** What the kernel read out of a connection's TLS state. */
 export interface TlsSecrets {
@@ -92,20 +93,21 @@ export function keylogLines(s: TlsSecrets): string[] {
  */
 export class KeylogFile {
   #sink: OutputSink;
-  #file: Deno.FsFile;
+  #writer: ClosableWriter;
   #seen = new Set<string>();
   /** Lines written by this run. */
   written = 0;
 
   constructor(readonly path: string) {
-    this.#file = openOutputFile(path);
+    const file = openOutputFile(path);
     // lines of earlier runs, from a file (a FIFO's reader has them, if anyone)
-    if (this.#file.statSync().isFile) {
+    if (file.statSync().isFile) {
       try {
         for (const line of Deno.readTextFileSync(path).split("\n")) if (line) this.#seen.add(line);
       } catch { /* unreadable: only this run's lines are deduplicated */ }
     }
-    this.#sink = new OutputSink(this.#file, path);
+    this.#writer = writerOf(file, path);
+    this.#sink = new OutputSink(this.#writer, path);
   }
 
   /** Appends the lines not written before; returns those. */
@@ -118,7 +120,8 @@ export class KeylogFile {
     return fresh;
   }
 
+  /** Closes the file (a FIFO once its reader has taken every line). */
   close() {
-    this.#file.close();
+    this.#writer.close();
   }
 }
