@@ -4,14 +4,13 @@
  * @module
  */
 import { ioError } from "./output_file.ts";
+import type { ByteWriter } from "./pipe_writer.ts";
 
 const encoder = new TextEncoder();
 
-type Writer = { writeSync(p: Uint8Array): number };
-
 /** A synchronous writer over a file or stdout. */
 export class OutputSink {
-  #w: Writer;
+  #w: ByteWriter;
   #name: string;
   #closed = false;
   /** Text is encoded into this, a piece at a time. */
@@ -20,7 +19,7 @@ export class OutputSink {
   #committed: number | undefined;
 
   /** name is how errors call it, e.g. "stdout" or the file's path. */
-  constructor(w: Writer, name = "stdout") {
+  constructor(w: ByteWriter, name = "stdout") {
     this.#w = w;
     this.#name = name;
     if (w instanceof Deno.FsFile) this.#committed = w.statSync().size;

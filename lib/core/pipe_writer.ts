@@ -49,7 +49,7 @@ export class PipeWriter implements ByteWriter {
   #pumping = false;
   #closing = false;
   #error: unknown;
-  /** When a write last completed (or the writer was made). */
+  /** When a write last completed, or the queue last began to fill. */
   #progressAt = performance.now();
   #changed = Promise.withResolvers<void>();
 
