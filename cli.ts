@@ -16,7 +16,7 @@ import { findProcessesMapping, formatDev } from "./lib/binary/proc_maps.ts";
 import { checkKernel, checkPid, checkPrivileges } from "./lib/core/preflight.ts";
 import { ioError, openFifoOutputs, openOutputFile } from "./lib/core/output_file.ts";
 import { OutputSink } from "./lib/core/output_sink.ts";
-import { ownSigusr1 } from "./lib/core/ffi.ts";
+import { ownSigusr1, prefetchKernelBtf } from "./lib/core/ffi.ts";
 import { onCountersSignal } from "./lib/cli/counters_signal.ts";
 import {
   drainOutput,
@@ -31,6 +31,7 @@ import { StopSignals } from "./lib/core/stop_signals.ts";
 import { WebView } from "./lib/web/web_server.ts";
 import { genericView } from "./lib/web/web_history.ts";
 import { parseCommandLine, type Parsed } from "./lib/cli/parse_command_line.ts";
+import { isModuleName } from "./lib/modules/index.ts";
 import { VERSION } from "./lib/cli/version.ts";
 import { StatusLine, terminalStderr } from "./lib/cli/status_line.ts";
 
@@ -350,6 +351,11 @@ export async function main(argv: string[]): Promise<number> {
   // first thing: a signal never kills ecap while it writes or removes probes
   using signals = new StopSignals();
   let verbose = ["--verbose", "-v", "-d", "--debug"].some((a) => argv.includes(a));
+  // a capture's load parses the kernel's BTF (~50 ms): on another thread
+  // while its module is imported and the command line read
+  if (isModuleName(argv[0] ?? "") && !argv.some((a) => a === "-h" || a === "--help")) {
+    prefetchKernelBtf();
+  }
   try {
     const p = await parseCommandLine(argv);
     if (typeof p === "string") {

@@ -23,6 +23,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "ecap.h"
+#include "kernel_btf.h"
 #include "packet_filter.h"
 
 #define MAX_LINKS 1024
@@ -205,6 +206,31 @@ ECAP_API int ecap_map_set_size(struct ecap *h, const char *name, uint32_t max_en
 	return 0;
 }
 
+/* true if name is one of the NUL-separated names of list (ended by an empty one) */
+static bool listed(const char *list, const char *name)
+{
+	for (const char *p = list; *p; p += strlen(p) + 1)
+		if (strcmp(p, name) == 0)
+			return true;
+	return false;
+}
+
+ECAP_API int ecap_object_load_uprobes(struct ecap *h, const char *names)
+{
+	struct bpf_program *prog;
+
+	if (!h->obj)
+		return fail(h, -EINVAL, "choose programs: no object open");
+	bpf_object__for_each_program(prog, h->obj) {
+		const char *sec = bpf_program__section_name(prog);
+		bool uprobe = strncmp(sec, "uprobe", 6) == 0 || strncmp(sec, "uretprobe", 9) == 0;
+
+		if (uprobe && !listed(names, bpf_program__name(prog)))
+			bpf_program__set_autoload(prog, false);
+	}
+	return 0;
+}
+
 static int ring_record(void *ctx, void *data, size_t size)
 {
 	struct ecap *h = ctx;
@@ -247,12 +273,15 @@ static atomic_int loads_running;
  */
 static void load_begins(void)
 {
+	kernel_btf_load_begins();
 	if (atomic_fetch_add(&loads_running, 1) == 0 && tuned_trim)
 		mallopt(M_TRIM_THRESHOLD, 128 << 10);
 }
 
 static void load_ends(void)
 {
+	/* while the threshold is glibc's: the shared parse's pages go back too */
+	kernel_btf_load_ends();
 	if (atomic_fetch_sub(&loads_running, 1) == 1 && tuned_trim)
 		mallopt(M_TRIM_THRESHOLD, tuned_trim);
 }
@@ -664,6 +693,11 @@ ECAP_API void ecap_tune_malloc(void)
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	tuned_trim = 16 << 20;
 	mallopt(M_TRIM_THRESHOLD, tuned_trim);
+}
+
+ECAP_API void ecap_prefetch_kernel_btf(void)
+{
+	kernel_btf_prefetch();
 }
 
 ECAP_API void ecap_release_memory(void)

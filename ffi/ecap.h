@@ -22,6 +22,13 @@ ECAP_API int ecap_object_open_mem(struct ecap *h, const void *buf, size_t len, c
 ECAP_API int ecap_object_set_rodata(struct ecap *h, const char *var, const void *val, size_t len);
 /* Sets a map's max_entries before load (e.g. the ring buffer's size in bytes). */
 ECAP_API int ecap_map_set_size(struct ecap *h, const char *map, uint32_t max_entries);
+/*
+ * Of the programs in uprobe and uretprobe sections, loads only those named
+ * in names (NUL-separated, ended by an empty name): an object shared by
+ * several libraries (kern/tls.bpf.c) need not verify the others' programs.
+ * Programs of other kinds are all loaded.
+ */
+ECAP_API int ecap_object_load_uprobes(struct ecap *h, const char *names);
 ECAP_API int ecap_object_load(struct ecap *h);
 /* Attaches; returns a link id >= 0. func names the target in messages only. */
 ECAP_API int ecap_attach_uprobe(struct ecap *h, const char *prog, const char *path, uint64_t offset,
@@ -77,6 +84,11 @@ ECAP_API int ecap_num_cpus(void);
  * reader's short-lived buffers are not page-faulted in again and again.
  */
 ECAP_API void ecap_tune_malloc(void);
+/*
+ * Starts parsing the kernel's BTF on a thread of its own, for the object
+ * loads to come; loads running together share one parse (kernel_btf.c).
+ */
+ECAP_API void ecap_prefetch_kernel_btf(void);
 /*
  * Gives the heap's free memory back to the kernel (malloc_trim), which the
  * tuning above keeps while the reader is busy: for an idle capture.

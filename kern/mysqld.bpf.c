@@ -17,11 +17,21 @@
 
 /*
  * Where THD keeps the connection id (CONNECTION_ID()), read by user space
- * from the server's thd_get_thread_id(); -1 when unknown, and then the
- * thread id stands in for it (one thread per connection by default).
+ * from the server's thd_get_thread_id(); size 0 when unknown, and then the
+ * thread id stands in for it (one thread per connection by default). A map,
+ * not a constant: the object loads while user space reads the server.
  */
-const volatile __s32 thd_id_offset = -1;
-const volatile __u32 thd_id_size = 8;
+struct thd_id_at {
+	__s32 offset;
+	__u32 size; /* 4 or 8; 0: unknown */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct thd_id_at);
+} thd_id SEC(".maps");
 
 /* A command running on a server thread. */
 struct inflight {
@@ -42,18 +52,20 @@ struct {
 
 static __always_inline __s64 conn_of(const void *thd, __u64 id)
 {
+	__u32 zero = 0;
+	struct thd_id_at *at = bpf_map_lookup_elem(&thd_id, &zero);
 	__u64 v = 0;
 
-	if (thd_id_offset < 0 || !thd)
+	if (!at || at->size == 0 || !thd)
 		return (__u32)id;
-	if (thd_id_size == 4) {
+	if (at->size == 4) {
 		__u32 v32 = 0;
 
-		if (bpf_probe_read_user(&v32, sizeof(v32), thd + thd_id_offset))
+		if (bpf_probe_read_user(&v32, sizeof(v32), thd + at->offset))
 			return -1;
 		return v32;
 	}
-	if (bpf_probe_read_user(&v, sizeof(v), thd + thd_id_offset))
+	if (bpf_probe_read_user(&v, sizeof(v), thd + at->offset))
 		return -1;
 	return (__s64)v;
 }

@@ -148,8 +148,11 @@ async function buildGuardian(): Promise<string> {
 async function buildShim() {
   const out = `${BUILD}/libecap.so`;
   const guardian = await buildGuardian();
-  const sources = ["ecap.c", "packet_filter.c", "pcap_compile.c"].map((f) => `${ROOT}/ffi/${f}`);
-  const src = [...sources, `${ROOT}/ffi/ecap.h`, `${ROOT}/ffi/packet_filter.h`, guardian];
+  const sources = ["ecap.c", "kernel_btf.c", "packet_filter.c", "pcap_compile.c"].map((f) =>
+    `${ROOT}/ffi/${f}`
+  );
+  const headers = ["ecap.h", "kernel_btf.h", "packet_filter.h"].map((f) => `${ROOT}/ffi/${f}`);
+  const src = [...sources, ...headers, guardian];
   const libs = ["libbpf.a", "libelf.a", "libz.a", "libpcap.a"].map((l) => `${DEPS}/lib/${l}`);
   const missing = [];
   for (const lib of libs) if (await mtime(lib) === 0) missing.push(lib);
@@ -180,6 +183,8 @@ async function buildShim() {
     ...sources,
     ...libs,
     "-lpthread",
+    // libbpf's own calls: loads running together share one parse (kernel_btf.c)
+    "-Wl,--wrap=btf__load_vmlinux_btf",
     "-Wl,--exclude-libs,ALL",
     "-Wl,-z,noexecstack",
     "-o",

@@ -7,7 +7,7 @@
 import { Btf } from "../binary/btf.ts";
 import { ElfFile } from "../binary/elf.ts";
 import { EcapError } from "../base/errors.ts";
-import { BpfHandle, monotonicNs, releaseMemory, tuneMalloc } from "./ffi.ts";
+import { BpfHandle, monotonicNs, prefetchKernelBtf, releaseMemory, tuneMalloc } from "./ffi.ts";
 import type {
   CommonOptions,
   EventBase,
@@ -67,6 +67,15 @@ function eventLoopTurn(): Promise<void> {
 const SYNC_TURN_MS = 20;
 /** How long one poll waits before checking the deadline again. */
 const POLL_MS = 50;
+/** Each object's BTF, parsed once (10-15 ms): the TLS libraries share one object. */
+const objectBtf = new WeakMap<Uint8Array, Btf>();
+
+function btfOf(object: Uint8Array): Btf {
+  let btf = objectBtf.get(object);
+  if (!btf) objectBtf.set(object, btf = Btf.fromElf(ElfFile.parse(object)));
+  return btf;
+}
+
 /** A capture with no record for this long gives its free heap back (see tuneMalloc). */
 const IDLE_RELEASE_MS = 2000;
 /** Part of the ring that must fill before the kernel wakes the reader. */
@@ -229,6 +238,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     hooks: CaptureHooks = {},
   ): Promise<Capture<E>> {
     tuneMalloc();
+    prefetchKernelBtf(); // the cli has begun it already; a caller of mod.ts has not
     // slow imports run while the object loads (awaited before returning)
     const preparing = spec.prepare?.();
     preparing?.catch(() => {}); // awaited below: not an unhandled rejection meanwhile
@@ -239,7 +249,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     // the module's sys_enter program watches mmaps too, if it is attached
     const mmapInline = follow?.mappedPrefix !== undefined && follow.mmapWatchIn !== undefined &&
       probes.some((p) => p.kind === "raw_tp" && p.program === follow.mmapWatchIn);
-    const btf = Btf.fromElf(ElfFile.parse(spec.object));
+    const btf = btfOf(spec.object);
     const offsetNs = BigInt(Date.now()) * 1_000_000n - monotonicNs();
     const decoder = spec.decoder({ btf, wallClock: (mono) => mono + offsetNs }, opts);
     const pids = [...new Set([...(opts.pids ?? []), ...(opts.pid ? [opts.pid] : [])])];
@@ -285,6 +295,11 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
       for (const [map, entries] of Object.entries(spec.mapSizes?.(opts) ?? {})) {
         handle.setMapSize(map, entries);
       }
+      // the object may serve other libraries or models too: their programs
+      // are not verified (kern/tls.bpf.c's: 3 of 4 for gnutls or nss)
+      handle.loadUprobesOnly(
+        probes.filter((p) => p.kind === "uprobe" || p.kind === "uretprobe").map((p) => p.program),
+      );
       // the kernel loads the object while targets are sought (tls: ~70 ms of ~150)
       const loading = handle.loadAsync();
       let targets: TargetSet, plan: PlannedProbe[];
@@ -632,7 +647,9 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     const view = new DataView(buf.buffer);
     try {
       let turn = performance.now();
-      let busy = false; // records came since the heap was last given back
+      // records came since the heap was last given back (the start-up's
+      // parsing and loading count as records: an idle capture gives that back)
+      let busy = true;
       let lastRecord = turn;
       while (!this.#closed) {
         const draining = this.#stopping;

@@ -11,6 +11,7 @@ const SYMBOLS = {
   ecap_object_open_mem: { parameters: ["pointer", "buffer", "usize", "buffer"], result: "i32" },
   ecap_object_set_rodata: { parameters: ["pointer", "buffer", "buffer", "usize"], result: "i32" },
   ecap_map_set_size: { parameters: ["pointer", "buffer", "u32"], result: "i32" },
+  ecap_object_load_uprobes: { parameters: ["pointer", "buffer"], result: "i32" },
   ecap_object_load: { parameters: ["pointer"], result: "i32" },
   ecap_attach_uprobe: {
     parameters: ["pointer", "buffer", "buffer", "u64", "i32", "i32", "buffer"],
@@ -65,6 +66,7 @@ const SYMBOLS = {
   },
   ecap_num_cpus: { parameters: [], result: "i32" },
   ecap_tune_malloc: { parameters: [], result: "void" },
+  ecap_prefetch_kernel_btf: { parameters: [], result: "void" },
   ecap_release_memory: { parameters: [], result: "void" },
   ecap_monotonic_ns: { parameters: [], result: "u64" },
   ecap_own_sigusr1: { parameters: [], result: "i32" },
@@ -153,6 +155,14 @@ export function tuneMalloc(): void {
   openLibrary().ecap_tune_malloc();
 }
 let mallocTuned = false;
+
+/**
+ * Starts parsing the kernel's BTF on a thread of libecap's while the caller
+ * prepares an object load; loads running together share the parse.
+ */
+export function prefetchKernelBtf(): void {
+  openLibrary().ecap_prefetch_kernel_btf();
+}
 
 /** Gives the heap's free memory back (see ffi/ecap.h): when a capture is idle. */
 export function releaseMemory(): void {
@@ -273,6 +283,13 @@ export class BpfHandle {
   /** Sets a map's max_entries (bytes, for a ring buffer) before load. */
   setMapSize(map: string, entries: number) {
     this.#check(this.#lib.ecap_map_set_size(this.#live(), cstr(map), entries));
+  }
+
+  /** Loads only these of the object's uprobe programs (other kinds all load). */
+  loadUprobesOnly(programs: Iterable<string>) {
+    this.#check(
+      this.#lib.ecap_object_load_uprobes(this.#live(), cstr([...programs, ""].join("\0"))),
+    );
   }
 
   load() {

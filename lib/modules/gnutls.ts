@@ -20,7 +20,13 @@ import {
 } from "../core/module_spec.ts";
 import { parseMaps } from "../binary/proc_maps.ts";
 import { checkArchitecture } from "../core/targets.ts";
-import { PACKET_PROBES, SECRET_MODELS, TEXT_MODEL, tlsFamily } from "../tls/tls_family.ts";
+import {
+  OPENSSL_KEY_MAPS,
+  PACKET_PROBES,
+  SECRET_MODELS,
+  TEXT_MODEL,
+  tlsFamily,
+} from "../tls/tls_family.ts";
 import type {
   TlsDataEvent as DataEvent,
   TlsFamilyEvent,
@@ -295,12 +301,17 @@ export const gnutls: ModuleSpec<GnutlsOptions, GnutlsEvent> = {
     rawTracepoint("raw_tp_sys_enter", "sys_enter"),
     ...PACKET_PROBES,
   ],
-  ...tlsFamily<GnutlsOptions, "gnutls">("gnutls", [{
-    name: "gnutls",
-    type: "string",
-    arg: "PATH",
-    help: "libgnutls.so to probe (default: every libgnutls in use)",
-  }], (v) => ({ gnutls: typeof v.gnutls === "string" ? v.gnutls : undefined })),
+  ...tlsFamily<GnutlsOptions, "gnutls">(
+    "gnutls",
+    [{
+      name: "gnutls",
+      type: "string",
+      arg: "PATH",
+      help: "libgnutls.so to probe (default: every libgnutls in use)",
+    }],
+    (v) => ({ gnutls: typeof v.gnutls === "string" ? v.gnutls : undefined }),
+    OPENSSL_KEY_MAPS,
+  ),
   targets: (opts) => libraryTargets(library, opts),
   follow: (opts) => followLibrary(library, opts),
   listTargets: (opts) => listLibraryTargets(library, opts),

@@ -43,6 +43,11 @@ export function loadModule(name: string): Promise<AnySpec> | undefined {
   return undefined;
 }
 
+/** True if name is a module's name or alias. */
+export function isModuleName(name: string): boolean {
+  return Object.entries(MODULE_INDEX).some(([key, e]) => key === name || e.aliases.includes(name));
+}
+
 /** Every module (for help). */
 export function loadAllModules(): Promise<AnySpec[]> {
   return Promise.all(Object.values(MODULE_INDEX).map((e) => e.load()));

@@ -353,7 +353,14 @@ export const mysqld: ModuleSpec<MysqldOptions, MysqldEvent> = {
     if (!same && ids.some((id) => id)) {
       notes.push("servers keep the connection id in different places: conn is the thread id");
     }
-    return { files: { [ROLE]: paths }, notes };
+    // struct thd_id_at: size 0 when unknown
+    const id = resolved.get(opts);
+    const at = new Uint8Array([...s32(id?.offset ?? 0), ...u32(id?.size ?? 0)]);
+    return {
+      files: { [ROLE]: paths },
+      notes,
+      mapEntries: [{ map: "thd_id", key: u32(0), value: at }],
+    };
   },
   follow(opts) {
     // a server named by the user, or given processes only, is all it asked for
@@ -377,11 +384,7 @@ export const mysqld: ModuleSpec<MysqldOptions, MysqldEvent> = {
       },
     };
   },
-  globalsNeedTargets: true,
-  globals(opts) {
-    const id = resolved.get(opts);
-    return { thd_id_offset: s32(id?.offset ?? -1), thd_id_size: u32(id?.size ?? 8) };
-  },
+  globals: () => ({}),
   decoder: mysqldDecoder,
   format(ev) {
     const cut = ev.truncated ? " [cut at 1 MiB]" : "";

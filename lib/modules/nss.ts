@@ -19,7 +19,7 @@ import {
   uretprobe,
 } from "../core/module_spec.ts";
 import { checkArchitecture } from "../core/targets.ts";
-import { TEXT_MODEL, tlsFamily } from "../tls/tls_family.ts";
+import { OPENSSL_KEY_MAPS, TEXT_MODEL, tlsFamily } from "../tls/tls_family.ts";
 import type {
   TlsDataEvent as DataEvent,
   TlsFamilyEvent,
@@ -86,12 +86,17 @@ function refuseKeys(opts: NssOptions) {
   }
 }
 
-const family = tlsFamily<NssOptions, "nss">("nss", [{
-  name: "nss",
-  type: "string",
-  arg: "PATH",
-  help: "libnspr4.so to probe (default: every libnspr4 in use)",
-}], (v) => ({ nss: typeof v.nss === "string" ? v.nss : undefined }));
+const family = tlsFamily<NssOptions, "nss">(
+  "nss",
+  [{
+    name: "nss",
+    type: "string",
+    arg: "PATH",
+    help: "libnspr4.so to probe (default: every libnspr4 in use)",
+  }],
+  (v) => ({ nss: typeof v.nss === "string" ? v.nss : undefined }),
+  OPENSSL_KEY_MAPS,
+);
 
 const library: TlsLibraryModule<NssOptions> = {
   role: LIB,

@@ -291,21 +291,30 @@ type FamilyPart<O extends TlsFamilyOptions, M extends string> = Pick<
   | "writesStdout"
 >;
 
+/** OpenSSL's key maps in kern/tls.bpf.c: GnuTLS and NSS keys take other paths. */
+export const OPENSSL_KEY_MAPS = ["secrets_sent", "boringssl_hs_secrets"];
+
 /**
  * The parts of a TLS module's spec that do not depend on its library.
  * `own` are the module's options listed before the shared ones, and
- * `parseOwn` reads them.
+ * `parseOwn` reads them. `unusedMaps` are maps of the shared object that
+ * this library never touches: a hash map's entries are all made at load
+ * (65,536 in an LRU map: 5-10 ms), so they get one.
  */
 export function tlsFamily<O extends TlsFamilyOptions, M extends string>(
   name: M,
   own: readonly OptionSpec[],
   parseOwn: (v: Record<string, string | boolean | undefined>) => Partial<O>,
+  unusedMaps: readonly string[] = [],
 ): FamilyPart<O, M> {
   return {
     positionals: "FILTER EXPRESSION (-m pcap, e.g. tcp port 443)",
     options: [...own, ...FAMILY_OPTIONS],
     parseOptions: (v) => ({ ...parseFamilyOptions(v), ...parseOwn(v) }) as Partial<O>,
-    mapSizes: () => ({ packet_scratch: Math.max(1, numCpus()) }),
+    mapSizes: () => ({
+      packet_scratch: Math.max(1, numCpus()),
+      ...Object.fromEntries(unusedMaps.map((m) => [m, 1])),
+    }),
     prepare: async () => {
       await Promise.all([loadZlib(), loadCrypto()]);
     },
