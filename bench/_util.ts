@@ -266,6 +266,21 @@ export class Ecap extends Proc {
     return e;
   }
 
+  /**
+   * Stops ecap (SIGINT) and returns its summary; throws when it exits
+   * non-zero or without one: a figure measured with a broken ecap is a MISS.
+   */
+  async finish(): Promise<{ events: number; lost: number }> {
+    const code = await this.stop();
+    const s = this.summary();
+    if (code !== 0 || !s) {
+      throw new Error(
+        `ecap exited ${code}${s ? "" : " without its summary"}: ${this.stderr.trim()}`,
+      );
+    }
+    return s;
+  }
+
   /** The final summary's counts: "ecap: N events, M lost". */
   summary(): { events: number; lost: number } | undefined {
     const m = /ecap: (\d+) events, (\d+) lost/.exec(this.stderr);

@@ -60,9 +60,7 @@ export async function runMixed(o: BenchOptions): Promise<Row[]> {
   const peak = peakRss(ecap.pid);
   await sleep(idleSeconds * 1000);
   const idle = rss(ecap.pid);
-  const code = await ecap.stop();
-  const s = ecap.summary();
-  if (code !== 0 || !s) throw new Error(`ecap exited ${code}: ${ecap.stderr.trim()}`);
+  const s = await ecap.finish();
   // every request's token, in the exchange that carries it
   const text = await Deno.readTextFile(out);
   const tokens = new Map<string, number>();

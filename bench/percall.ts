@@ -125,15 +125,16 @@ export async function runPerCall(o: BenchOptions): Promise<Row[]> {
 
     await Deno.remove(out).catch(() => {});
     const e = await Ecap.start(["tls", "--libssl", libssl, "-p", String(loop.pid), "-o", out]);
+    let s;
     try {
       ecap.push(await loop.time(calls) - b);
+      s = await e.finish();
     } finally {
-      await e.stop();
+      await e.stop("SIGKILL");
       await Deno.remove(out).catch(() => {});
     }
-    const s = e.summary();
-    lost += s?.lost ?? NaN;
-    events += s?.events ?? NaN;
+    lost += s.lost;
+    events += s.events;
     o.log(
       `  round ${rep + 1}: bare ${fmt(b)} ns, +empty at SSL_write ${fmt(empty.at(-1)!)} ns, ` +
         `+empty at ecap's site ${fmt(emptySite.at(-1)!)} ns, +ecap ${fmt(ecap.at(-1)!)} ns ` +

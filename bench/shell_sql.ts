@@ -70,7 +70,11 @@ async function bashLatency(o: BenchOptions): Promise<Row[]> {
     }
   } finally {
     await tmux(["kill-server"]);
-    await ecap.stop();
+  }
+  try {
+    await ecap.finish();
+  } finally {
+    await ecap.stop("SIGKILL");
   }
   const returned = (await Deno.readTextFile(stamps).catch(() => "")).trim().split("\n").map((l) =>
     Number(l) * 1000
@@ -157,16 +161,16 @@ async function pgbench(o: BenchOptions): Promise<Row[]> {
     withEmpty.push(c.tps);
     await Deno.remove(out).catch(() => {});
     const e = await Ecap.start(["postgres", "-o", out]);
-    let b;
+    let b, s;
     try {
       b = await run();
+      s = await e.finish();
     } finally {
-      await e.stop();
+      await e.stop("SIGKILL");
       await Deno.remove(out).catch(() => {});
     }
-    const s = e.summary();
-    lost += s?.lost ?? NaN;
-    events += s?.events ?? NaN;
+    lost += s.lost;
+    events += s.events;
     tx += b.tx;
     base.push(a.tps);
     withEcap.push(b.tps);

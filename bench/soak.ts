@@ -140,9 +140,7 @@ export async function runSoak(o: BenchOptions): Promise<Row[]> {
     const rows: Row[] = [];
     for (const w of watched) {
       const ticks = cpuTicksOf(w.ecap.pid) - w.cpuTicks0;
-      const code = await w.ecap.stop();
-      const s = w.ecap.summary();
-      if (code !== 0 || !s) throw new Error(`ecap ${w.name} exited ${code}: ${w.ecap.stderr}`);
+      const s = await w.ecap.finish();
       const seen = await tokensIn(w.out);
       const want = w.name === "tls" ? tokens.tls : w.name === "bash" ? tokens.bash : tokens.sql
         .filter((x) => x.endsWith(w.name === "mysqld" ? "maria" : "pg"));

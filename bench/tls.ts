@@ -2,9 +2,12 @@
  * Benchmark 1: what capturing TLS costs a busy HTTPS server. nginx serves
  * HTTPS on loopback (keep-alive), wrk loads it for a fixed time, and each
  * repetition runs every mode once, interleaved: no capture; empty probes on
- * exactly ecap's text-mode hooks; `ecap tls` text, pcap and keylog; and the
- * bpftrace peer copying SSL_read/SSL_write data. Ratios are taken against
- * the baseline of the same repetition (the host is noisy), then the median.
+ * exactly ecap's text-mode hooks; `ecap tls` text (the default exchange
+ * view), --calls, pcap and keylog; and the bpftrace peer copying
+ * SSL_read/SSL_write data. Ratios are taken against the baseline of the same
+ * repetition (the host is noisy), then the median. A figure fails when an
+ * ecap run behind it exited non-zero or without its summary, lost records,
+ * or printed other than what wrk did; a peer that is missing is a MISS.
  * Also records ecap's peak RSS (benchmark 4).
  * @module
  */
@@ -33,7 +36,7 @@ import { Nginx } from "./_nginx.ts";
  * target is taken against (keylog after none, text after empty), since the
  * host's speed drifts by ±20 % over tens of seconds (measured).
  */
-const MODES = ["none", "keylog", "empty", "text", "pcap", "bpftrace"] as const;
+const MODES = ["none", "keylog", "empty", "text", "calls", "pcap", "bpftrace"] as const;
 type Mode = typeof MODES[number];
 
 interface Run {
@@ -45,8 +48,13 @@ interface Run {
   /** Bytes wrk read (its own count: decrypted bytes out of SSL_read). */
   wrkBytes: number;
   cpuUsPerReq: number;
-  /** text: bytes of wrk's SSL_read calls ecap reported. */
+  /** calls: bytes of wrk's SSL_read calls ecap reported. */
   capturedBytes?: number;
+  /** text: exchanges of wrk's answered 200 that ecap printed. */
+  exchanges?: number;
+  /** ecap's exit code, and why the run does not count ("" when it does). */
+  exit?: number;
+  broken?: string;
   lost?: number;
   events?: number;
   rss?: number;
@@ -95,7 +103,18 @@ function lineCounter() {
   };
 }
 
-/** wrk's captured-bytes check: the sum of wrk's READ calls in ecap's text output. */
+/** wrk's exchanges in ecap's default view: their summary lines, answered 200. */
+async function wrkExchanges(file: string, wrkPid: number): Promise<number> {
+  const re = new RegExp(
+    String.raw`^\d\d:\d\d:\d\d\.\d{3} wrk\[${wrkPid}\] -> [^\n]* -> 200 OK, `,
+    "gm",
+  );
+  let n = 0;
+  for (const _ of (await Deno.readTextFile(file)).matchAll(re)) n++;
+  return n;
+}
+
+/** wrk's captured-bytes check: the sum of wrk's READ calls in ecap's --calls output. */
 async function wrkReadBytes(file: string, wrkPid: number): Promise<number> {
   const re = new RegExp(
     String.raw`^\d\d:\d\d:\d\d\.\d{3} [^\n]*\[${wrkPid}\] fd=-?\d+ [^\n]* READ (\d+) bytes`,
@@ -169,7 +188,8 @@ end
         const btLines = lineCounter();
         try {
           if (mode === "empty") empty = await startEmptyProbes();
-          if (mode === "text") ecap = await Ecap.start(["tls", "--calls", "-o", out]);
+          if (mode === "text") ecap = await Ecap.start(["tls", "-o", out]);
+          if (mode === "calls") ecap = await Ecap.start(["tls", "--calls", "-o", out]);
           if (mode === "pcap") {
             ecap = await Ecap.start(["tls", "-m", "pcap", "-w", out, "-i", "lo"]);
           }
@@ -192,11 +212,15 @@ end
           Object.assign(run, w.run);
           if (ecap) {
             run.rss = peakRss(ecap.pid);
-            await ecap.stop();
+            run.exit = await ecap.stop();
             const s = ecap.summary();
             run.events = s?.events;
             run.lost = s?.lost ?? NaN;
-            if (mode === "text") run.capturedBytes = await wrkReadBytes(out, w.pid);
+            run.broken = run.exit !== 0 || !s
+              ? `exit ${run.exit}${s ? "" : ", no summary"}: ${ecap.stderr.trim().slice(-200)}`
+              : "";
+            if (mode === "calls") run.capturedBytes = await wrkReadBytes(out, w.pid);
+            if (mode === "text") run.exchanges = await wrkExchanges(out, w.pid);
           }
           if (bt) {
             // let bpftrace's reader drain what is buffered: until the count stops growing
@@ -218,7 +242,9 @@ end
         }
         runs.push(run as Run);
         const extra = [
+          run.broken ? `BROKEN ${run.broken}` : "",
           run.lost !== undefined ? `events ${run.events} lost ${run.lost}` : "",
+          run.exchanges !== undefined ? `exchanges ${run.exchanges}/${run.requests}` : "",
           run.capturedBytes !== undefined ? `captured ${run.capturedBytes}/${run.wrkBytes} B` : "",
           run.rss !== undefined ? `rss ${fmt(run.rss / 2 ** 20)} MiB` : "",
           run.btDelivered !== undefined
@@ -235,6 +261,15 @@ end
   }
 
   const rows: Row[] = [];
+  const of = (size: string, mode: Mode) => runs.filter((r) => r.size === size && r.mode === mode);
+  /** Why a mode's runs do not count ("" when they all do). */
+  const brokenIn = (size: string, mode: Mode) => {
+    const all = of(size, mode);
+    const bad = all.filter((r) => r.broken);
+    return bad.length ? `ecap failed in ${bad.length} of ${all.length} runs` : "";
+  };
+  const sum = (rs: Run[], f: (r: Run) => number | undefined) =>
+    rs.reduce((a, r) => a + (f(r) ?? NaN), 0);
   const paired = (size: string, mode: Mode, base: Mode) => {
     const rs: number[] = [];
     for (let rep = 1; rep <= reps; rep++) {
@@ -244,8 +279,7 @@ end
     }
     return median(rs);
   };
-  const med = (size: string, mode: Mode) =>
-    median(runs.filter((r) => r.size === size && r.mode === mode).map((r) => r.rps));
+  const med = (size: string, mode: Mode) => median(of(size, mode).map((r) => r.rps));
   const add = (
     size: string,
     figure: string,
@@ -254,42 +288,81 @@ end
     target?: number,
   ) => {
     const r = paired(size, mode, base);
+    const broken = brokenIn(size, mode);
     rows.push({
       bench: `1 tls ${size}`,
       figure,
-      value: `${fmt(med(size, mode))} req/s`,
+      value: broken || `${fmt(med(size, mode))} req/s`,
       baseline: `${fmt(med(size, base))} req/s (${base})`,
       ratio: ratioText(r),
       target: target === undefined ? "-" : `>= ${target}`,
-      pass: target === undefined ? undefined : r >= target,
+      pass: broken ? false : target === undefined ? undefined : r >= target,
     });
   };
   for (const [size] of sizes) {
+    const bench = `1 tls ${size}`;
     add(size, "empty probes vs none", "empty", "none");
-    add(size, "ecap tls text vs empty probes", "text", "empty", 0.9);
+    add(size, "ecap tls text (exchanges) vs empty probes", "text", "empty", 0.9);
     add(size, "ecap tls text vs none", "text", "none");
+    add(size, "ecap tls --calls vs empty probes", "calls", "empty");
     if (bpftrace) add(size, "ecap tls text vs bpftrace peer", "text", "bpftrace", 2);
+    else {
+      rows.push({
+        bench,
+        figure: "ecap tls text vs bpftrace peer",
+        value: "not run: bpftrace is not installed",
+        baseline: "-",
+        ratio: "-",
+        target: ">= 2",
+        pass: false,
+      });
+    }
     add(size, "ecap tls -m keylog vs none", "keylog", "none", 0.95);
-    add(size, "ecap tls -m pcap vs none", "pcap", "none");
-    const text = runs.filter((r) => r.size === size && r.mode === "text");
-    const lost = text.reduce((a, r) => a + (r.lost ?? NaN), 0);
-    const cap = text.reduce((a, r) => a + (r.capturedBytes ?? NaN), 0);
-    const sent = text.reduce((a, r) => a + r.wrkBytes, 0);
+    add(size, "ecap tls -m pcap vs none", "pcap", "none", 0.8);
+    const text = of(size, "text");
+    const textLost = sum(text, (r) => r.lost);
+    const exchanges = sum(text, (r) => r.exchanges);
+    const requests = sum(text, (r) => r.requests);
     rows.push({
-      bench: `1 tls ${size}`,
-      figure: "text: lost events; wrk's read bytes captured",
+      bench,
+      figure: "text: lost; wrk's requests printed as exchanges",
+      value: `${textLost} lost; ${exchanges} exchanges`,
+      baseline: `${requests} requests (wrk)`,
+      ratio: ratioText(exchanges / requests),
+      // wrk does not count the requests still open when it stops
+      target: `0 lost, >= 1 (+ ${conns} open a run)`,
+      pass: textLost === 0 && exchanges >= requests && exchanges <= requests + conns * reps,
+    });
+    const calls = of(size, "calls");
+    const lost = sum(calls, (r) => r.lost);
+    const cap = sum(calls, (r) => r.capturedBytes);
+    const sent = sum(calls, (r) => r.wrkBytes);
+    rows.push({
+      bench,
+      figure: "--calls: lost; wrk's read bytes captured",
       value: `${lost} lost; ${cap} B`,
       baseline: `${sent} B (wrk)`,
       ratio: ratioText(cap / sent),
       target: "0 lost, = 1.000",
       pass: lost === 0 && cap === sent,
     });
+    const keylogLost = sum(of(size, "keylog"), (r) => r.lost);
+    const pcapLost = sum(of(size, "pcap"), (r) => r.lost);
+    rows.push({
+      bench,
+      figure: "-m keylog, -m pcap: lost records",
+      value: `${keylogLost}, ${pcapLost}`,
+      baseline: "-",
+      ratio: "-",
+      target: "0, 0",
+      pass: keylogLost === 0 && pcapLost === 0,
+    });
     if (bpftrace) {
-      const bt = runs.filter((r) => r.size === size && r.mode === "bpftrace");
-      const delivered = bt.reduce((a, r) => a + (r.btDelivered ?? 0), 0);
-      const expected = bt.reduce((a, r) => a + (r.btExpected ?? 0), 0);
+      const bt = of(size, "bpftrace");
+      const delivered = sum(bt, (r) => r.btDelivered ?? 0);
+      const expected = sum(bt, (r) => r.btExpected ?? 0);
       rows.push({
-        bench: `1 tls ${size}`,
+        bench,
         figure: "bpftrace peer: data events delivered",
         value: `${delivered}`,
         baseline: `${expected} (its counts)`,
