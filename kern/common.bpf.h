@@ -156,8 +156,8 @@ static __always_inline bool emit(void *rec, __u64 size)
  * as the syscall returns) and user space probes the file, then sends
  * SIGCONT: the first TLS record of a process started after ecap is seen.
  */
-const volatile char watch_prefix[WATCH_NAME_LEN] = {};
-const volatile __u32 watch_prefix_len = 0;
+const volatile char watch_prefix[WATCH_PREFIXES][WATCH_NAME_LEN] = {};
+const volatile __u32 watch_prefix_len[WATCH_PREFIXES] = {};
 /* Report execs of binaries not known yet (a TLS library linked statically). */
 const volatile bool watch_exec = false;
 /* An unknown binary this big or bigger is held at exec until it is read. */
@@ -284,17 +284,26 @@ static __always_inline bool name_watched(struct file *file)
 {
 	char name[WATCH_NAME_LEN];
 	const unsigned char *p = BPF_CORE_READ(file, f_path.dentry, d_name.name);
+	bool match[WATCH_PREFIXES];
 
-	if (!watch_prefix_len || bpf_probe_read_kernel_str(name, sizeof(name), p) < 0)
+	if (!watch_prefix_len[0] || bpf_probe_read_kernel_str(name, sizeof(name), p) < 0)
 		return false;
 #pragma unroll
+	for (int w = 0; w < WATCH_PREFIXES; w++)
+		match[w] = watch_prefix_len[w] != 0;
+	/* every prefix at once: a loop without early exits unrolls */
+#pragma unroll
 	for (int i = 0; i < WATCH_NAME_LEN; i++) {
-		if (i >= watch_prefix_len)
-			return true;
-		if (name[i] != watch_prefix[i])
-			return false;
+#pragma unroll
+		for (int w = 0; w < WATCH_PREFIXES; w++)
+			if (i < watch_prefix_len[w] && name[i] != watch_prefix[w][i])
+				match[w] = false;
 	}
-	return true;
+#pragma unroll
+	for (int w = 0; w < WATCH_PREFIXES; w++)
+		if (match[w])
+			return true;
+	return false;
 }
 
 /* The file behind fd in the current process, or NULL. */

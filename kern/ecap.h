@@ -291,6 +291,7 @@ enum watch_state {
 };
 
 #define WATCH_NAME_LEN 32
+#define WATCH_PREFIXES 3	/* file name prefixes a capture follows at most */
 
 struct watch_file_key {
 	__u64 ino;

@@ -834,6 +834,218 @@ int BPF_KPROBE(uprobe_boringssl_log_secret, void *ssl, const char *label, const 
 	return 0;
 }
 
+/*
+ * NSS (Firefox): its secrets are PKCS#11 objects of its softoken, derived
+ * by functions it does not export. What passes in the open: the ClientHello
+ * (the transcript's first message) hashed by PK11_DigestOp on the
+ * handshake's digest context; that context cloned (PK11_CloneContext) to
+ * hash the transcript right before each TLS 1.3 secret is derived; and the
+ * derivation, HKDF-Expand-Label in freebl, whose HMAC_Update takes the
+ * label ("tls13 c hs traffic") and whose HMAC_Finish writes the secret.
+ * freebl's HMAC functions are found in its FREEBL_GetVector table
+ * (lib/tls/nss_keys.ts). Each thread follows one derivation at a time:
+ * NSS derives a secret synchronously, on the thread that runs the handshake.
+ */
+struct nss_hello_key {
+	__u64 context;	/* PK11Context * of the handshake's transcript hash */
+	__u32 tgid;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct nss_hello_key);
+	__type(value, __u8[32]);	/* the ClientHello's random */
+} nss_hello_randoms SEC(".maps");
+
+enum nss_label {
+	NSS_LABEL_NONE = 0,
+	NSS_LABEL_CLIENT_HS,
+	NSS_LABEL_SERVER_HS,
+	NSS_LABEL_CLIENT_AP,
+	NSS_LABEL_SERVER_AP,
+	NSS_LABEL_EXPORTER,
+	NSS_LABEL_CLIENT_EARLY,
+	NSS_LABEL_EARLY_EXPORTER,
+};
+
+struct nss_derive {
+	__u8 client_random[32];
+	__u64 hmac;		/* HMACContext * of the expansion */
+	__u64 result;		/* HMAC_Finish's output */
+	__u64 result_len;	/* where it stores the output's length */
+	__u32 label;		/* enum nss_label */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);	/* pid_tgid: the deriving thread */
+	__type(value, struct nss_derive);
+} nss_derives SEC(".maps");
+
+/* PK11_DigestOp(context, in, len): a transcript starting with a ClientHello. */
+SEC("uprobe.multi")
+int BPF_KPROBE(uprobe_nss_digest_op, void *context, const __u8 *in, __u32 len)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct nss_hello_key k = { .context = (__u64)context, .tgid = id >> 32 };
+	__u8 head[6], random[32];
+
+	if (len < sizeof(head) + sizeof(random) ||
+	    !process_allowed(id, (__u32)bpf_get_current_uid_gid()))
+		return 0;
+	/* handshake type 1, a 3-byte length, legacy_version 3.x, the random */
+	if (bpf_probe_read_user(head, sizeof(head), in) || head[0] != 1 || head[4] != 3 ||
+	    bpf_probe_read_user(random, sizeof(random), in + sizeof(head)))
+		return 0;
+	bpf_map_update_elem(&nss_hello_randoms, &k, random, BPF_ANY);
+	return 0;
+}
+
+/* PK11_CloneContext(old): a handshake's transcript hashed for a secret next. */
+SEC("uprobe.multi")
+int BPF_KPROBE(uprobe_nss_clone_context, void *old)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct nss_hello_key k = { .context = (__u64)old, .tgid = id >> 32 };
+	struct nss_derive d = {};
+	__u8 *random = bpf_map_lookup_elem(&nss_hello_randoms, &k);
+
+	if (!random)
+		return 0;
+	__builtin_memcpy(d.client_random, random, sizeof(d.client_random));
+	bpf_map_update_elem(&nss_derives, &id, &d, BPF_ANY);
+	return 0;
+}
+
+static __always_inline bool label_is(const __u8 *l, __u32 n, const char *want, __u32 want_n)
+{
+	if (n != want_n)
+		return false;
+#pragma unroll
+	for (int i = 0; i < 12; i++)
+		if (i < want_n && l[i] != want[i])
+			return false;
+	return true;
+}
+
+/* HKDF-Expand-Label's info: length(2), label length(1), "tls13 " label, context. */
+static __always_inline __u32 nss_label_of(const __u8 *info)
+{
+	const __u8 *l = info + 9;
+	__u32 n = info[2] - 6;
+
+	if (info[3] != 't' || info[4] != 'l' || info[5] != 's' || info[6] != '1' ||
+	    info[7] != '3' || info[8] != ' ')
+		return NSS_LABEL_NONE;
+	if (label_is(l, n, "c hs traffic", 12))
+		return NSS_LABEL_CLIENT_HS;
+	if (label_is(l, n, "s hs traffic", 12))
+		return NSS_LABEL_SERVER_HS;
+	if (label_is(l, n, "c ap traffic", 12))
+		return NSS_LABEL_CLIENT_AP;
+	if (label_is(l, n, "s ap traffic", 12))
+		return NSS_LABEL_SERVER_AP;
+	if (label_is(l, n, "exp master", 10))
+		return NSS_LABEL_EXPORTER;
+	if (label_is(l, n, "c e traffic", 11))
+		return NSS_LABEL_CLIENT_EARLY;
+	if (label_is(l, n, "e exp master", 12))
+		return NSS_LABEL_EARLY_EXPORTER;
+	return NSS_LABEL_NONE;
+}
+
+/* freebl's HMAC_Update(cx, data, len) */
+SEC("uprobe.multi")
+int BPF_KPROBE(uprobe_freebl_hmac_update, void *cx, const __u8 *data, __u32 len)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct nss_derive *d = bpf_map_lookup_elem(&nss_derives, &id);
+	__u8 info[24];
+	__u32 label;
+
+	/* an info is 9 bytes, a label and a transcript hash of 32 bytes or more */
+	if (!d || d->label || len < 9 + 10 + 1 + 32 ||
+	    bpf_probe_read_user(info, sizeof(info), data))
+		return 0;
+	label = nss_label_of(info);
+	if (label == NSS_LABEL_NONE)
+		return 0;
+	d->label = label;
+	d->hmac = (__u64)cx;
+	return 0;
+}
+
+/* freebl's HMAC_Finish(cx, result, result_len, max_result_len) */
+SEC("uprobe.multi")
+int BPF_KPROBE(uprobe_freebl_hmac_finish, void *cx, void *result, __u32 *result_len)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct nss_derive *d = bpf_map_lookup_elem(&nss_derives, &id);
+
+	if (!d || !d->label || d->hmac != (__u64)cx)
+		return 0;
+	d->result = (__u64)result;
+	d->result_len = (__u64)result_len;
+	return 0;
+}
+
+static __always_inline void nss_label_name(char *out, __u32 label)
+{
+	switch (label) {
+	case NSS_LABEL_CLIENT_HS:
+		__builtin_memcpy(out, "CLIENT_HANDSHAKE_TRAFFIC_SECRET", 32);
+		break;
+	case NSS_LABEL_SERVER_HS:
+		__builtin_memcpy(out, "SERVER_HANDSHAKE_TRAFFIC_SECRET", 32);
+		break;
+	case NSS_LABEL_CLIENT_AP:
+		__builtin_memcpy(out, "CLIENT_TRAFFIC_SECRET_0", 24);
+		break;
+	case NSS_LABEL_SERVER_AP:
+		__builtin_memcpy(out, "SERVER_TRAFFIC_SECRET_0", 24);
+		break;
+	case NSS_LABEL_EXPORTER:
+		__builtin_memcpy(out, "EXPORTER_SECRET", 16);
+		break;
+	case NSS_LABEL_CLIENT_EARLY:
+		__builtin_memcpy(out, "CLIENT_EARLY_TRAFFIC_SECRET", 28);
+		break;
+	default:
+		__builtin_memcpy(out, "EARLY_EXPORTER_SECRET", 22);
+		break;
+	}
+}
+
+SEC("uretprobe.multi")
+int BPF_KRETPROBE(uretprobe_freebl_hmac_finish, long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct nss_derive *d = bpf_map_lookup_elem(&nss_derives, &id);
+	__u32 zero = 0, n = 0;
+	struct tls_keylog *r;
+
+	if (!d || !d->result)
+		return 0;
+	r = bpf_map_lookup_elem(&keylog_scratch, &zero);
+	/* SECSuccess is 0; the length is the hash's, 32 or 48 bytes */
+	if (r && (int)ret == 0 &&
+	    !bpf_probe_read_user(&n, sizeof(n), (const void *)d->result_len) && n > 0) {
+		n = n < TLS_SECRET_MAX ? n : TLS_SECRET_MAX;
+		__builtin_memset(r->secret, 0, sizeof(r->secret));
+		__builtin_memset(r->label, 0, sizeof(r->label));
+		nss_label_name(r->label, d->label);
+		__builtin_memcpy(r->client_random, d->client_random, sizeof(r->client_random));
+		if (!bpf_probe_read_user(r->secret, n, (const void *)d->result))
+			send_keylog(r, id, d->hmac, n);
+	}
+	bpf_map_delete_elem(&nss_derives, &id);
+	return 0;
+}
+
 SEC("uretprobe.multi")
 int BPF_KRETPROBE(uretprobe_ssl_call, long ret)
 {

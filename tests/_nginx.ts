@@ -1,6 +1,7 @@
 /**
  * An nginx serving HTTPS (HTTP/1.1 and HTTP/2, TLS 1.2 and 1.3) on
- * loopback from a temporary directory, with a self-signed certificate.
+ * loopback from a temporary directory, with a self-signed certificate (or
+ * one a test's own CA signed: caSignedCert).
  * @module
  */
 import { sh, waitFor } from "./_helpers.ts";
@@ -28,6 +29,7 @@ export class Nginx implements AsyncDisposable {
   static async start(
     files: Record<string, string | Uint8Array> = {},
     locations = "",
+    { certificate = selfSignedCert }: { certificate?: (dir: string) => Promise<void> } = {},
   ): Promise<Nginx> {
     const dir = await Deno.makeTempDir({ prefix: "ecap-nginx-" });
     await Deno.chmod(dir, 0o755); // workers run as www-data
@@ -37,7 +39,7 @@ export class Nginx implements AsyncDisposable {
       if (typeof content === "string") await Deno.writeTextFile(`${www}/${name}`, content);
       else await Deno.writeFile(`${www}/${name}`, content);
     }
-    await selfSignedCert(dir);
+    await certificate(dir);
     const port = freePort();
     await Deno.writeTextFile(
       `${dir}/nginx.conf`,
@@ -129,6 +131,70 @@ export async function selfSignedCert(dir: string) {
     `${dir}/cert.pem`,
   ]);
   if (cert.code !== 0) throw new Error(`openssl req failed: ${cert.stderr}`);
+}
+
+/**
+ * A certificate for 127.0.0.1 signed by a CA made for it: DIR/cert.pem and
+ * DIR/key.pem, the CA in DIR/ca.pem. For clients that refuse a self-signed
+ * server certificate whatever their trust settings (Firefox).
+ */
+export async function caSignedCert(dir: string) {
+  const run = async (args: string[]) => {
+    const r = await sh("openssl", args);
+    if (r.code !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
+  };
+  await run([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=ecap test CA",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign",
+    "-keyout",
+    `${dir}/ca.key`,
+    "-out",
+    `${dir}/ca.pem`,
+  ]);
+  await run([
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    "/CN=127.0.0.1",
+    "-keyout",
+    `${dir}/key.pem`,
+    "-out",
+    `${dir}/leaf.csr`,
+  ]);
+  await Deno.writeTextFile(
+    `${dir}/leaf.ext`,
+    "subjectAltName=IP:127.0.0.1,IP:::1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+  );
+  await run([
+    "x509",
+    "-req",
+    "-in",
+    `${dir}/leaf.csr`,
+    "-CA",
+    `${dir}/ca.pem`,
+    "-CAkey",
+    `${dir}/ca.key`,
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-extfile",
+    `${dir}/leaf.ext`,
+    "-out",
+    `${dir}/cert.pem`,
+  ]);
 }
 
 /** A TCP port nobody listens on now. */

@@ -2,12 +2,14 @@
  * The nss module against NSS's tstclnt and nginx on loopback: plaintext of
  * the TLS socket both ways, and nothing of the other descriptors NSPR
  * serves (tstclnt reads its request file and writes the response to stdout
- * through NSPR too).
+ * through NSPR too); with -m keylog, TLS 1.3 keys that decrypt tshark's
+ * own capture.
  * @module
  */
 import assert from "node:assert/strict";
 import { bpfTest, EcapRun, waitFor } from "./_helpers.ts";
 import { Nginx } from "./_nginx.ts";
+import { clientRandoms, httpRequestUris, httpResponseBodies, TsharkCapture } from "./_tshark.ts";
 
 type Json = Record<string, unknown> & {
   pid: number;
@@ -52,7 +54,7 @@ bpfTest(
     const page = "hello from nginx to NSS\n";
     await using nginx = await Nginx.start({ "index.html": page });
     await using run = await EcapRun.start(["nss", "--calls", "--json"]);
-    assert.match(run.stderr, /libnspr4\.so: NSPR 4\.\d+, NSS SSL sockets only; no keys/);
+    assert.match(run.stderr, /libnspr4\.so: NSPR 4\.\d+, NSS SSL sockets only; -m keylog for keys/);
     const clients = [
       await tstclnt(nginx, `/index.html?v12-${crypto.randomUUID()}`, "tls1.2:tls1.2"),
       await tstclnt(nginx, `/index.html?v13-${crypto.randomUUID()}`, "tls1.3:tls1.3"),
@@ -112,18 +114,37 @@ bpfTest("ecap nss follows a libnspr4 copy a process maps after it started", asyn
   }
 });
 
-for (const model of ["keylog", "pcap"]) {
-  bpfTest(`ecap nss -m ${model} is refused in one line (exit 5): NSS gives no keys`, async () => {
-    const file = model === "keylog" ? ["-k", "/nonexistent/keys"] : ["-w", "/nonexistent/x"];
-    await using run = await EcapRun.start(["nss", "--calls", "-m", model, ...file], {
-      wait: false,
-    });
-    assert.equal(await run.wait(), 5);
-    const lines = run.stderr.trimEnd().split("\n");
-    assert.equal(lines.length, 1, run.stderr);
-    assert.match(lines[0], new RegExp(`^ecap: ecap nss cannot write -m ${model}: no keys`));
-  });
-}
+bpfTest("ecap nss -m keylog: tstclnt's TLS 1.3 keys decrypt tshark's own capture", async () => {
+  const token = crypto.randomUUID();
+  await using nginx = await Nginx.start({ "k.txt": `keys ${token}` }); // tshark would show a newline as \\n
+  const keys = `${nginx.dir}/keys.log`, wire = `${nginx.dir}/wire.pcapng`;
+  await using run = await EcapRun.start(["nss", "-m", "keylog", "-k", keys]);
+  assert.match(run.stderr, /libnss3\.so: NSS 3\.\d+.*: client randoms of TLS 1\.3 handshakes/);
+  assert.match(run.stderr, /libfreeblpriv3\.so: freebl: TLS 1\.3 secrets, HMAC_Update at 0x/);
+  await using cap = await TsharkCapture.start(wire, nginx.port);
+  await tstclnt(nginx, `/k.txt?${token}`, "tls1.3:tls1.3");
+  await waitFor(
+    async () => (await Deno.readTextFile(keys).catch(() => "")).includes("SERVER_TRAFFIC_SECRET_0"),
+    "the session's keys",
+  );
+  await new Promise((r) => setTimeout(r, 300)); // the last packets to tshark
+  await cap.stop();
+  assert.equal(await run.stop(), 0, run.stderr);
+  // one handshake: its five secrets under the ClientHello's random tshark saw
+  const lines = (await Deno.readTextFile(keys)).trim().split("\n");
+  const randoms = await clientRandoms(wire);
+  assert.equal(randoms.length, 1);
+  assert.deepEqual(lines.map((l) => l.split(" ")[0]).sort(), [
+    "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+    "CLIENT_TRAFFIC_SECRET_0",
+    "EXPORTER_SECRET",
+    "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+    "SERVER_TRAFFIC_SECRET_0",
+  ]);
+  assert.ok(lines.every((l) => l.split(" ")[1] === randoms[0]), lines.join("\n"));
+  assert.deepEqual(await httpRequestUris(wire, keys), [`/k.txt?${token}`]);
+  assert.deepEqual(await httpResponseBodies(wire, keys), [`keys ${token}`]);
+});
 
 bpfTest("ecap nss --nss /nonexistent fails in one line (exit 4)", async () => {
   await using run = await EcapRun.start(["nss", "--calls", "--nss", "/nonexistent"], {

@@ -36,6 +36,7 @@ import {
   STOP,
   WATCH_GONE,
   WATCH_NAME_LEN,
+  WATCH_PREFIXES,
   WATCH_USES,
   watchReader,
   type WatchRecord,
@@ -273,11 +274,19 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
         handle.setGlobal("filter_cgroup_level", u32(cgroup.level));
       }
       if (follow) {
-        const prefix = new TextEncoder().encode(follow.mappedPrefix ?? "");
-        const field = new Uint8Array(WATCH_NAME_LEN);
-        field.set(prefix.subarray(0, WATCH_NAME_LEN - 1));
-        handle.setGlobal("watch_prefix", field);
-        handle.setGlobal("watch_prefix_len", u32(Math.min(prefix.length, WATCH_NAME_LEN - 1)));
+        const prefixes = [follow.mappedPrefix ?? []].flat();
+        if (prefixes.length > WATCH_PREFIXES) {
+          throw new Error(`${spec.name}: more than ${WATCH_PREFIXES} library prefixes to follow`);
+        }
+        const names = new Uint8Array(WATCH_PREFIXES * WATCH_NAME_LEN);
+        const lengths = new Uint8Array(WATCH_PREFIXES * 4);
+        prefixes.forEach((p, i) => {
+          const name = new TextEncoder().encode(p).subarray(0, WATCH_NAME_LEN - 1);
+          names.set(name, i * WATCH_NAME_LEN);
+          lengths.set(u32(name.length), i * 4);
+        });
+        handle.setGlobal("watch_prefix", names);
+        handle.setGlobal("watch_prefix_len", lengths);
         handle.setGlobal("watch_exec", bool(follow.exec === true));
         if (follow.holdExecBytes !== undefined) {
           handle.setGlobal("watch_exec_hold_bytes", u64(follow.holdExecBytes));

@@ -318,8 +318,8 @@ export interface FileTarget {
 export interface FollowSpec {
   /** The targets() role whose probes new files get. */
   role: string;
-  /** Name prefix of libraries to probe when mapped, e.g. "libssl.so". */
-  mappedPrefix?: string;
+  /** Name prefix of libraries to probe when mapped, e.g. "libssl.so" (at most 3). */
+  mappedPrefix?: string | readonly string[];
   /**
    * The module's own sys_enter program that also watches mmaps when the
    * object's `watch_mmap_inline` is set (one program run per syscall, not

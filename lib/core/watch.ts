@@ -12,6 +12,8 @@ export const IGNORE = 1, PINNED = 2, PROBED = 3, STOP = 4;
 /** enum watch_what. */
 export const WATCH_USES = 2, WATCH_GONE = 4;
 export const WATCH_NAME_LEN = 32;
+/** File name prefixes one capture follows at most (kern/ecap.h). */
+export const WATCH_PREFIXES = 3;
 
 /** A struct ecap_watch record. */
 export interface WatchRecord extends RecordHeader {

@@ -3,9 +3,10 @@
  * PR_Recv (libnspr4), which have SSL_write/SSL_read's shape. NSPR serves
  * every descriptor; kern/tls.bpf.c keeps the calls on NSS SSL sockets only
  * (uprobe_nspr_*: recognised from the descriptor itself, so sockets set up
- * before ecap started count too). No keys: NSS writes its key log only
- * itself, when SSLKEYLOGFILE was set at its start, through functions it
- * does not export. What every TLS module shares is in lib/tls/tls_family.ts.
+ * before ecap started count too). Keys (-m keylog, -m pcap) of TLS 1.3, from
+ * libnss3's PK11_DigestOp/PK11_CloneContext and freebl's HMAC functions
+ * (lib/tls/nss_keys.ts): those libraries are the targets then, NSPR is not.
+ * What every TLS module shares is in lib/tls/tls_family.ts.
  * @module
  */
 import tlsObject from "../../build/tls.bpf.o" with { type: "bytes" };
@@ -13,13 +14,23 @@ import { ElfError, ElfFile } from "../binary/elf.ts";
 import { EcapError } from "../base/errors.ts";
 import {
   type FileTarget,
+  type FollowSpec,
   type ModuleSpec,
   rawTracepoint,
+  type TargetSet,
   uprobe,
+  uprobeAt,
   uretprobe,
+  uretprobeAt,
 } from "../core/module_spec.ts";
 import { checkArchitecture } from "../core/targets.ts";
-import { OPENSSL_KEY_MAPS, TEXT_MODEL, tlsFamily } from "../tls/tls_family.ts";
+import {
+  OPENSSL_KEY_MAPS,
+  PACKET_PROBES,
+  SECRET_MODELS,
+  TEXT_MODEL,
+  tlsFamily,
+} from "../tls/tls_family.ts";
 import type {
   TlsDataEvent as DataEvent,
   TlsFamilyEvent,
@@ -31,7 +42,8 @@ import {
   listLibraryTargets,
   type TlsLibraryModule,
 } from "../tls/tls_targets.ts";
-import { readLibraryFile } from "../tls/tls_library.ts";
+import { hasLibraryBuiltIn, readLibraryFile } from "../tls/tls_library.ts";
+import { FreeblError, type FreeblFunction, locateFreeblHmac } from "../tls/nss_keys.ts";
 
 /** Options of the nss module. */
 export interface NssOptions extends TlsFamilyOptions {
@@ -41,11 +53,10 @@ export interface NssOptions extends TlsFamilyOptions {
 
 /** Bytes one PR_Write/PR_Send or PR_Read/PR_Recv call on an SSL socket moved. */
 export type NssDataEvent = DataEvent<"nss">;
-/** What the nss module reports: plaintext only. */
+/** What the nss module reports: plaintext, or key log lines (-m keylog, -m pcap). */
 export type NssEvent = TlsFamilyEvent<"nss">;
 
 const LIB = "nss";
-const NO_KEYS = "no keys: NSS writes its key log only itself (SSLKEYLOGFILE)";
 
 /** "4.35", NSPR's version string (PR_VERSION), alone in its read-only data. */
 function nsprVersion(bytes: Uint8Array): string | undefined {
@@ -53,18 +64,19 @@ function nsprVersion(bytes: Uint8Array): string | undefined {
   return /\0(4\.\d{1,3}(?:\.\d{1,3})?)\0/.exec(text)?.[1];
 }
 
-/** What the nss module probes in one file: a line for the user. */
-async function fileTarget(path: string, _opts: NssOptions): Promise<FileTarget> {
-  const bytes = await readLibraryFile(path, "NSPR");
+/** "3.87", NSS's version string, as libnss3 and freebl carry it. */
+function nssVersion(bytes: Uint8Array): string | undefined {
+  const text = new TextDecoder("latin1").decode(bytes);
+  return /NSS (3\.\d{1,3}(?:\.\d{1,3})?)(?: Basic ECC)?\b/.exec(text)?.[1];
+}
+
+/** An ELF file's bytes, or an EcapError saying why they are not usable. */
+async function elfOf(path: string, what: string): Promise<[Uint8Array, ElfFile]> {
+  const bytes = await readLibraryFile(path, what);
   try {
     const elf = ElfFile.parse(bytes);
     checkArchitecture(elf, path, "library");
-    if (!elf.symbol("PR_Write") || !elf.symbol("PR_Read")) {
-      throw new EcapError(
-        `"${path}" has no PR_Write/PR_Read symbols (not NSPR's libnspr4)`,
-        { kind: "unsupported", hint: "pass --nss with the libnspr4.so NSS uses" },
-      );
-    }
+    return [bytes, elf];
   } catch (e) {
     if (!(e instanceof ElfError)) throw e;
     throw new EcapError(`"${path}" is not a usable ELF file: ${e.message}`, {
@@ -72,18 +84,54 @@ async function fileTarget(path: string, _opts: NssOptions): Promise<FileTarget> 
       cause: e,
     });
   }
-  const version = nsprVersion(bytes);
-  return { note: `${version ? `NSPR ${version}` : "NSPR"}, NSS SSL sockets only; ${NO_KEYS}` };
 }
 
-/** -m keylog and -m pcap need keys, which NSS does not give ecap. */
-function refuseKeys(opts: NssOptions) {
-  if (opts.model === "keylog" || opts.model === "pcap") {
-    throw new EcapError(`ecap nss cannot write -m ${opts.model}: ${NO_KEYS}`, {
+/** What the nss module probes in a libnspr4: a line for the user. */
+async function nsprTarget(path: string, opts: NssOptions): Promise<FileTarget> {
+  const [bytes, elf] = await elfOf(path, "NSPR");
+  if (!elf.symbol("PR_Write") || !elf.symbol("PR_Read")) {
+    throw new EcapError(
+      `"${path}" has no PR_Write/PR_Read symbols (not NSPR's libnspr4)`,
+      { kind: "unsupported", hint: "pass --nss with the libnspr4.so NSS uses" },
+    );
+  }
+  const version = nsprVersion(bytes);
+  const keys = opts.model === "keylog" || opts.model === "pcap" ? "" : "; -m keylog for keys";
+  return { note: `${version ? `NSPR ${version}` : "NSPR"}, NSS SSL sockets only${keys}` };
+}
+
+/** A libnss3 whose transcript hashing shows each handshake's client random. */
+async function nss3Target(path: string): Promise<FileTarget> {
+  const [bytes, elf] = await elfOf(path, "NSS");
+  if (!elf.symbol("PK11_DigestOp") || !elf.symbol("PK11_CloneContext")) {
+    throw new EcapError(`"${path}" has no PK11_DigestOp/PK11_CloneContext (not NSS's libnss3)`, {
       kind: "unsupported",
-      hint: "use -m text",
     });
   }
+  const version = nssVersion(bytes);
+  return { note: `${version ? `NSS ${version}` : "NSS"}: client randoms of TLS 1.3 handshakes` };
+}
+
+/** A freebl whose HMAC functions ecap found and checked (lib/tls/nss_keys.ts). */
+async function freeblTarget(path: string): Promise<FileTarget> {
+  const found = await locateFreeblHmac(path).catch((e) => {
+    if (!(e instanceof FreeblError)) throw e;
+    throw new EcapError(`"${path}": no keys, freebl not recognised: ${e.message}`, {
+      kind: "unsupported",
+    });
+  });
+  const at = found.map((f) => `${f.symbol} at 0x${f.offset.toString(16)}`).join(", ");
+  return { note: `freebl: TLS 1.3 secrets, ${at} (its function table, unwind-checked)` };
+}
+
+/** Where one of freebl's HMAC functions is in a file (a probe's locate). */
+function freeblAt(symbol: FreeblFunction["symbol"]) {
+  return async (path: string) => (await locateFreeblHmac(path)).filter((f) => f.symbol === symbol);
+}
+
+/** -m keylog and -m pcap: NSS's keys, from its libnss3 and freebl. */
+function wantsKeys(opts: NssOptions): boolean {
+  return opts.model === "keylog" || opts.model === "pcap";
 }
 
 const family = tlsFamily<NssOptions, "nss">(
@@ -103,8 +151,78 @@ const library: TlsLibraryModule<NssOptions> = {
   what: "NSPR",
   kind: { prefix: "libnspr4.so", symbol: "PR_Write" },
   explicit: (opts) => opts.nss,
-  fileTarget,
+  fileTarget: nsprTarget,
 };
+
+/** NSS's own libraries, probed for keys: both share the module's one role. */
+const NSS3: TlsLibraryModule<NssOptions> = {
+  role: LIB,
+  what: "NSS (libnss3)",
+  kind: { prefix: "libnss3.so", symbol: "PK11_DigestOp" },
+  explicit: () => undefined,
+  fileTarget: nss3Target,
+};
+const FREEBL: TlsLibraryModule<NssOptions> = {
+  role: LIB,
+  what: "NSS's freebl (libfreeblpriv3)",
+  kind: { prefix: "libfreeblpriv3.so", symbol: "FREEBL_GetVector" },
+  explicit: () => undefined,
+  fileTarget: freeblTarget,
+};
+
+/** Which of NSS's key libraries a file is, told from its symbols (a follow path may be /proc/PID/fd/N). */
+const kinds = new Map<string, Promise<boolean>>();
+function isKind(lib: TlsLibraryModule<NssOptions>) {
+  return (path: string) => {
+    const key = `${lib.kind.symbol}:${path}`;
+    let is = kinds.get(key);
+    if (is === undefined) {
+      is = hasLibraryBuiltIn(path, lib.kind).catch(() => false);
+      kinds.set(key, is);
+      // a path is asked about once per attach; keep no growing memo
+      is.finally(() => setTimeout(() => kinds.delete(key), 10_000));
+    }
+    return is;
+  };
+}
+
+/** The libnss3 and freebl files to probe for keys, in one role. */
+async function keyTargets(opts: NssOptions): Promise<TargetSet> {
+  const found = await Promise.all([NSS3, FREEBL].map((m) =>
+    libraryTargets(m, opts).catch((e) => {
+      if (e instanceof EcapError && e.kind === "not-found") return undefined;
+      throw e;
+    })
+  ));
+  const [nss3, freebl] = found;
+  if (!opts.followChildren && (!nss3?.files[LIB].length || !freebl?.files[LIB].length)) {
+    throw new EcapError(
+      `No NSS for keys: ${
+        !nss3?.files[LIB].length ? "no libnss3" : "no libfreeblpriv3"
+      } in use or installed`,
+      { kind: "not-found", hint: "start the program, or capture plaintext with -m text" },
+    );
+  }
+  return {
+    files: { [LIB]: [...nss3?.files[LIB] ?? [], ...freebl?.files[LIB] ?? []] },
+    // both list the packet interfaces' notes: once is enough
+    notes: [...nss3?.notes.filter((n) => !freebl?.notes.includes(n)) ?? [], ...freebl?.notes ?? []],
+    interfaces: freebl?.interfaces ?? nss3?.interfaces,
+    users: { ...nss3?.users, ...freebl?.users },
+  };
+}
+
+/** Follows processes that map libnss3 or freebl later (Firefox started after ecap). */
+function followKeys(opts: NssOptions): FollowSpec | undefined {
+  const nss3 = followLibrary(NSS3, opts), freebl = followLibrary(FREEBL, opts);
+  if (!nss3 || !freebl) return undefined;
+  return {
+    role: LIB,
+    mappedPrefix: [NSS3.kind.prefix, FREEBL.kind.prefix],
+    mmapWatchIn: nss3.mmapWatchIn,
+    inspect: async (path) => await nss3.inspect(path) ?? await freebl.inspect(path),
+  };
+}
 
 /** The nss module, described once. */
 export const nss: ModuleSpec<NssOptions, NssEvent> = {
@@ -129,18 +247,31 @@ export const nss: ModuleSpec<NssOptions, NssEvent> = {
       uprobe("uprobe_nspr_read", LIB, f, { models: TEXT_MODEL }),
       uretprobe("uretprobe_ssl_call", LIB, f, { models: TEXT_MODEL }),
     ]),
+    uprobe("uprobe_nss_digest_op", LIB, "PK11_DigestOp", {
+      models: SECRET_MODELS,
+      only: isKind(NSS3),
+    }),
+    uprobe("uprobe_nss_clone_context", LIB, "PK11_CloneContext", {
+      models: SECRET_MODELS,
+      only: isKind(NSS3),
+    }),
+    uprobeAt("uprobe_freebl_hmac_update", LIB, "HMAC_Update", freeblAt("HMAC_Update"), {
+      models: SECRET_MODELS,
+      only: isKind(FREEBL),
+    }),
+    uprobeAt("uprobe_freebl_hmac_finish", LIB, "HMAC_Finish", freeblAt("HMAC_Finish"), {
+      models: SECRET_MODELS,
+      only: isKind(FREEBL),
+    }),
+    uretprobeAt("uretprobe_freebl_hmac_finish", LIB, "HMAC_Finish", freeblAt("HMAC_Finish"), {
+      models: SECRET_MODELS,
+      only: isKind(FREEBL),
+    }),
     rawTracepoint("raw_tp_sys_enter", "sys_enter"),
+    ...PACKET_PROBES,
   ],
   ...family,
-  // refused before a key log or pcapng file is made, and before anything loads
-  createSink(opts) {
-    refuseKeys(opts);
-    return family.createSink!(opts);
-  },
-  targets(opts) {
-    refuseKeys(opts);
-    return libraryTargets(library, opts);
-  },
-  follow: (opts) => followLibrary(library, opts),
+  targets: (opts) => wantsKeys(opts) ? keyTargets(opts) : libraryTargets(library, opts),
+  follow: (opts) => wantsKeys(opts) ? followKeys(opts) : followLibrary(library, opts),
   listTargets: (opts) => listLibraryTargets(library, opts),
 };

@@ -57,10 +57,6 @@ export async function startTls(
   const notes: string[] = [];
   const started = await Promise.allSettled(libs.map((lib, i) => {
     const what = TLS_LIBS[lib].what;
-    if (lib === "nss" && (opts.model === "keylog" || opts.model === "pcap")) {
-      notes.push(`${what}: no keys (NSS writes its key log only itself): not probed`);
-      return Promise.resolve(undefined);
-    }
     const model = packets !== undefined && lib !== packets ? "keylog" : opts.model;
     const mapSize = opts.mapSize ?? (i === 0 ? undefined : OTHER_FAMILY_RING);
     return Capture.start(specs[i] as AnySpec, { ...opts, model, mapSize }, hooks);
