@@ -170,20 +170,12 @@ const FREEBL: TlsLibraryModule<NssOptions> = {
   fileTarget: freeblTarget,
 };
 
-/** Which of NSS's key libraries a file is, told from its symbols (a follow path may be /proc/PID/fd/N). */
-const kinds = new Map<string, Promise<boolean>>();
+/**
+ * Whether a file is one of NSS's key libraries, told from its symbols (a
+ * followed file's path may be /proc/PID/fd/N); asked once per file probed.
+ */
 function isKind(lib: TlsLibraryModule<NssOptions>) {
-  return (path: string) => {
-    const key = `${lib.kind.symbol}:${path}`;
-    let is = kinds.get(key);
-    if (is === undefined) {
-      is = hasLibraryBuiltIn(path, lib.kind).catch(() => false);
-      kinds.set(key, is);
-      // a path is asked about once per attach; keep no growing memo
-      is.finally(() => setTimeout(() => kinds.delete(key), 10_000));
-    }
-    return is;
-  };
+  return (path: string) => hasLibraryBuiltIn(path, lib.kind).catch(() => false);
 }
 
 /** The libnss3 and freebl files to probe for keys, in one role. */

@@ -56,7 +56,6 @@ export async function startTls(
   opts = { ...opts, exchanges: opts.exchanges ?? newAssembler(opts.exchangeTimeout) };
   const notes: string[] = [];
   const started = await Promise.allSettled(libs.map((lib, i) => {
-    const what = TLS_LIBS[lib].what;
     const model = packets !== undefined && lib !== packets ? "keylog" : opts.model;
     const mapSize = opts.mapSize ?? (i === 0 ? undefined : OTHER_FAMILY_RING);
     return Capture.start(specs[i] as AnySpec, { ...opts, model, mapSize }, hooks);
