@@ -607,10 +607,25 @@ int BPF_KPROBE(uprobe_nspr_write, void *fd, const void *buf)
 	return nspr_enter(ctx, fd, buf, 0);
 }
 
-/* PR_Read, PR_Recv (fd, buf, amount, ...) on an NSS SSL socket. */
+/* PR_Read (fd, buf, amount) on an NSS SSL socket. */
 SEC("uprobe.multi")
 int BPF_KPROBE(uprobe_nspr_read, void *fd, void *buf)
 {
+	return nspr_enter(ctx, fd, buf, TLS_DATA_READ);
+}
+
+#define PR_MSG_PEEK 0x2
+
+/*
+ * PR_Recv (fd, buf, amount, flags, timeout). A peek reads bytes a later
+ * call reads again (Firefox peeks a byte to see whether a connection is
+ * alive): reported, they would be in the stream twice.
+ */
+SEC("uprobe.multi")
+int BPF_KPROBE(uprobe_nspr_recv, void *fd, void *buf, __s32 amount, __s32 flags)
+{
+	if (flags & PR_MSG_PEEK)
+		return 0;
 	return nspr_enter(ctx, fd, buf, TLS_DATA_READ);
 }
 
@@ -868,6 +883,7 @@ enum nss_label {
 	NSS_LABEL_EXPORTER,
 	NSS_LABEL_CLIENT_EARLY,
 	NSS_LABEL_EARLY_EXPORTER,
+	NSS_LABEL_MASTER,	/* TLS 1.2's master secret: a CLIENT_RANDOM line */
 };
 
 struct nss_derive {
@@ -892,6 +908,7 @@ int BPF_KPROBE(uprobe_nss_digest_op, void *context, const __u8 *in, __u32 len)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct nss_hello_key k = { .context = (__u64)context, .tgid = id >> 32 };
+	struct nss_derive d = {};
 	__u8 head[6], random[32];
 
 	if (len < sizeof(head) + sizeof(random) ||
@@ -902,6 +919,9 @@ int BPF_KPROBE(uprobe_nss_digest_op, void *context, const __u8 *in, __u32 len)
 	    bpf_probe_read_user(random, sizeof(random), in + sizeof(head)))
 		return 0;
 	bpf_map_update_elem(&nss_hello_randoms, &k, random, BPF_ANY);
+	/* TLS 1.2 hashes the whole transcript right before it derives from it */
+	__builtin_memcpy(d.client_random, random, sizeof(d.client_random));
+	bpf_map_update_elem(&nss_derives, &id, &d, BPF_ANY);
 	return 0;
 }
 
@@ -993,6 +1013,70 @@ int BPF_KPROBE(uprobe_freebl_hmac_finish, void *cx, void *result, __u32 *result_
 	return 0;
 }
 
+/* Whether l holds want's n bytes (its NUL included: then l ends there too). */
+static __always_inline bool str_is(const char *l, const char *want, int n)
+{
+	bool same = true;
+
+#pragma unroll
+	for (int i = 0; i < 24; i++)
+		if (i < n && l[i] != want[i])
+			same = false;
+	return same;
+}
+
+/* NSS's SECItem: what freebl's TLS PRF writes the master secret into. */
+struct nss_secitem {
+	__u32 type;
+	__u64 data;
+	__u32 len;
+};
+
+/*
+ * TLS 1.2: freebl's TLS_P_hash(hash, secret, label, seed, result, fips)
+ * derives the master secret from the premaster. Its seed holds the client
+ * random first ("master secret"), or the session hash ("extended master
+ * secret": then the transcript, hashed by PK11_DigestOp just before on
+ * this thread, named the session).
+ */
+SEC("uprobe.multi")
+int BPF_KPROBE(uprobe_freebl_tls_p_hash, __u32 hash, void *secret, const char *label,
+	       struct nss_secitem *seed, struct nss_secitem *result)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct nss_derive *d = bpf_map_lookup_elem(&nss_derives, &id);
+	struct nss_derive fresh = {};
+	struct nss_secitem in = {}, out = {};
+	char l[24] = {};
+	bool extended;
+
+	if (bpf_probe_read_user_str(l, sizeof(l), label) <= 0)
+		return 0;
+	extended = str_is(l, "extended master secret", 23);
+	if (!extended && !str_is(l, "master secret", 14))
+		return 0;
+	if (bpf_probe_read_user(&out, sizeof(out), result) || !out.data)
+		return 0;
+	if (!extended) {
+		/* client random, then server random */
+		if (!process_allowed(id, (__u32)bpf_get_current_uid_gid()) ||
+		    bpf_probe_read_user(&in, sizeof(in), seed) || in.len < 64 ||
+		    bpf_probe_read_user(fresh.client_random, sizeof(fresh.client_random),
+					(const void *)in.data))
+			return 0;
+		d = &fresh;
+	} else if (!d) {
+		return 0;
+	}
+	d->label = NSS_LABEL_MASTER;
+	d->hmac = 0;
+	d->result = out.data;
+	d->result_len = (__u64)result + __builtin_offsetof(struct nss_secitem, len);
+	if (d == &fresh)
+		bpf_map_update_elem(&nss_derives, &id, &fresh, BPF_ANY);
+	return 0;
+}
+
 static __always_inline void nss_label_name(char *out, __u32 label)
 {
 	switch (label) {
@@ -1014,24 +1098,44 @@ static __always_inline void nss_label_name(char *out, __u32 label)
 	case NSS_LABEL_CLIENT_EARLY:
 		__builtin_memcpy(out, "CLIENT_EARLY_TRAFFIC_SECRET", 28);
 		break;
-	default:
+	case NSS_LABEL_EARLY_EXPORTER:
 		__builtin_memcpy(out, "EARLY_EXPORTER_SECRET", 22);
+		break;
+	default:
+		__builtin_memcpy(out, "CLIENT_RANDOM", 14);
 		break;
 	}
 }
 
+static __always_inline int nss_derived(long ret, bool master);
+
+SEC("uretprobe.multi")
+int BPF_KRETPROBE(uretprobe_freebl_tls_p_hash, long ret)
+{
+	return nss_derived(ret, true);
+}
+
 SEC("uretprobe.multi")
 int BPF_KRETPROBE(uretprobe_freebl_hmac_finish, long ret)
+{
+	return nss_derived(ret, false);
+}
+
+/*
+ * A derivation returned: its secret is written (ret SECSuccess, 0). The
+ * PRF's own HMAC_Finish calls return inside TLS_P_hash: they are not it.
+ */
+static __always_inline int nss_derived(long ret, bool master)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct nss_derive *d = bpf_map_lookup_elem(&nss_derives, &id);
 	__u32 zero = 0, n = 0;
 	struct tls_keylog *r;
 
-	if (!d || !d->result)
+	if (!d || !d->result || (d->label == NSS_LABEL_MASTER) != master)
 		return 0;
 	r = bpf_map_lookup_elem(&keylog_scratch, &zero);
-	/* SECSuccess is 0; the length is the hash's, 32 or 48 bytes */
+	/* SECSuccess is 0; the length is the hash's (32, 48) or the master secret's (48) */
 	if (r && (int)ret == 0 &&
 	    !bpf_probe_read_user(&n, sizeof(n), (const void *)d->result_len) && n > 0) {
 		n = n < TLS_SECRET_MAX ? n : TLS_SECRET_MAX;

@@ -38,8 +38,15 @@ const PREFS: Record<string, string | number | boolean> = {
   "security.OCSP.enabled": 0,
 };
 
-/** A profile in dir trusting caPem; http2: false keeps Firefox to HTTP/1.1. */
-export async function firefoxProfile(dir: string, caPem: string, http2 = true): Promise<string> {
+/**
+ * A profile in dir trusting caPem; http2: false keeps Firefox to HTTP/1.1,
+ * tls12: true to TLS 1.2.
+ */
+export async function firefoxProfile(
+  dir: string,
+  caPem: string,
+  { http2 = true, tls12 = false } = {},
+): Promise<string> {
   const profile = `${dir}/firefox-profile`;
   await Deno.mkdir(profile, { recursive: true });
   const db = `sql:${profile}`;
@@ -52,7 +59,11 @@ export async function firefoxProfile(dir: string, caPem: string, http2 = true): 
     const r = await sh("certutil", args);
     if (r.code !== 0) throw new Error(`certutil ${args.join(" ")}: ${r.stderr}`);
   }
-  const prefs = { ...PREFS, "network.http.http2.enabled": http2 };
+  const prefs = {
+    ...PREFS,
+    "network.http.http2.enabled": http2,
+    "security.tls.version.max": tls12 ? 3 : 4,
+  };
   await Deno.writeTextFile(
     `${profile}/user.js`,
     Object.entries(prefs).map(([k, v]) => `user_pref("${k}", ${JSON.stringify(v)});\n`).join(""),
@@ -60,8 +71,8 @@ export async function firefoxProfile(dir: string, caPem: string, http2 = true): 
   return profile;
 }
 
-/** Firefox loads url once (--screenshot) and exits; throws if it failed. */
-export async function firefoxLoad(url: string, profile: string): Promise<void> {
+/** Firefox loads url once (--screenshot) and exits; throws if it failed, else returns its stderr. */
+export async function firefoxLoad(url: string, profile: string): Promise<string> {
   const out = await new Deno.Command(FIREFOX, {
     args: [
       "--headless",
@@ -79,4 +90,5 @@ export async function firefoxLoad(url: string, profile: string): Promise<void> {
   if (out.code !== 0) {
     throw new Error(`firefox exited ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
   }
+  return new TextDecoder().decode(out.stderr);
 }

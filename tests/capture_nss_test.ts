@@ -2,8 +2,8 @@
  * The nss module against NSS's tstclnt and nginx on loopback: plaintext of
  * the TLS socket both ways, and nothing of the other descriptors NSPR
  * serves (tstclnt reads its request file and writes the response to stdout
- * through NSPR too); with -m keylog, TLS 1.3 keys that decrypt tshark's
- * own capture.
+ * through NSPR too); with -m keylog, TLS 1.2 and 1.3 keys that decrypt
+ * tshark's own capture.
  * @module
  */
 import assert from "node:assert/strict";
@@ -114,37 +114,49 @@ bpfTest("ecap nss follows a libnspr4 copy a process maps after it started", asyn
   }
 });
 
-bpfTest("ecap nss -m keylog: tstclnt's TLS 1.3 keys decrypt tshark's own capture", async () => {
-  const token = crypto.randomUUID();
-  await using nginx = await Nginx.start({ "k.txt": `keys ${token}` }); // tshark would show a newline as \\n
-  const keys = `${nginx.dir}/keys.log`, wire = `${nginx.dir}/wire.pcapng`;
-  await using run = await EcapRun.start(["nss", "-m", "keylog", "-k", keys]);
-  assert.match(run.stderr, /libnss3\.so: NSS 3\.\d+.*: client randoms of TLS 1\.3 handshakes/);
-  assert.match(run.stderr, /libfreeblpriv3\.so: freebl: TLS 1\.3 secrets, HMAC_Update at 0x/);
-  await using cap = await TsharkCapture.start(wire, nginx.port);
-  await tstclnt(nginx, `/k.txt?${token}`, "tls1.3:tls1.3");
-  await waitFor(
-    async () => (await Deno.readTextFile(keys).catch(() => "")).includes("SERVER_TRAFFIC_SECRET_0"),
-    "the session's keys",
-  );
-  await new Promise((r) => setTimeout(r, 300)); // the last packets to tshark
-  await cap.stop();
-  assert.equal(await run.stop(), 0, run.stderr);
-  // one handshake: its five secrets under the ClientHello's random tshark saw
-  const lines = (await Deno.readTextFile(keys)).trim().split("\n");
-  const randoms = await clientRandoms(wire);
-  assert.equal(randoms.length, 1);
-  assert.deepEqual(lines.map((l) => l.split(" ")[0]).sort(), [
-    "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
-    "CLIENT_TRAFFIC_SECRET_0",
-    "EXPORTER_SECRET",
-    "SERVER_HANDSHAKE_TRAFFIC_SECRET",
-    "SERVER_TRAFFIC_SECRET_0",
-  ]);
-  assert.ok(lines.every((l) => l.split(" ")[1] === randoms[0]), lines.join("\n"));
-  assert.deepEqual(await httpRequestUris(wire, keys), [`/k.txt?${token}`]);
-  assert.deepEqual(await httpResponseBodies(wire, keys), [`keys ${token}`]);
-});
+bpfTest(
+  "ecap nss -m keylog: tstclnt's TLS 1.2 and 1.3 keys decrypt tshark's own capture",
+  async () => {
+    const token = crypto.randomUUID();
+    // tshark would show a newline as \\n
+    await using nginx = await Nginx.start({ "k.txt": `keys ${token}` });
+    const keys = `${nginx.dir}/keys.log`, wire = `${nginx.dir}/wire.pcapng`;
+    await using run = await EcapRun.start(["nss", "-m", "keylog", "-k", keys]);
+    assert.match(run.stderr, /libnss3\.so: NSS 3\.\d+.*: the client random of each handshake/);
+    assert.match(run.stderr, /libfreeblpriv3\.so: freebl: the secrets, HMAC_Update at 0x/);
+    await using cap = await TsharkCapture.start(wire, nginx.port);
+    await tstclnt(nginx, `/k.txt?v12-${token}`, "tls1.2:tls1.2");
+    await tstclnt(nginx, `/k.txt?v13-${token}`, "tls1.3:tls1.3");
+    await waitFor(
+      async () =>
+        (await Deno.readTextFile(keys).catch(() => "")).includes("SERVER_TRAFFIC_SECRET_0"),
+      "the sessions' keys",
+    );
+    await new Promise((r) => setTimeout(r, 300)); // the last packets to tshark
+    await cap.stop();
+    assert.equal(await run.stop(), 0, run.stderr);
+    // TLS 1.2: the master secret; TLS 1.3: five secrets; each under its ClientHello's random
+    const lines = (await Deno.readTextFile(keys)).trim().split("\n").map((l) => l.split(" "));
+    const randoms = await clientRandoms(wire);
+    assert.equal(randoms.length, 2);
+    const labelsOf = (random: string) =>
+      lines.filter((l) => l[1] === random).map((l) => l[0]).sort();
+    assert.deepEqual(labelsOf(randoms[0]), ["CLIENT_RANDOM"]);
+    assert.deepEqual(labelsOf(randoms[1]), [
+      "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+      "CLIENT_TRAFFIC_SECRET_0",
+      "EXPORTER_SECRET",
+      "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+      "SERVER_TRAFFIC_SECRET_0",
+    ]);
+    assert.equal(lines.length, 6, lines.join("\n"));
+    assert.deepEqual(await httpRequestUris(wire, keys), [
+      `/k.txt?v12-${token}`,
+      `/k.txt?v13-${token}`,
+    ]);
+    assert.deepEqual(await httpResponseBodies(wire, keys), [`keys ${token}`, `keys ${token}`]);
+  },
+);
 
 bpfTest("ecap nss --nss /nonexistent fails in one line (exit 4)", async () => {
   await using run = await EcapRun.start(["nss", "--calls", "--nss", "/nonexistent"], {

@@ -3,8 +3,8 @@
  * PR_Recv (libnspr4), which have SSL_write/SSL_read's shape. NSPR serves
  * every descriptor; kern/tls.bpf.c keeps the calls on NSS SSL sockets only
  * (uprobe_nspr_*: recognised from the descriptor itself, so sockets set up
- * before ecap started count too). Keys (-m keylog, -m pcap) of TLS 1.3, from
- * libnss3's PK11_DigestOp/PK11_CloneContext and freebl's HMAC functions
+ * before ecap started count too). Keys (-m keylog, -m pcap) of TLS 1.3 and
+ * 1.2, from libnss3's transcript hashing and freebl's HKDF and PRF
  * (lib/tls/nss_keys.ts): those libraries are the targets then, NSPR is not.
  * What every TLS module shares is in lib/tls/tls_family.ts.
  * @module
@@ -43,7 +43,7 @@ import {
   type TlsLibraryModule,
 } from "../tls/tls_targets.ts";
 import { hasLibraryBuiltIn, readLibraryFile } from "../tls/tls_library.ts";
-import { FreeblError, type FreeblFunction, locateFreeblHmac } from "../tls/nss_keys.ts";
+import { FreeblError, type FreeblFunction, locateFreeblFunctions } from "../tls/nss_keys.ts";
 
 /** Options of the nss module. */
 export interface NssOptions extends TlsFamilyOptions {
@@ -109,24 +109,25 @@ async function nss3Target(path: string): Promise<FileTarget> {
     });
   }
   const version = nssVersion(bytes);
-  return { note: `${version ? `NSS ${version}` : "NSS"}: client randoms of TLS 1.3 handshakes` };
+  return { note: `${version ? `NSS ${version}` : "NSS"}: the client random of each handshake` };
 }
 
 /** A freebl whose HMAC functions ecap found and checked (lib/tls/nss_keys.ts). */
 async function freeblTarget(path: string): Promise<FileTarget> {
-  const found = await locateFreeblHmac(path).catch((e) => {
+  const found = await locateFreeblFunctions(path).catch((e) => {
     if (!(e instanceof FreeblError)) throw e;
     throw new EcapError(`"${path}": no keys, freebl not recognised: ${e.message}`, {
       kind: "unsupported",
     });
   });
   const at = found.map((f) => `${f.symbol} at 0x${f.offset.toString(16)}`).join(", ");
-  return { note: `freebl: TLS 1.3 secrets, ${at} (its function table, unwind-checked)` };
+  return { note: `freebl: the secrets, ${at} (its function table, unwind-checked)` };
 }
 
 /** Where one of freebl's HMAC functions is in a file (a probe's locate). */
 function freeblAt(symbol: FreeblFunction["symbol"]) {
-  return async (path: string) => (await locateFreeblHmac(path)).filter((f) => f.symbol === symbol);
+  return async (path: string) =>
+    (await locateFreeblFunctions(path)).filter((f) => f.symbol === symbol);
 }
 
 /** -m keylog and -m pcap: NSS's keys, from its libnss3 and freebl. */
@@ -219,12 +220,13 @@ function followKeys(opts: NssOptions): FollowSpec | undefined {
 /** The nss module, described once. */
 export const nss: ModuleSpec<NssOptions, NssEvent> = {
   name: "nss",
-  summary: "Plaintext of NSS (NSPR) TLS connections",
+  summary: "Plaintext and keys of NSS (Firefox) TLS connections",
   examples: [
     {
       command: 'ecap nss -p "$(pidof -s firefox)"',
       does: "what Firefox sends and receives over TLS",
     },
+    { command: "ecap nss -m keylog -k keys.log", does: "Firefox's TLS keys, for Wireshark" },
     { command: "ecap nss --calls --hex", does: "each read and write call, as hex dumps" },
     { command: "ecap nss --har nss.har", does: "the HTTP exchanges also as a HAR file" },
   ],
@@ -235,8 +237,8 @@ export const nss: ModuleSpec<NssOptions, NssEvent> = {
       uprobe("uprobe_nspr_write", LIB, f, { models: TEXT_MODEL }),
       uretprobe("uretprobe_ssl_call", LIB, f, { models: TEXT_MODEL }),
     ]),
-    ...["PR_Read", "PR_Recv"].flatMap((f) => [
-      uprobe("uprobe_nspr_read", LIB, f, { models: TEXT_MODEL }),
+    ...[["PR_Read", "uprobe_nspr_read"], ["PR_Recv", "uprobe_nspr_recv"]].flatMap(([f, p]) => [
+      uprobe(p, LIB, f, { models: TEXT_MODEL }),
       uretprobe("uretprobe_ssl_call", LIB, f, { models: TEXT_MODEL }),
     ]),
     uprobe("uprobe_nss_digest_op", LIB, "PK11_DigestOp", {
@@ -256,6 +258,15 @@ export const nss: ModuleSpec<NssOptions, NssEvent> = {
       only: isKind(FREEBL),
     }),
     uretprobeAt("uretprobe_freebl_hmac_finish", LIB, "HMAC_Finish", freeblAt("HMAC_Finish"), {
+      models: SECRET_MODELS,
+      only: isKind(FREEBL),
+    }),
+    // TLS 1.2: the master secret
+    uprobeAt("uprobe_freebl_tls_p_hash", LIB, "TLS_P_hash", freeblAt("TLS_P_hash"), {
+      models: SECRET_MODELS,
+      only: isKind(FREEBL),
+    }),
+    uretprobeAt("uretprobe_freebl_tls_p_hash", LIB, "TLS_P_hash", freeblAt("TLS_P_hash"), {
       models: SECRET_MODELS,
       only: isKind(FREEBL),
     }),

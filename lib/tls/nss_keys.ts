@@ -1,6 +1,7 @@
 /**
- * Where NSS's TLS 1.3 secrets can be seen (kern/tls.bpf.c, "NSS (Firefox)"):
- * freebl's HMAC_Update and HMAC_Finish, which freebl does not export. Its
+ * Where NSS's secrets can be seen (kern/tls.bpf.c, "NSS (Firefox)"): freebl's
+ * HMAC_Update and HMAC_Finish (TLS 1.3's HKDF) and TLS_P_hash (TLS 1.2's
+ * PRF), which freebl does not export. Its
  * one export for NSS, FREEBL_GetVector, returns a table of its functions
  * whose layout is a stable interface between NSS's libraries (lib/freebl/
  * loader.h: a length, a version whose high byte is 3, then pointers in an
@@ -13,7 +14,7 @@ import { type ElfFile, PF_X, PT_LOAD, readElf } from "../binary/elf.ts";
 import { Reader, Unwind, UnwindError } from "../binary/eh_frame.ts";
 
 /** Index of each function in FREEBLVector after its 8-byte header. */
-const VECTOR_SLOTS = { HMAC_Update: 141, HMAC_Finish: 143 } as const;
+const VECTOR_SLOTS = { HMAC_Update: 141, HMAC_Finish: 143, TLS_P_hash: 174 } as const;
 const VECTOR_MAJOR = 3;
 const SHT_RELA = 4;
 const R_X86_64_RELATIVE = 8;
@@ -60,7 +61,7 @@ function vectorAddress(elf: ElfFile): number {
     get.fileOffset ?? fail("FREEBL_GetVector not in the file"),
     GET_VECTOR_BYTES,
   );
-  const need = 8 + (VECTOR_SLOTS.HMAC_Finish + 1) * 8;
+  const need = 8 + (Math.max(...Object.values(VECTOR_SLOTS)) + 1) * 8;
   for (let i = 0; i + 7 <= code.length; i++) {
     // lea r64, [rip + disp32]: REX.W, 8d, ModRM mod 00 r/m 101
     if ((code[i] & 0xfb) !== 0x48 || code[i + 1] !== 0x8d || (code[i + 2] & 0xc7) !== 0x05) {
@@ -78,10 +79,10 @@ function vectorAddress(elf: ElfFile): number {
 }
 
 /**
- * HMAC_Update and HMAC_Finish in a libfreeblpriv3.so, as file offsets;
+ * HMAC_Update, HMAC_Finish and TLS_P_hash in a libfreeblpriv3.so, as file offsets;
  * throws FreeblError saying why not.
  */
-export async function locateFreeblHmac(path: string): Promise<FreeblFunction[]> {
+export async function locateFreeblFunctions(path: string): Promise<FreeblFunction[]> {
   const elf = await readElf(path);
   const vector = vectorAddress(elf);
   const exec = elf.segments.filter((s) => s.type === PT_LOAD && (s.flags & PF_X) !== 0);

@@ -1,11 +1,12 @@
 /**
- * lib/tls/nss_keys.ts against binutils' readelf: the HMAC functions it
- * finds in freebl are the targets of relative relocations two table slots
- * apart, and unwind-table function starts; doctored copies are refused.
+ * lib/tls/nss_keys.ts against binutils' readelf: the functions it finds
+ * in freebl are the targets of relative relocations in the table's slots
+ * (loader.h's order), and unwind-table function starts; doctored copies
+ * are refused.
  * @module
  */
 import assert from "node:assert/strict";
-import { FreeblError, locateFreeblHmac } from "../../lib/tls/nss_keys.ts";
+import { FreeblError, locateFreeblFunctions } from "../../lib/tls/nss_keys.ts";
 
 const SYSTEM = "/usr/lib/x86_64-linux-gnu/libfreeblpriv3.so";
 const FIREFOX = "/usr/lib/firefox-esr/libfreeblpriv3.so";
@@ -45,16 +46,16 @@ function fdeStarts(path: string): Set<number> {
 }
 
 async function check(path: string) {
-  const found = await locateFreeblHmac(path);
-  assert.deepEqual(found.map((f) => f.symbol), ["HMAC_Update", "HMAC_Finish"]);
-  const [update, finish] = found.map((f) => vaddrOf(path, f.offset));
+  const found = await locateFreeblFunctions(path);
+  assert.deepEqual(found.map((f) => f.symbol), ["HMAC_Update", "HMAC_Finish", "TLS_P_hash"]);
+  const [update, finish, pHash] = found.map((f) => vaddrOf(path, f.offset));
   const starts = fdeStarts(path);
-  assert.ok(starts.has(update) && starts.has(finish), "unwind-table function starts");
-  return { update, finish };
+  assert.ok([update, finish, pHash].every((va) => starts.has(va)), "unwind-table function starts");
+  return { update, finish, pHash };
 }
 
-Deno.test("locateFreeblHmac() in Debian's freebl: relocated table entries, function starts", async () => {
-  const { update, finish } = await check(SYSTEM);
+Deno.test("locateFreeblFunctions() in Debian's freebl: relocated table entries, function starts", async () => {
+  const { update, finish, pHash } = await check(SYSTEM);
   // RELA: each entry is a relative relocation whose addend is the function
   const slots = new Map<number, number>();
   for (const m of readelf("-r", SYSTEM).matchAll(/^(\w+)\s+\w+\s+R_X86_64_RELATIVE\s+(\w+)$/gm)) {
@@ -62,9 +63,10 @@ Deno.test("locateFreeblHmac() in Debian's freebl: relocated table entries, funct
   }
   assert.ok(slots.has(update) && slots.has(finish), "both are relocated function pointers");
   assert.equal(slots.get(finish)! - slots.get(update)!, 16, "HMAC_Finish two slots after Update");
+  assert.equal(slots.get(pHash)! - slots.get(update)!, 33 * 8, "TLS_P_hash 33 slots after");
 });
 
-Deno.test("locateFreeblHmac() in Firefox ESR's own freebl (RELR)", async () => {
+Deno.test("locateFreeblFunctions() in Firefox ESR's own freebl (RELR)", async () => {
   try {
     Deno.statSync(FIREFOX);
   } catch {
@@ -86,7 +88,7 @@ async function doctored(edit: (bytes: Uint8Array) => void, run: (path: string) =
   }
 }
 
-Deno.test("locateFreeblHmac() refuses a table of another version and an entry off a function start", async () => {
+Deno.test("locateFreeblFunctions() refuses a table of another version and an entry off a function start", async () => {
   const { update } = await check(SYSTEM);
   // the relocation whose addend is HMAC_Update, in .rela.dyn's bytes
   const bytes = await Deno.readFile(SYSTEM);
@@ -101,19 +103,19 @@ Deno.test("locateFreeblHmac() refuses a table of another version and an entry of
   const table = Number(view.getBigUint64(entry, true)) - 8 - 141 * 8;
   const tableOffset = offsetOf(SYSTEM, table);
   await doctored((b) => b[tableOffset + 3] = 4, async (path) => {
-    await assert.rejects(locateFreeblHmac(path), FreeblError, "a version 4 table");
+    await assert.rejects(locateFreeblFunctions(path), FreeblError, "a version 4 table");
   });
   await doctored(
     (b) => new DataView(b.buffer).setBigInt64(entry + 16, BigInt(update + 4), true),
     async (path) => {
-      await assert.rejects(locateFreeblHmac(path), /HMAC_Update .* is not a function start/);
+      await assert.rejects(locateFreeblFunctions(path), /HMAC_Update .* is not a function start/);
     },
   );
 });
 
-Deno.test("locateFreeblHmac() says why a library without the table is not freebl", async () => {
+Deno.test("locateFreeblFunctions() says why a library without the table is not freebl", async () => {
   await assert.rejects(
-    locateFreeblHmac("/usr/lib/x86_64-linux-gnu/libnss3.so"),
+    locateFreeblFunctions("/usr/lib/x86_64-linux-gnu/libnss3.so"),
     /no FREEBL_GetVector symbol/,
   );
 });
