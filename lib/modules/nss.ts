@@ -196,10 +196,17 @@ async function keyTargets(opts: NssOptions): Promise<TargetSet> {
       { kind: "not-found", hint: "start the program, or capture plaintext with -m text" },
     );
   }
+  const ignored = opts.nss === undefined
+    ? []
+    : [`--nss ${opts.nss}: NSPR is not what keys need; every libnss3 and freebl is probed`];
   return {
     files: { [LIB]: [...nss3?.files[LIB] ?? [], ...freebl?.files[LIB] ?? []] },
     // both list the packet interfaces' notes: once is enough
-    notes: [...nss3?.notes.filter((n) => !freebl?.notes.includes(n)) ?? [], ...freebl?.notes ?? []],
+    notes: [
+      ...ignored,
+      ...nss3?.notes.filter((n) => !freebl?.notes.includes(n)) ?? [],
+      ...freebl?.notes ?? [],
+    ],
     interfaces: freebl?.interfaces ?? nss3?.interfaces,
     users: { ...nss3?.users, ...freebl?.users },
   };
@@ -227,7 +234,6 @@ export const nss: ModuleSpec<NssOptions, NssEvent> = {
       does: "what Firefox sends and receives over TLS",
     },
     { command: "ecap nss -m keylog -k keys.log", does: "Firefox's TLS keys, for Wireshark" },
-    { command: "ecap nss --calls --hex", does: "each read and write call, as hex dumps" },
     { command: "ecap nss --har nss.har", does: "the HTTP exchanges also as a HAR file" },
   ],
   object: tlsObject,
