@@ -169,6 +169,7 @@ const FREEBL: TlsLibraryModule<NssOptions> = {
   kind: { prefix: "libfreeblpriv3.so", symbol: "FREEBL_GetVector" },
   explicit: () => undefined,
   fileTarget: freeblTarget,
+  skipUnusable: true,
 };
 
 /**
@@ -191,7 +192,7 @@ async function keyTargets(opts: NssOptions): Promise<TargetSet> {
   if (!opts.followChildren && (!nss3?.files[LIB].length || !freebl?.files[LIB].length)) {
     throw new EcapError(
       `No NSS for keys: ${
-        !nss3?.files[LIB].length ? "no libnss3" : "no libfreeblpriv3"
+        !nss3?.files[LIB].length ? "no libnss3" : "no libfreeblpriv3 ecap recognises"
       } in use or installed`,
       { kind: "not-found", hint: "start the program, or capture plaintext with -m text" },
     );

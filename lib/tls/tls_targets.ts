@@ -30,6 +30,12 @@ export interface TlsLibraryModule<O extends TlsFamilyOptions> {
   fileTarget(path: string, opts: O): Promise<FileTarget>;
   /** Binaries at least this big are held at exec until read (the library linked in). */
   holdExecBytes?: number;
+  /**
+   * A file fileTarget() refuses (EcapError "unsupported") is left out with a
+   * note, not the end of the capture, when others are found (they are
+   * optional helpers: NSS's freebl of an unknown build loses only its keys).
+   */
+  skipUnusable?: boolean;
 }
 
 function pidsOf(opts: TlsFamilyOptions): number[] {
@@ -75,19 +81,28 @@ export async function libraryTargets<O extends TlsFamilyOptions>(
   }
   const notes: string[] = [];
   const mapEntries: { map: string; key: Uint8Array; value: Uint8Array }[] = [];
-  for (const [index, path] of paths.entries()) {
-    const t = await m.fileTarget(path, opts);
+  const usable: string[] = [];
+  for (const path of paths) {
+    let t: FileTarget;
+    try {
+      t = await m.fileTarget(path, opts);
+    } catch (e) {
+      if (!m.skipUnusable || !(e instanceof EcapError) || e.kind !== "unsupported") throw e;
+      notes.push(`not probed: ${e.message}`);
+      continue;
+    }
     notes.push(`${path}: ${t.note}`);
-    mapEntries.push(...t.mapEntries?.(index) ?? []);
+    mapEntries.push(...t.mapEntries?.(usable.length) ?? []);
+    usable.push(path);
   }
   const packets = packetInterfaces(opts);
   notes.push(...packets.notes);
   return {
-    files: { [m.role]: paths },
+    files: { [m.role]: usable },
     notes,
     mapEntries,
     interfaces: packets.interfaces,
-    users,
+    users: Object.fromEntries(Object.entries(users).filter(([p]) => usable.includes(p))),
   };
 }
 
