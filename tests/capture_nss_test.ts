@@ -158,6 +158,20 @@ bpfTest(
   },
 );
 
+bpfTest(
+  "ecap nss -k FILE --list-targets names libnss3 and freebl, and writes no file",
+  async () => {
+    const keys = `${await Deno.makeTempDir()}/keys.log`;
+    await using run = await EcapRun.start(["nss", "-k", keys, "--list-targets"], { wait: false });
+    assert.equal(await run.wait(), 0, run.stderr);
+    assert.match(run.stdout, /libnss3\.so inode=\d+ .*NSS 3\.\d+/);
+    assert.match(run.stdout, /libfreeblpriv3\.so inode=\d+ .*HMAC_Update at 0x[0-9a-f]+/);
+    assert.doesNotMatch(run.stdout, /libnspr4/);
+    await assert.rejects(Deno.stat(keys), Deno.errors.NotFound);
+    await Deno.remove(keys.replace(/\/keys\.log$/, ""), { recursive: true });
+  },
+);
+
 bpfTest("ecap nss --nss /nonexistent fails in one line (exit 4)", async () => {
   await using run = await EcapRun.start(["nss", "--calls", "--nss", "/nonexistent"], {
     wait: false,

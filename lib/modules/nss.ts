@@ -283,5 +283,8 @@ export const nss: ModuleSpec<NssOptions, NssEvent> = {
   ...family,
   targets: (opts) => wantsKeys(opts) ? keyTargets(opts) : libraryTargets(library, opts),
   follow: (opts) => wantsKeys(opts) ? followKeys(opts) : followLibrary(library, opts),
-  listTargets: (opts) => listLibraryTargets(library, opts),
+  listTargets: async (opts) =>
+    wantsKeys(opts)
+      ? [...await listLibraryTargets(NSS3, opts), ...await listLibraryTargets(FREEBL, opts)]
+      : await listLibraryTargets(library, opts),
 };
