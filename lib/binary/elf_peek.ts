@@ -112,3 +112,38 @@ async function scan(file: Deno.FsFile, symbol: string | readonly string[]): Prom
   }
   return tables === 0;
 }
+
+/**
+ * The `length` bytes that start at the first `needle` in bytes
+ * [offset, offset + size) of `path` (fewer at the range's end), read a
+ * chunk at a time; undefined when absent. Reading a 2 MB library whole and
+ * decoding it as text to search it took 40 ms.
+ */
+export async function findInFile(
+  path: string,
+  range: { offset: number; size: number },
+  needle: Uint8Array,
+  length: number,
+): Promise<Uint8Array | undefined> {
+  using file = await Deno.open(path);
+  // a chunk starts with the last bytes of the one before it: no match is split
+  const overlap = Math.max(needle.length, length);
+  const buf = new Uint8Array(CHUNK + overlap);
+  for (let done = 0; done < range.size;) {
+    const back = Math.min(done, overlap);
+    const want = Math.min(CHUNK, range.size - done) + back;
+    const chunk = await readInto(file, buf, range.offset + done - back, want);
+    for (let i = chunk.indexOf(needle[0]); i >= 0; i = chunk.indexOf(needle[0], i + 1)) {
+      if (i + needle.length > chunk.length) break;
+      if (needle.every((b, k) => chunk[i + k] === b)) {
+        const end = Math.min(i + length, range.size - done + back);
+        // a match near the chunk's end is whole in the next one
+        if (end > chunk.length && chunk.length === want) break;
+        return chunk.slice(i, end);
+      }
+    }
+    if (chunk.length < want) break;
+    done += chunk.length - back;
+  }
+  return undefined;
+}

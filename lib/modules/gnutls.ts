@@ -7,7 +7,7 @@
  * @module
  */
 import tlsObject from "../../build/tls.bpf.o" with { type: "bytes" };
-import { ElfError, ElfFile } from "../binary/elf.ts";
+import { ElfError, type ElfFile, SHT_NOBITS } from "../binary/elf.ts";
 import { EcapError } from "../base/errors.ts";
 import {
   type FileTarget,
@@ -21,6 +21,7 @@ import {
 import { parseMaps } from "../binary/proc_maps.ts";
 import { checkArchitecture } from "../core/targets.ts";
 import {
+  NSS_KEY_MAPS,
   OPENSSL_KEY_MAPS,
   PACKET_PROBES,
   SECRET_MODELS,
@@ -40,7 +41,8 @@ import {
   listLibraryTargets,
   type TlsLibraryModule,
 } from "../tls/tls_targets.ts";
-import { readLibraryFile } from "../tls/tls_library.ts";
+import { latin1, readLibraryElf } from "../tls/tls_library.ts";
+import { findInFile } from "../binary/elf_peek.ts";
 
 /** Options of the gnutls module. */
 export interface GnutlsOptions extends TlsFamilyOptions {
@@ -207,18 +209,23 @@ function fileOffsetOf(addr: bigint, ino: number): number | undefined {
   return undefined;
 }
 
-/** "3.7.9", from the text GnuTLS logs when debugging is on. */
-function gnutlsVersion(bytes: Uint8Array): string | undefined {
-  const text = new TextDecoder("latin1").decode(bytes);
-  return /Enabled GnuTLS (\d+\.\d+\.\d+) logging/.exec(text)?.[1];
+const LOGGING = new TextEncoder().encode("Enabled GnuTLS ");
+
+/** "3.7.9", from the text GnuTLS logs when debugging is on (in its read-only data). */
+async function gnutlsVersion(elf: ElfFile, path: string): Promise<string | undefined> {
+  const rodata = elf.sections.filter((s) => s.name.startsWith(".rodata") && s.type !== SHT_NOBITS);
+  const blocks = rodata.length > 0 ? rodata : [{ offset: 0, size: (await Deno.stat(path)).size }];
+  for (const block of blocks) {
+    const found = await findInFile(path, block, LOGGING, 40);
+    if (found) return /^Enabled GnuTLS (\d+\.\d+\.\d+) logging/.exec(latin1(found))?.[1];
+  }
+  return undefined;
 }
 
 /** What the gnutls module probes in one file: a line for the user, keys' places. */
 async function fileTarget(path: string, opts: GnutlsOptions): Promise<FileTarget> {
-  const bytes = await readLibraryFile(path, "GnuTLS");
-  let elf: ElfFile;
+  const elf = await readLibraryElf(path, "GnuTLS");
   try {
-    elf = ElfFile.parse(bytes);
     checkArchitecture(elf, path, "library");
     if (!elf.symbol("gnutls_record_send") || !elf.symbol("gnutls_record_recv")) {
       throw new EcapError(
@@ -233,7 +240,7 @@ async function fileTarget(path: string, opts: GnutlsOptions): Promise<FileTarget
       cause: e,
     });
   }
-  const version = gnutlsVersion(bytes);
+  const version = await gnutlsVersion(elf, path);
   let note = version ? `GnuTLS ${version}` : "GnuTLS";
   let mapEntries: FileTarget["mapEntries"];
   if (opts.model === "keylog" || opts.model === "pcap") {
@@ -310,7 +317,7 @@ export const gnutls: ModuleSpec<GnutlsOptions, GnutlsEvent> = {
       help: "libgnutls.so to probe (default: every libgnutls in use)",
     }],
     (v) => ({ gnutls: typeof v.gnutls === "string" ? v.gnutls : undefined }),
-    OPENSSL_KEY_MAPS,
+    [...OPENSSL_KEY_MAPS, ...NSS_KEY_MAPS],
   ),
   targets: (opts) => libraryTargets(library, opts),
   follow: (opts) => followLibrary(library, opts),

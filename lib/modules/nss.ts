@@ -25,6 +25,7 @@ import {
 } from "../core/module_spec.ts";
 import { checkArchitecture } from "../core/targets.ts";
 import {
+  NSS_KEY_MAPS,
   OPENSSL_KEY_MAPS,
   PACKET_PROBES,
   SECRET_MODELS,
@@ -281,6 +282,11 @@ export const nss: ModuleSpec<NssOptions, NssEvent> = {
     ...PACKET_PROBES,
   ],
   ...family,
+  // plaintext alone leaves NSS's key maps empty: one entry each, not thousands made at load
+  mapSizes: (opts) => ({
+    ...family.mapSizes!(opts),
+    ...wantsKeys(opts) ? {} : Object.fromEntries(NSS_KEY_MAPS.map((m) => [m, 1])),
+  }),
   targets: (opts) => wantsKeys(opts) ? keyTargets(opts) : libraryTargets(library, opts),
   follow: (opts) => wantsKeys(opts) ? followKeys(opts) : followLibrary(library, opts),
   listTargets: async (opts) =>

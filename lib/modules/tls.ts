@@ -32,7 +32,13 @@ import {
   listLibraryTargets,
   type TlsLibraryModule,
 } from "../tls/tls_targets.ts";
-import { PACKET_PROBES, SECRET_MODELS, TEXT_MODEL, tlsFamily } from "../tls/tls_family.ts";
+import {
+  NSS_KEY_MAPS,
+  PACKET_PROBES,
+  SECRET_MODELS,
+  TEXT_MODEL,
+  tlsFamily,
+} from "../tls/tls_family.ts";
 import { parseLibs, TLS_LIBS, type TlsLib } from "../tls/tls_libs.ts";
 import type {
   TlsDataEvent as DataEvent,
@@ -290,7 +296,7 @@ export const tls: ModuleSpec<TlsOptions, TlsEvent> = {
     gnutls: typeof v.gnutls === "string" ? v.gnutls : undefined,
     nss: typeof v.nss === "string" ? v.nss : undefined,
     elfpath: typeof v.elfpath === "string" ? v.elfpath : undefined,
-  })),
+  }), NSS_KEY_MAPS),
   targets: (opts) => libraryTargets(library, opts),
   follow: (opts) => followLibrary(library, opts),
   listTargets: (opts) => listLibraryTargets(library, opts),

@@ -293,6 +293,8 @@ type FamilyPart<O extends TlsFamilyOptions, M extends string> = Pick<
 
 /** OpenSSL's key maps in kern/tls.bpf.c: GnuTLS and NSS keys take other paths. */
 export const OPENSSL_KEY_MAPS = ["secrets_sent", "boringssl_hs_secrets"];
+/** NSS's key maps in kern/tls.bpf.c: used by `ecap nss -m keylog|pcap` alone. */
+export const NSS_KEY_MAPS = ["nss_hello_randoms", "nss_derives"];
 
 /**
  * The parts of a TLS module's spec that do not depend on its library.

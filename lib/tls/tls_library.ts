@@ -113,7 +113,8 @@ function* occurrences(bytes: Uint8Array, needle: number[]): Generator<number> {
   }
 }
 
-function latin1(bytes: Uint8Array): string {
+/** Bytes as text, one character each. */
+export function latin1(bytes: Uint8Array): string {
   return String.fromCharCode(...bytes);
 }
 
@@ -331,6 +332,24 @@ function libraryReadError(e: unknown, path: string, what = ""): EcapError {
 }
 
 /**
+ * Parses library `path` sparsely (readElf), turning failures into one-line
+ * EcapErrors as readLibraryFile does; not ELF is "unsupported".
+ */
+export async function readLibraryElf(path: string, what = ""): Promise<ElfFile> {
+  try {
+    return await readElf(path);
+  } catch (e) {
+    if (!(e instanceof ElfError)) throw libraryReadError(e, path, what);
+    const head = await readHead(path, 4);
+    const notElf = head.length < 4 || latin1(head) !== "\x7fELF";
+    throw new EcapError(
+      notElf ? `"${path}" is not an ELF file` : `"${path}" is not a usable ELF file: ${e.message}`,
+      { kind: "unsupported", cause: e },
+    );
+  }
+}
+
+/**
  * Identifies the TLS library at `path`: flavor, version (from its own
  * read-only data, else from the libcrypto it links), and the file offsets
  * of the {@link TLS_SYMBOLS} it defines. Throws {@link EcapError}: kind
@@ -340,19 +359,7 @@ function libraryReadError(e: unknown, path: string, what = ""): EcapError {
 export async function inspectTlsLibrary(path: string): Promise<TlsLibraryInfo> {
   // Read sparsely: node is a 100 MB file of which the symbols and the
   // read-only data are wanted (reading it whole peaked ecap at 300 MB).
-  let elf: ElfFile;
-  try {
-    elf = await readElf(path);
-  } catch (e) {
-    if (!(e instanceof ElfError)) throw libraryReadError(e, path);
-    const head = await readHead(path, 4);
-    const notElf = head.length < 4 || latin1(head) !== "\x7fELF";
-    throw new EcapError(
-      notElf ? `"${path}" is not an ELF file` : `"${path}" is not a usable ELF file: ${e.message}`,
-      { kind: "unsupported", cause: e },
-    );
-  }
-
+  const elf = await readLibraryElf(path);
   checkArchitecture(elf, path, "library");
   const symbols: Record<string, number> = {};
   try {
@@ -562,7 +569,11 @@ async function runningStaticBinaries(
   known: Map<string, DiscoveredTlsLibrary>,
 ): Promise<DiscoveredTlsLibrary[]> {
   const found = new Map<string, DiscoveredTlsLibrary>();
-  const rejected = new Set<string>();
+  // ecap's own executable (Deno, or ecap compiled) links no TLS library a
+  // module probes; reading it to say so took 63 ms when ecap runs under
+  // deno task, or beside another ecap
+  const self = await Deno.stat("/proc/self/exe").catch(() => undefined);
+  const rejected = new Set<string>(self ? [`${formatDev(self.dev!)}:${self.ino}`] : []);
   for (const e of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(e.name) || Number(e.name) === Deno.pid) continue;
     const pid = Number(e.name), exe = `/proc/${pid}/exe`;

@@ -1,9 +1,9 @@
 /**
- * mayDefineSymbol: a look at string tables only.
+ * mayDefineSymbol: a look at string tables only; findInFile: a search read a chunk at a time.
  * @module
  */
 import assert from "node:assert/strict";
-import { mayDefineSymbol } from "../../lib/binary/elf_peek.ts";
+import { findInFile, mayDefineSymbol } from "../../lib/binary/elf_peek.ts";
 
 Deno.test("mayDefineSymbol finds SSL_write in libssl and not in /usr/bin/true", async () => {
   assert.equal(await mayDefineSymbol("/usr/lib/x86_64-linux-gnu/libssl.so.3", "SSL_write"), true);
@@ -56,4 +56,29 @@ Deno.test("mayDefineSymbol finds names that cross its 1 MiB reads (node's 5 MB .
     assert.equal(await mayDefineSymbol("/usr/bin/node", name), true, name);
   }
   assert.equal(await mayDefineSymbol("/usr/bin/node", "gnutls_record_recv"), false);
+});
+
+Deno.test("findInFile finds a needle at every place around its 1 MiB reads", async () => {
+  const path = await Deno.makeTempFile();
+  const MiB = 1 << 20, needle = new TextEncoder().encode("Enabled GnuTLS ");
+  try {
+    // where a chunk ends, where the next begins, and a match cut by the range's end
+    for (const at of [0, MiB - 7, MiB - needle.length, MiB, 2 * MiB - 3, 3 * MiB - 20]) {
+      const bytes = new Uint8Array(3 * MiB).fill(0x45); // "E": the needle's first byte everywhere
+      bytes.set(needle, at);
+      const tail = new TextEncoder().encode("3.7.9 logging");
+      bytes.set(tail.subarray(0, bytes.length - at - needle.length), at + needle.length);
+      await Deno.writeFile(path, bytes);
+      const found = await findInFile(path, { offset: 0, size: bytes.length }, needle, 28);
+      const expected = bytes.slice(at, Math.min(at + 28, bytes.length));
+      assert.deepEqual(found, expected, `needle at ${at}`);
+      // a range that starts after it, or ends inside it, does not find it
+      const after = await findInFile(path, { offset: at + 1, size: MiB }, needle, 28);
+      assert.equal(after, undefined, `range after ${at}`);
+      const cut = await findInFile(path, { offset: 0, size: at + needle.length - 1 }, needle, 28);
+      assert.equal(cut, undefined, `range ending inside the needle at ${at}`);
+    }
+  } finally {
+    await Deno.remove(path);
+  }
 });
