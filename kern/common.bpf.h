@@ -168,10 +168,11 @@ const volatile __s64 watch_exec_hold_bytes = 0x7fffffffffffffffLL;
 #define ECAP_NR_MMAP 9 /* x86_64, like the syscall numbers of kern/tls.bpf.c */
 
 /* What user space decided about each file (enum watch_state). LRU: a file
- * evicted is only asked about again. */
+ * evicted is only asked about again (its entries are made at load: 4,096
+ * distinct executables and libraries are plenty). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 4096);
 	__type(key, struct watch_file_key);
 	__type(value, __u8);
 } watch_files SEC(".maps");

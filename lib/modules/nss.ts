@@ -10,7 +10,8 @@
  * @module
  */
 import tlsObject from "../../build/tls.bpf.o" with { type: "bytes" };
-import { ElfError, ElfFile } from "../binary/elf.ts";
+import { ElfError, type ElfFile, SHT_NOBITS } from "../binary/elf.ts";
+import { findInFile, readAt } from "../binary/elf_peek.ts";
 import { EcapError } from "../base/errors.ts";
 import {
   type FileTarget,
@@ -43,7 +44,7 @@ import {
   listLibraryTargets,
   type TlsLibraryModule,
 } from "../tls/tls_targets.ts";
-import { hasLibraryBuiltIn, readLibraryFile } from "../tls/tls_library.ts";
+import { hasLibraryBuiltIn, latin1, readLibraryElf } from "../tls/tls_library.ts";
 import { FreeblError, type FreeblFunction, locateFreeblFunctions } from "../tls/nss_keys.ts";
 
 /** Options of the nss module. */
@@ -60,24 +61,39 @@ export type NssEvent = TlsFamilyEvent<"nss">;
 const LIB = "nss";
 
 /** "4.35", NSPR's version string (PR_VERSION), alone in its read-only data. */
-function nsprVersion(bytes: Uint8Array): string | undefined {
-  const text = new TextDecoder("latin1").decode(bytes);
-  return /\0(4\.\d{1,3}(?:\.\d{1,3})?)\0/.exec(text)?.[1];
+async function nsprVersion(elf: ElfFile, path: string): Promise<string | undefined> {
+  for (const block of readOnlyData(elf)) {
+    using f = await Deno.open(path);
+    // NSPR is small (its .rodata: tens of KB), and the string has no fixed prefix
+    const text = latin1(await readAt(f, block.offset, Math.min(block.size, 1 << 20)));
+    const found = /\0(4\.\d{1,3}(?:\.\d{1,3})?)\0/.exec(text)?.[1];
+    if (found) return found;
+  }
+  return undefined;
 }
+
+const NSS_3 = new TextEncoder().encode("NSS 3.");
 
 /** "3.87", NSS's version string, as libnss3 and freebl carry it. */
-function nssVersion(bytes: Uint8Array): string | undefined {
-  const text = new TextDecoder("latin1").decode(bytes);
-  return /NSS (3\.\d{1,3}(?:\.\d{1,3})?)(?: Basic ECC)?\b/.exec(text)?.[1];
+async function nssVersion(elf: ElfFile, path: string): Promise<string | undefined> {
+  for (const block of readOnlyData(elf)) {
+    const found = await findInFile(path, block, NSS_3, 24);
+    if (found) return /^NSS (3\.\d{1,3}(?:\.\d{1,3})?)\b/.exec(latin1(found))?.[1];
+  }
+  return undefined;
 }
 
-/** An ELF file's bytes, or an EcapError saying why they are not usable. */
-async function elfOf(path: string, what: string): Promise<[Uint8Array, ElfFile]> {
-  const bytes = await readLibraryFile(path, what);
+/** The read-only data sections of a library. */
+function readOnlyData(elf: ElfFile) {
+  return elf.sections.filter((s) => s.name.startsWith(".rodata") && s.type !== SHT_NOBITS);
+}
+
+/** A library's ELF file (read sparsely), or an EcapError saying why it is not usable. */
+async function elfOf(path: string, what: string): Promise<ElfFile> {
+  const elf = await readLibraryElf(path, what);
   try {
-    const elf = ElfFile.parse(bytes);
     checkArchitecture(elf, path, "library");
-    return [bytes, elf];
+    return elf;
   } catch (e) {
     if (!(e instanceof ElfError)) throw e;
     throw new EcapError(`"${path}" is not a usable ELF file: ${e.message}`, {
@@ -87,29 +103,42 @@ async function elfOf(path: string, what: string): Promise<[Uint8Array, ElfFile]>
   }
 }
 
+/** Whether `elf` defines every one of `names`; a broken symbol table is an EcapError. */
+function hasSymbols(elf: ElfFile, path: string, ...names: string[]): boolean {
+  try {
+    return names.every((n) => elf.symbol(n) !== undefined);
+  } catch (e) {
+    if (!(e instanceof ElfError)) throw e;
+    throw new EcapError(`"${path}" has a malformed symbol table: ${e.message}`, {
+      kind: "unsupported",
+      cause: e,
+    });
+  }
+}
+
 /** What the nss module probes in a libnspr4: a line for the user. */
 async function nsprTarget(path: string, opts: NssOptions): Promise<FileTarget> {
-  const [bytes, elf] = await elfOf(path, "NSPR");
-  if (!elf.symbol("PR_Write") || !elf.symbol("PR_Read")) {
+  const elf = await elfOf(path, "NSPR");
+  if (!hasSymbols(elf, path, "PR_Write", "PR_Read")) {
     throw new EcapError(
       `"${path}" has no PR_Write/PR_Read symbols (not NSPR's libnspr4)`,
       { kind: "unsupported", hint: "pass --nss with the libnspr4.so NSS uses" },
     );
   }
-  const version = nsprVersion(bytes);
-  const keys = opts.model === "keylog" || opts.model === "pcap" ? "" : "; -m keylog for keys";
+  const version = await nsprVersion(elf, path);
+  const keys = wantsKeys(opts) ? "" : "; -m keylog for keys";
   return { note: `${version ? `NSPR ${version}` : "NSPR"}, NSS SSL sockets only${keys}` };
 }
 
 /** A libnss3 whose transcript hashing shows each handshake's client random. */
 async function nss3Target(path: string): Promise<FileTarget> {
-  const [bytes, elf] = await elfOf(path, "NSS");
-  if (!elf.symbol("PK11_DigestOp") || !elf.symbol("PK11_CloneContext")) {
+  const elf = await elfOf(path, "NSS");
+  if (!hasSymbols(elf, path, "PK11_DigestOp", "PK11_CloneContext")) {
     throw new EcapError(`"${path}" has no PK11_DigestOp/PK11_CloneContext (not NSS's libnss3)`, {
       kind: "unsupported",
     });
   }
-  const version = nssVersion(bytes);
+  const version = await nssVersion(elf, path);
   return { note: `${version ? `NSS ${version}` : "NSS"}: the client random of each handshake` };
 }
 
@@ -174,11 +203,15 @@ const FREEBL: TlsLibraryModule<NssOptions> = {
 };
 
 /**
- * Whether a file is one of NSS's key libraries, told from its symbols (a
- * followed file's path may be /proc/PID/fd/N); asked once per file probed.
+ * Options of a key probe: -m keylog and -m pcap only, on the files that are
+ * `lib`, told from their symbols (a followed file's path may be
+ * /proc/PID/fd/N); asked once per file probed.
  */
-function isKind(lib: TlsLibraryModule<NssOptions>) {
-  return (path: string) => hasLibraryBuiltIn(path, lib.kind).catch(() => false);
+function keysFrom(lib: TlsLibraryModule<NssOptions>) {
+  return {
+    models: SECRET_MODELS,
+    only: (path: string) => hasLibraryBuiltIn(path, lib.kind).catch(() => false),
+  };
 }
 
 /** The libnss3 and freebl files to probe for keys, in one role. */
@@ -226,6 +259,9 @@ function followKeys(opts: NssOptions): FollowSpec | undefined {
   };
 }
 
+/** Options of freebl's key probes. */
+const freeblKeys = keysFrom(FREEBL);
+
 /** The nss module, described once. */
 export const nss: ModuleSpec<NssOptions, NssEvent> = {
   name: "nss",
@@ -249,35 +285,26 @@ export const nss: ModuleSpec<NssOptions, NssEvent> = {
       uprobe(p, LIB, f, { models: TEXT_MODEL }),
       uretprobe("uretprobe_ssl_call", LIB, f, { models: TEXT_MODEL }),
     ]),
-    uprobe("uprobe_nss_digest_op", LIB, "PK11_DigestOp", {
-      models: SECRET_MODELS,
-      only: isKind(NSS3),
-    }),
-    uprobe("uprobe_nss_clone_context", LIB, "PK11_CloneContext", {
-      models: SECRET_MODELS,
-      only: isKind(NSS3),
-    }),
-    uprobeAt("uprobe_freebl_hmac_update", LIB, "HMAC_Update", freeblAt("HMAC_Update"), {
-      models: SECRET_MODELS,
-      only: isKind(FREEBL),
-    }),
-    uprobeAt("uprobe_freebl_hmac_finish", LIB, "HMAC_Finish", freeblAt("HMAC_Finish"), {
-      models: SECRET_MODELS,
-      only: isKind(FREEBL),
-    }),
-    uretprobeAt("uretprobe_freebl_hmac_finish", LIB, "HMAC_Finish", freeblAt("HMAC_Finish"), {
-      models: SECRET_MODELS,
-      only: isKind(FREEBL),
-    }),
+    uprobe("uprobe_nss_digest_op", LIB, "PK11_DigestOp", keysFrom(NSS3)),
+    uprobe("uprobe_nss_clone_context", LIB, "PK11_CloneContext", keysFrom(NSS3)),
+    uprobeAt("uprobe_freebl_hmac_update", LIB, "HMAC_Update", freeblAt("HMAC_Update"), freeblKeys),
+    uprobeAt("uprobe_freebl_hmac_finish", LIB, "HMAC_Finish", freeblAt("HMAC_Finish"), freeblKeys),
+    uretprobeAt(
+      "uretprobe_freebl_hmac_finish",
+      LIB,
+      "HMAC_Finish",
+      freeblAt("HMAC_Finish"),
+      freeblKeys,
+    ),
     // TLS 1.2: the master secret
-    uprobeAt("uprobe_freebl_tls_p_hash", LIB, "TLS_P_hash", freeblAt("TLS_P_hash"), {
-      models: SECRET_MODELS,
-      only: isKind(FREEBL),
-    }),
-    uretprobeAt("uretprobe_freebl_tls_p_hash", LIB, "TLS_P_hash", freeblAt("TLS_P_hash"), {
-      models: SECRET_MODELS,
-      only: isKind(FREEBL),
-    }),
+    uprobeAt("uprobe_freebl_tls_p_hash", LIB, "TLS_P_hash", freeblAt("TLS_P_hash"), freeblKeys),
+    uretprobeAt(
+      "uretprobe_freebl_tls_p_hash",
+      LIB,
+      "TLS_P_hash",
+      freeblAt("TLS_P_hash"),
+      freeblKeys,
+    ),
     rawTracepoint("raw_tp_sys_enter", "sys_enter"),
     ...PACKET_PROBES,
   ],
