@@ -1,16 +1,18 @@
 /**
  * Benchmark 2: the cost ecap adds to one captured call. bench/ssl_loop.c
- * calls SSL_write (64 bytes, memory BIO) in a loop; one process is timed
- * bare, with an empty uprobe+uretprobe on SSL_write (where peers attach),
- * with one at ecap's own site (the internal function SSL_write calls, see
- * lib/tls/ssl_internal.ts; attached as ecap attaches: uprobe.multi with the
- * process's pid), and under `ecap tls -p PID`, interleaved. Cost = time per
- * call minus the bare time of the same round.
+ * calls SSL_write (64 bytes, memory BIO) in a loop, bench/gnutls_loop.c
+ * gnutls_record_send; one process is timed bare, with an empty
+ * uprobe+uretprobe on the public write function (where peers attach), with
+ * them at ecap's own sites (OpenSSL: the internal function SSL_write calls;
+ * GnuTLS: gnutls_record_send2; see lib/tls/ssl_internal.ts; attached as ecap
+ * attaches: uprobe.multi with the process's pid), and under ecap with
+ * `-p PID`, interleaved. Cost = time per call minus the bare time of the
+ * same round.
  * @module
  */
 import emptyObject from "../build/bench_empty.bpf.o" with { type: "bytes" };
 import { BpfHandle } from "../lib/core/ffi.ts";
-import { opensslInternalCalls } from "../lib/tls/ssl_internal.ts";
+import { gnutlsSendForwards, opensslInternalCalls } from "../lib/tls/ssl_internal.ts";
 import { locateSymbol } from "../lib/core/targets.ts";
 import {
   type BenchOptions,
@@ -81,37 +83,96 @@ class Loop implements AsyncDisposable {
   }
 }
 
+/** A library whose write call the loop times, and where peers and ecap probe it. */
+interface LoopTarget {
+  /** Its name in the rows, e.g. "OpenSSL". */
+  name: string;
+  /** bench/NAME.c and the libraries it links. */
+  helper: string;
+  link: string[];
+  /** The library's soname as ldd prints it. */
+  soname: RegExp;
+  /** The public write function: where peers (bpftrace, eCapture) attach. */
+  publicWrite: string;
+  /** Where ecap attaches for a write, as file offsets, and what they are. */
+  ecapSites(lib: string): Promise<{ offsets: number[]; where: string }>;
+  /** ecap's command line for this library and process. */
+  ecapArgs(lib: string, pid: number): string[];
+}
+
+const TARGETS: LoopTarget[] = [
+  {
+    name: "OpenSSL",
+    helper: "ssl_loop",
+    link: ["-lssl", "-lcrypto"],
+    soname: /libssl\.so\.3 => (\S+)/,
+    publicWrite: "SSL_write",
+    // the internal write function when it finds one (lib/tls/ssl_internal.ts)
+    async ecapSites(lib) {
+      const internal = await opensslInternalCalls(lib);
+      if (internal) return { offsets: [internal.write], where: "ssl_write_internal" };
+      return {
+        offsets: [(await locateSymbol(lib, ["SSL_write"], "libssl"))!.offset],
+        where: "SSL_write",
+      };
+    },
+    ecapArgs: (lib, pid) => ["tls", "--libssl", lib, "-p", String(pid)],
+  },
+  {
+    name: "GnuTLS",
+    helper: "gnutls_loop",
+    link: ["-lgnutls"],
+    soname: /libgnutls\.so\.30 => (\S+)/,
+    publicWrite: "gnutls_record_send",
+    // send2 alone where send only jumps to it, else both (lib/modules/gnutls.ts)
+    async ecapSites(lib) {
+      const at = async (f: string) => (await locateSymbol(lib, [f], "libgnutls"))!.offset;
+      if (await gnutlsSendForwards(lib)) {
+        return { offsets: [await at("gnutls_record_send2")], where: "gnutls_record_send2" };
+      }
+      return {
+        offsets: [await at("gnutls_record_send"), await at("gnutls_record_send2")],
+        where: "gnutls_record_send and send2",
+      };
+    },
+    ecapArgs: (lib, pid) => ["gnutls", "--gnutls", lib, "-p", String(pid)],
+  },
+];
+
 export async function runPerCall(o: BenchOptions): Promise<Row[]> {
-  const bin = await compileHelper("ssl_loop", ["-lssl", "-lcrypto"]);
+  const rows: Row[] = [];
+  for (const t of TARGETS) rows.push(...await perCall(o, t));
+  return rows;
+}
+
+async function perCall(o: BenchOptions, t: LoopTarget): Promise<Row[]> {
+  const bin = await compileHelper(t.helper, t.link);
   const cert = `${o.tmp}/loop-cert.pem`, key = `${o.tmp}/loop-key.pem`;
   await selfSignedCert("localhost", key, cert);
   const ldd = await sh("ldd", [bin]);
-  const libssl = await Deno.realPath(/libssl\.so\.3 => (\S+)/.exec(ldd.stdout)?.[1] ?? "");
-  const loc = await locateSymbol(libssl, ["SSL_write"], "libssl");
-  if (!loc) throw new Error(`${libssl} has no SSL_write`);
+  const lib = await Deno.realPath(t.soname.exec(ldd.stdout)?.[1] ?? "");
+  const loc = await locateSymbol(lib, [t.publicWrite], t.name);
+  if (!loc) throw new Error(`${lib} has no ${t.publicWrite}`);
   const calls = o.quick ? 5_000 : 100_000;
   const reps = o.quick ? 1 : 3;
   await using loop = new Loop(bin, cert, key);
   await loop.ready();
   await loop.time(calls / 10); // warm up
-  o.log(`percall: ${calls} SSL_write(${SIZE} B) per round, ${reps} rounds; ${libssl}`);
+  o.log(`percall: ${calls} ${t.publicWrite}(${SIZE} B) per round, ${reps} rounds; ${lib}`);
 
-  // ecap's own site: the internal write function when it finds one (lib/tls/ssl_internal.ts)
-  const internal = await opensslInternalCalls(libssl);
-  const site = internal ? { path: libssl, offset: internal.write } : loc;
+  const site = await t.ecapSites(lib);
+  const atPublic = [loc.offset];
+  const sameSite = site.offsets.length === 1 && site.offsets[0] === loc.offset;
   const bare: number[] = [], empty: number[] = [], emptySite: number[] = [], ecap: number[] = [];
   const out = `/dev/shm/ecap-bench-${Deno.pid}-percall`;
   let lost = 0, events = 0;
-  /** Time per call minus bare with an empty uprobe+uretprobe at offset. */
-  const emptyAt = async (at: { path: string; offset: number }, b: number) => {
+  /** Time per call minus bare with an empty uprobe+uretprobe at each offset. */
+  const emptyAt = async (offsets: number[], b: number) => {
     const h = BpfHandle.open(emptyObject, "bench_empty");
     try {
       h.load();
-      h.attachUprobeMulti("uprobe_ssl_write", at.path, [at.offset], { pid: loop.pid });
-      h.attachUprobeMulti("uretprobe_ssl_call", at.path, [at.offset], {
-        retprobe: true,
-        pid: loop.pid,
-      });
+      h.attachUprobeMulti("uprobe_ssl_write", lib, offsets, { pid: loop.pid });
+      h.attachUprobeMulti("uretprobe_ssl_call", lib, offsets, { retprobe: true, pid: loop.pid });
       return await loop.time(calls) - b;
     } finally {
       h.close();
@@ -120,11 +181,12 @@ export async function runPerCall(o: BenchOptions): Promise<Row[]> {
   for (let rep = 0; rep < reps; rep++) {
     const b = await loop.time(calls);
     bare.push(b);
-    empty.push(await emptyAt(loc, b));
-    emptySite.push(internal ? await emptyAt(site, b) : empty.at(-1)!);
+    empty.push(await emptyAt(atPublic, b));
+    emptySite.push(sameSite ? empty.at(-1)! : await emptyAt(site.offsets, b));
 
     await Deno.remove(out).catch(() => {});
-    const e = await Ecap.start(["tls", "--libssl", libssl, "-p", String(loop.pid), "-o", out]);
+    // --calls: an event per call, so that every call is seen to be captured
+    const e = await Ecap.start([...t.ecapArgs(lib, loop.pid), "--calls", "-o", out]);
     let s;
     try {
       ecap.push(await loop.time(calls) - b);
@@ -136,33 +198,35 @@ export async function runPerCall(o: BenchOptions): Promise<Row[]> {
     lost += s.lost;
     events += s.events;
     o.log(
-      `  round ${rep + 1}: bare ${fmt(b)} ns, +empty at SSL_write ${fmt(empty.at(-1)!)} ns, ` +
+      `  round ${rep + 1}: bare ${fmt(b)} ns, +empty at ${t.publicWrite} ${
+        fmt(empty.at(-1)!)
+      } ns, ` +
         `+empty at ecap's site ${fmt(emptySite.at(-1)!)} ns, +ecap ${fmt(ecap.at(-1)!)} ns ` +
         `(ecap: ${s?.events} events, ${s?.lost} lost)`,
     );
   }
   const e = median(empty), es = median(emptySite), c = median(ecap), r = c / es;
-  const where = internal ? "ssl_write_internal" : "SSL_write";
+  const bench = `2 per call, ${t.name}`;
   return [
     {
-      bench: "2 per call",
-      figure: `bare SSL_write(${SIZE} B), memory BIO`,
+      bench,
+      figure: `bare ${t.publicWrite}(${SIZE} B), in memory`,
       value: `${fmt(median(bare))} ns`,
       baseline: "-",
       ratio: "-",
       target: "-",
     },
     {
-      bench: "2 per call",
-      figure: `empty uprobe+uretprobe at ${where} (ecap's site) vs at SSL_write`,
+      bench,
+      figure: `empty uprobe+uretprobe at ${site.where} (ecap's site) vs at ${t.publicWrite}`,
       value: `${fmt(es)} ns`,
-      baseline: `${fmt(e)} ns (SSL_write)`,
+      baseline: `${fmt(e)} ns (${t.publicWrite})`,
       ratio: ratioText(es / e),
       target: "-",
     },
     {
-      bench: "2 per call",
-      figure: `added by ecap tls vs empty uprobe+uretprobe at ${where}`,
+      bench,
+      figure: `added by ecap vs empty uprobe+uretprobe at ${site.where}`,
       value: `${fmt(c)} ns`,
       baseline: `${fmt(es)} ns (empty)`,
       ratio: ratioText(r),
@@ -170,20 +234,21 @@ export async function runPerCall(o: BenchOptions): Promise<Row[]> {
       pass: r <= 1.2,
     },
     {
-      bench: "2 per call",
-      figure: "added by ecap tls vs empty uprobe+uretprobe at SSL_write",
+      bench,
+      figure: `added by ecap vs empty uprobe+uretprobe at ${t.publicWrite}`,
       value: `${fmt(c)} ns`,
       baseline: `${fmt(e)} ns (empty)`,
       ratio: ratioText(c / e),
       target: "-",
     },
     {
-      bench: "2 per call",
-      figure: "ecap tls events lost during the loop",
-      value: `${lost} of ${lost + events}`,
-      baseline: "-",
-      ratio: "-",
-      target: "-",
+      bench,
+      figure: "ecap --calls: calls captured; records lost",
+      value: `${events}; ${lost} lost`,
+      baseline: `${calls * reps} calls`,
+      ratio: ratioText(events / (calls * reps)),
+      target: "= 1; 0",
+      pass: events === calls * reps && lost === 0,
     },
   ];
 }

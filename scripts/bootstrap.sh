@@ -20,7 +20,7 @@ die() { echo "bootstrap: $*" >&2; exit 1; }
 command -v apt-get >/dev/null || die "apt-get not found: ecap's bootstrap supports Debian 12 only"
 
 BUILD_PKGS=(clang-19 llvm-19 bpftool gcc make pkg-config dpkg-dev m4 gawk flex bison ca-certificates)
-TEST_PKGS=(bsdextrautils chromium firefox-esr fonts-dejavu-core brotli zstd tmux bash zsh procps iproute2 curl binutils util-linux nginx-light openssl python3 mariadb-server mariadb-client postgresql python3-pymysql python3-psycopg tshark tcpdump wrk libssl-dev android-libboringssl android-libboringssl-dev bpftrace gnutls-bin libnss3-tools golang-go wget)
+TEST_PKGS=(bsdextrautils chromium firefox-esr fonts-dejavu-core brotli zstd tmux bash zsh procps iproute2 curl binutils util-linux nginx-light openssl python3 mariadb-server mariadb-client postgresql python3-pymysql python3-psycopg tshark tcpdump wrk libssl-dev libgnutls28-dev android-libboringssl android-libboringssl-dev bpftrace gnutls-bin libnss3-tools golang-go wget)
 want=("${BUILD_PKGS[@]}")
 [ "${1:-}" = "--test" ] && want+=("${TEST_PKGS[@]}")
 command -v npm >/dev/null || want+=(npm) # Node from elsewhere brings its own npm

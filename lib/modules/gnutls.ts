@@ -43,6 +43,7 @@ import {
 } from "../tls/tls_targets.ts";
 import { latin1, readLibraryElf } from "../tls/tls_library.ts";
 import { findInFile } from "../binary/elf_peek.ts";
+import { gnutlsSendForwards } from "../tls/ssl_internal.ts";
 
 /** Options of the gnutls module. */
 export interface GnutlsOptions extends TlsFamilyOptions {
@@ -63,7 +64,9 @@ const LIB = "gnutls";
 /** The static function gnutls_init installs as every session's keylog hook. */
 const KEYLOG_FUNC = "_gnutls_nss_keylog_func";
 
-// gnutls_record_send forwards to gnutls_record_send2; send_range and the
+// gnutls_record_send forwards to gnutls_record_send2 (probed alone where
+// that is a plain jump: send starts with an instruction the kernel
+// single-steps, send2 with a push); send_range and the
 // early data calls take their own paths; recv and recv_seq both call the
 // internal _gnutls_recv_int. A probed call inside another for the same work
 // (send -> send2) is reported once by kern/tls.bpf.c. gnutls_record_recv_packet
@@ -263,6 +266,9 @@ async function locateKeylog(path: string): Promise<{ symbol: string; offset: num
   return typeof keys === "string" ? [] : [{ symbol: KEYLOG_FUNC, offset: keys.keylogOffset }];
 }
 
+/** Files whose gnutls_record_send is not a plain jump to gnutls_record_send2. */
+const notForwarding = async (path: string) => !await gnutlsSendForwards(path);
+
 const library: TlsLibraryModule<GnutlsOptions> = {
   role: LIB,
   what: "GnuTLS",
@@ -285,10 +291,15 @@ export const gnutls: ModuleSpec<GnutlsOptions, GnutlsEvent> = {
   ],
   object: tlsObject,
   probes: [
-    ...WRITES.flatMap((f, i) => [
-      uprobe("uprobe_ssl_write", LIB, f, { optional: i > 0, models: TEXT_MODEL }),
-      uretprobe("uretprobe_ssl_call", LIB, f, { optional: i > 0, models: TEXT_MODEL }),
-    ]),
+    ...WRITES.flatMap((f, i) => {
+      // gnutls_record_send where it is more than a jump to send2 (lib/tls/ssl_internal.ts)
+      const only = i === 0 ? notForwarding : undefined;
+      const opts = { optional: i > 0, models: TEXT_MODEL, only };
+      return [
+        uprobe("uprobe_ssl_write", LIB, f, opts),
+        uretprobe("uretprobe_ssl_call", LIB, f, opts),
+      ];
+    }),
     ...READS.flatMap((f, i) => [
       uprobe("uprobe_ssl_read", LIB, f, { optional: i > 0, models: TEXT_MODEL }),
       uretprobe("uretprobe_ssl_call", LIB, f, { optional: i > 0, models: TEXT_MODEL }),

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { readElf } from "../../lib/binary/elf.ts";
-import { emulatedFirst, opensslInternalCalls } from "../../lib/tls/ssl_internal.ts";
+import {
+  emulatedFirst,
+  gnutlsSendForwards,
+  opensslInternalCalls,
+} from "../../lib/tls/ssl_internal.ts";
 
 const LIBSSL = "/usr/lib/x86_64-linux-gnu/libssl.so.3";
 
@@ -51,5 +55,55 @@ Deno.test("opensslInternalCalls() looks again when the file at a path is replace
     assert.equal(await opensslInternalCalls(path), undefined);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+const LIBGNUTLS = "/usr/lib/x86_64-linux-gnu/libgnutls.so.30";
+
+/** A shared library built from C source, in a temporary directory. */
+async function buildLibrary(source: string): Promise<string> {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/lib.c`, source);
+  const out = await new Deno.Command("gcc", {
+    args: ["-O2", "-shared", "-fPIC", "-o", `${dir}/lib.so`, `${dir}/lib.c`],
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  return `${dir}/lib.so`;
+}
+
+Deno.test("gnutlsSendForwards() sees Debian's gnutls_record_send jump to send2, as objdump does", async () => {
+  // objdump's own reading of the function: argument set-up, then a jump to send2's PLT stub
+  const out = await new Deno.Command("objdump", {
+    args: ["-d", "--disassemble=gnutls_record_send", LIBGNUTLS],
+    stdout: "piped",
+  }).output();
+  const body = new TextDecoder().decode(out.stdout);
+  assert.match(body, /jmp\s+[0-9a-f]+ <gnutls_record_send2@plt>/);
+  assert.equal(await gnutlsSendForwards(LIBGNUTLS), true);
+});
+
+Deno.test("gnutlsSendForwards() is false when gnutls_record_send does more than forward", async () => {
+  const common = `#include <sys/types.h>
+volatile long seen;
+__attribute__((noinline)) ssize_t gnutls_record_send2(void *s, const void *d, size_t n,
+                                                     size_t pad, unsigned flags)
+{ seen += n + pad + flags + (long)s + (long)d; return (ssize_t)n; }
+`;
+  // the same forward through the PLT is recognised; work before the jump is not
+  const forward = await buildLibrary(`${common}
+ssize_t gnutls_record_send(void *s, const void *d, size_t n)
+{ return gnutls_record_send2(s, d, n, 0, 0); }`);
+  const more = await buildLibrary(`${common}
+ssize_t gnutls_record_send(void *s, const void *d, size_t n)
+{ seen++; return gnutls_record_send2(s, d, n, 0, 0); }`);
+  try {
+    assert.equal(await gnutlsSendForwards(forward), true);
+    assert.equal(await gnutlsSendForwards(more), false);
+    assert.equal(await gnutlsSendForwards(LIBSSL), false);
+  } finally {
+    for (const p of [forward, more]) {
+      await Deno.remove(p.replace(/\/lib\.so$/, ""), { recursive: true });
+    }
   }
 });
