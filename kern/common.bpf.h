@@ -125,6 +125,20 @@ static __always_inline void fill_hdr(struct ecap_hdr *h, __u32 kind, __u64 pid_t
  */
 const volatile __u32 wakeup_bytes = 0;
 
+/*
+ * Bytes waiting in the ring above which big records are kept short (user
+ * space sets half the ring): a TLS call keeps its first shed_keep_bytes, a
+ * packet its headers. Every call is still reported with its length, so an
+ * HTTP exchange stays whole and only its body loses bytes, where a full
+ * ring would lose records outright.
+ */
+const volatile __u64 shed_above_bytes = ~0ULL;
+
+static __always_inline bool ring_filling(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > shed_above_bytes;
+}
+
 static __always_inline __u64 wakeup_flag(void)
 {
 	if (!wakeup_bytes)

@@ -33,7 +33,8 @@ enum ecap_stat {
 	ECAP_STAT_LOST = 1,	/* records the ring had no room for */
 	ECAP_STAT_TRUNCATED = 2, /* records cut at a documented cap */
 	ECAP_STAT_UNFOLLOWED = 3, /* calls not reported: nested too deep, or their return never seen */
-	ECAP_STAT_MAX = 4,
+	ECAP_STAT_SHED = 4,	/* records kept short while the ring was filling (shed_above_bytes) */
+	ECAP_STAT_MAX = 5,
 };
 
 /* Starts every record. */
@@ -130,7 +131,8 @@ enum mysql_command {
 enum tls_data_flags {
 	TLS_DATA_READ = 1,	/* SSL_read*: the process received it (else sent) */
 	TLS_DATA_LAST = 2,	/* last chunk of this call */
-	TLS_DATA_CUT = 4,	/* the call moved more than max_call_bytes: the rest is not captured */
+	TLS_DATA_CUT = 4,	/* the call moved more than was captured (max_call_bytes, or kept short
+				 * while the ring was filling): total says how much */
 	TLS_DATA_GAP = 8,	/* records of this connection and direction were lost before this call */
 };
 

@@ -10,6 +10,8 @@
 
 /* Bytes captured of one call at most; the rest is counted as cut. */
 const volatile __u32 max_call_bytes = 1 << 20;
+/* Bytes captured of a call while the ring is filling (common.bpf.h): a head. */
+#define SHED_KEEP_BYTES 1024
 
 /* Where a record is built: too big for the stack. */
 struct tls_record {
@@ -120,6 +122,11 @@ static __always_inline void emit_tls_data(__u64 id, __u64 conn, __s32 fd, __u32 
 		ctx.captured = max_call_bytes;
 		ctx.cut = TLS_DATA_CUT;
 		stat_add(ECAP_STAT_TRUNCATED, 1);
+	}
+	if (ctx.captured > SHED_KEEP_BYTES && ring_filling()) {
+		ctx.captured = SHED_KEEP_BYTES;
+		ctx.cut = TLS_DATA_CUT;
+		stat_add(ECAP_STAT_SHED, 1);
 	}
 	ctx.gap.conn = conn;
 	ctx.gap.pid = id >> 32;

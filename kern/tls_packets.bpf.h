@@ -10,6 +10,9 @@
 
 /* Bytes of a packet captured at most. */
 const volatile __u32 pkt_snaplen = TLS_PACKET_MAX;
+/* Bytes of a packet captured while the ring is filling (common.bpf.h):
+ * Ethernet, IP and TCP headers with options, and a TLS record header. */
+#define SHED_PACKET_BYTES 128
 
 struct packet_record {
 	struct tls_packet rec;
@@ -37,6 +40,10 @@ static __always_inline int capture_packet(struct __sk_buff *skb, __u32 dir)
 	caplen = len < pkt_snaplen ? len : pkt_snaplen;
 	if (caplen > TLS_PACKET_MAX)
 		caplen = TLS_PACKET_MAX;
+	if (caplen > SHED_PACKET_BYTES && ring_filling()) {
+		caplen = SHED_PACKET_BYTES;
+		stat_add(ECAP_STAT_SHED, 1);
+	}
 	if (caplen == 0)
 		return TCX_NEXT;
 	/* bpf_skb_load_bytes wants a length the verifier can bound */

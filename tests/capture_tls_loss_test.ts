@@ -1,7 +1,9 @@
 /**
  * What ecap tls says when its ring buffer overflows: the lost records are
  * counted, the next record of each connection and direction says so, and
- * HTTP decoding finds its footing again at the next message.
+ * HTTP decoding finds its footing again at the next message. Before that,
+ * while the ring is over half full, calls are kept short instead: every
+ * exchange is still reported, with the bodies cut.
  * @module
  */
 import assert from "node:assert/strict";
@@ -91,5 +93,79 @@ print(c.getresponse().read().decode(), end="", flush=True)`,
       asked.some((m) => m.target === "/small.txt"),
       JSON.stringify(asked.map((m) => m.target)),
     );
+  },
+);
+
+/** A python client on one keep-alive connection: `requests` once stdin says go. */
+function pythonClient(port: number, requests: [string, number][]) {
+  const py = new Deno.Command("/usr/bin/python3", {
+    args: [
+      "-c",
+      `import http.client, ssl, sys
+c = http.client.HTTPSConnection("127.0.0.1", ${port}, context=ssl._create_unverified_context())
+sys.stdin.readline()
+for path, size in ${JSON.stringify(requests)}:
+    c.request("GET", path)
+    assert len(c.getresponse().read()) == size
+print("done", flush=True)`,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const done = (async () => {
+    let out = "";
+    for await (const c of py.stdout.pipeThrough(new TextDecoderStream())) out += c;
+    return out;
+  })();
+  return { py, done };
+}
+
+bpfTest(
+  "ecap tls keeps calls short while its ring is over half full: no record lost, every exchange told",
+  async () => {
+    const big = new Uint8Array(1 << 20);
+    for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
+    await using nginx = await Nginx.start({ "big.bin": big, "small.txt": "small\n" });
+    const { py, done } = pythonClient(nginx.port, [["/big.bin", big.length], [
+      "/small.txt",
+      6,
+    ]]);
+    // 1 MiB each way through a 512 KiB ring the reader does not empty: the
+    // first 256 KiB of records whole, then calls of 1 KiB at most
+    await using run = await EcapRun.start([
+      "tls",
+      "--json",
+      "--mapsize",
+      String(512 << 10),
+      "--pid",
+      String(py.pid),
+    ]);
+    Deno.kill(run.pid, "SIGSTOP");
+    try {
+      const stdin = py.stdin.getWriter();
+      await stdin.write(new TextEncoder().encode("go\n"));
+      await stdin.close();
+      assert.equal(await done, "done\n");
+      assert.equal((await py.status).code, 0);
+    } finally {
+      Deno.kill(run.pid, "SIGCONT");
+    }
+    const exchanges = () => run.json().filter((e) => e.kind === "http");
+    await waitFor(() => exchanges().length >= 2, "both exchanges");
+    assert.equal(await run.stop(), 0);
+    const stats = run.stats()!;
+    assert.equal(Number(stats.lost), 0, JSON.stringify(stats));
+    assert.ok(Number(stats.shed) > 0, JSON.stringify(stats));
+    const [first, second] = exchanges() as { request: Json; response: Json }[];
+    // the big one: status and size known, its body what the ring had room for
+    assert.equal(first.request.path, "/big.bin");
+    assert.equal(first.response.status, 200);
+    assert.equal(first.response.body_size, big.length);
+    assert.equal(first.response.body_truncated, true);
+    // the small one after it, whole: the stream stayed in step
+    assert.equal(second.request.path, "/small.txt");
+    assert.equal(second.response.status, 200);
+    assert.equal(second.response.body, "small\n");
+    assert.match(run.stderr, /\d+ kept short while the ring was over half full/);
   },
 );

@@ -65,7 +65,8 @@ export const COMMON_OPTIONS: readonly OptionSpec[] = [
     name: "mapsize",
     type: "string",
     arg: "BYTES",
-    help: "ring buffer size, e.g. 8M (default 8M; rounded up to a power of two)",
+    help: "ring buffer size, e.g. 8M (default 8M; rounded up to a power of two); " +
+      "past half full, big records are kept short",
   },
   {
     name: "nice",

@@ -272,6 +272,7 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
   const perCpu = why ? ` (${why})` : "";
   const extra = [
     s.truncated ? `, ${s.truncated} cut at cap` : "",
+    s.shed ? `, ${s.shed} kept short while the ring was over half full (raise --mapsize)` : "",
     s.malformed ? `, ${s.malformed} malformed` : "",
   ].join("");
   say(`${s.events} events, ${s.lost} lost${perCpu}${extra}`);
@@ -283,6 +284,7 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
       lost_per_cpu: s.lostPerCpu,
       unfollowed: s.unfollowed,
       truncated: s.truncated,
+      shed: s.shed,
       malformed: s.malformed,
     };
     try {
@@ -325,6 +327,7 @@ const NO_STATS = {
   unfollowed: 0,
   lost: 0,
   truncated: 0,
+  shed: 0,
   malformed: 0,
   events: 0,
   bytes: 0,

@@ -98,6 +98,11 @@ export interface CaptureStats {
   lost: number;
   /** Records cut at a documented cap. */
   truncated: number;
+  /**
+   * Records kept short because the ring buffer was over half full (the
+   * reader behind): a TLS call's first 1 KiB, a packet's first 128 bytes.
+   */
+  shed: number;
   /** Records user space could not decode. */
   malformed: number;
   /** Events yielded. */
@@ -263,6 +268,8 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
       handle.setGlobal("filter_pids_on", bool(pids.length > 0));
       handle.setGlobal("follow_children", bool(opts.followChildren === true));
       handle.setGlobal("wakeup_bytes", u32(ringBytes(opts.mapSize) / WAKEUP_FRACTION));
+      // past half full, big records are kept short rather than lost (kern/common.bpf.h)
+      handle.setGlobal("shed_above_bytes", u64(ringBytes(opts.mapSize) / 2));
       handle.setGlobal("filter_uid", u32(opts.uid ?? 0));
       handle.setGlobal("filter_uid_set", bool(opts.uid !== undefined));
       if (opts.comm !== undefined) {
@@ -633,6 +640,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
       unfollowed,
       lost: lostPerCpu.reduce((a, b) => a + b, 0) + unfollowed,
       truncated: sum(2),
+      shed: sum(4),
       malformed: this.#malformed,
       events: this.#events,
       bytes: this.#recordBytes,

@@ -102,6 +102,7 @@ export class CaptureGroup<E extends EventBase> implements RunningCapture<E> {
       unfollowed: sum((s) => s.unfollowed),
       lost: sum((s) => s.lost),
       truncated: sum((s) => s.truncated),
+      shed: sum((s) => s.shed),
       malformed: sum((s) => s.malformed),
       events: sum((s) => s.events),
       bytes: sum((s) => s.bytes),

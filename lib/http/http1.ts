@@ -336,6 +336,41 @@ export class Http1Parser {
   }
 
   /**
+   * Accounts for n bytes of the stream that were not captured (a call cut
+   * short). Inside a body whose end the framing gives (a length, a chunk,
+   * the close) the body keeps what was captured and is marked truncated;
+   * returns the messages that completes. Undefined when the bytes may hold
+   * framing (a head, chunk sizes, the next message): the stream is then out
+   * of step, and the caller says so.
+   */
+  skip(n: number): Http1Message[] | undefined {
+    const out: Http1Message[] = [];
+    if (n === 0) return out;
+    switch (this.#state) {
+      case "failed":
+      case "ended":
+      case "upgraded":
+        return out;
+      case "body-close":
+        this.#rawLength += n;
+        this.#truncated = true;
+        return out;
+      case "body-length":
+      case "chunk-data":
+        if (n > this.#remaining) return undefined;
+        this.#rawLength += n;
+        this.#truncated = true;
+        this.#remaining -= n;
+        if (this.#remaining > 0) return out;
+        if (this.#state === "body-length") this.#finish(out);
+        else this.#state = "chunk-end";
+        return out;
+      default:
+        return undefined;
+    }
+  }
+
+  /**
    * Signals the end of the stream: completes a body delimited by the close,
    * and returns a cut-off message as `incomplete`.
    */
@@ -686,6 +721,11 @@ export class Http1Exchange {
     // After a 101 or a CONNECT tunnel both directions carry another protocol.
     if (this.#responses.upgraded) this.#requests.upgrade();
     return out;
+  }
+
+  /** Accounts for uncaptured bytes of one direction (see Http1Parser.skip). */
+  skip(direction: "request" | "response", n: number): Http1Message[] | undefined {
+    return (direction === "request" ? this.#requests : this.#responses).skip(n);
   }
 
   /** Feeds client-to-server bytes. */

@@ -130,6 +130,23 @@ export class HttpConversation {
     }
   }
 
+  /**
+   * Says that n bytes of one direction that follow what was pushed were not
+   * captured (a call cut short). An HTTP/1 body of known extent keeps what
+   * was captured, marked truncated; anywhere else this is a loss (see lost).
+   */
+  skip(direction: ConversationDirection, n: number): HttpView[] {
+    if (n === 0 || this.#protocol === "raw") return [];
+    if (this.#protocol === "http1" && !this.#lost[direction]) {
+      const kind = direction === this.#requestDirection() ? "request" : "response";
+      const done = this.#h1!.skip(kind, n);
+      if (done !== undefined) {
+        return done.map((message) => ({ protocol: "http1" as const, direction, message }));
+      }
+    }
+    return this.lost(direction);
+  }
+
   /** Feeds the next chunk of one direction; returns what it completes. */
   push(
     direction: ConversationDirection,

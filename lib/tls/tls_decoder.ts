@@ -261,8 +261,13 @@ export function tlsFamilyDecoder<M extends string>(
       const gap = call.gap || call.incomplete;
       // bytes missing before or inside this call: the message they broke ends
       const cut = gap ? c.conversation.lost(side) : [];
-      const pushed = c.conversation.push(side, data);
-      const http = cut.length > 0 ? [...cut, ...pushed] : pushed;
+      let http = c.conversation.push(side, data);
+      if (cut.length > 0) http = [...cut, ...http];
+      // a call cut short (--max-call-bytes, or while the ring was filling): what it did not keep
+      if ((flags & CUT) !== 0 && total > data.length) {
+        const skipped = c.conversation.skip(side, total - data.length);
+        if (skipped.length > 0) http = [...http, ...skipped];
+      }
       const protocol = c.conversation.protocol;
       const outOfStep = c.conversation.outOfStep(side);
       const inHttp = (protocol === "http1" || protocol === "http2") && !outOfStep &&

@@ -8,6 +8,7 @@ const stats = (events: number, bytes: number, lost = 0): CaptureStats => ({
   unfollowed: 0,
   lost,
   truncated: 0,
+  shed: 0,
   malformed: 0,
   events,
   bytes,

@@ -393,3 +393,55 @@ Deno.test("HttpParseError is a SyntaxError", () => {
   assert.ok(e instanceof SyntaxError);
   assert.equal(e.name, "HttpParseError");
 });
+
+Deno.test("Http1Parser.skip() keeps a body's framing across bytes not captured", () => {
+  // Content-Length: 10 captured bytes, 80 skipped, 10 captured; the next message whole
+  const p = new Http1Parser({ expect: "response" });
+  assert.deepEqual(p.push(bytes("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")), []);
+  assert.deepEqual(p.skip(80), []);
+  const [cut] = p.push(cat("abcdefghij", "HTTP/1.1 204 No Content\r\n\r\n"));
+  assert.equal(dec.decode(cut.body), "0123456789abcdefghij");
+  assert.equal(cut.rawBodyLength, 100);
+  assert.equal(cut.bodyTruncated, true);
+  assert.equal(p.end().length, 0);
+
+  // the skip that ends the body completes the message
+  const q = new Http1Parser({ expect: "response" });
+  q.push(bytes("HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nhead"));
+  const [done] = q.skip(46)!;
+  assert.equal(done.status, 200);
+  assert.equal(done.rawBodyLength, 50);
+  assert.equal(done.bodyTruncated, true);
+
+  // inside a chunk, then the chunk's end and the next size line as usual
+  const c = new Http1Parser({ expect: "response" });
+  c.push(bytes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n20\r\nabcd"));
+  assert.deepEqual(c.skip(28), []);
+  const [chunked] = c.push(bytes("\r\n3\r\nxyz\r\n0\r\n\r\n"));
+  assert.equal(dec.decode(chunked.body), "abcdxyz");
+  assert.equal(chunked.rawBodyLength, 35);
+  assert.equal(chunked.bodyTruncated, true);
+
+  // a body that runs to the close takes any amount
+  const close = new Http1Parser({ expect: "response" });
+  close.push(bytes("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nstart"));
+  assert.deepEqual(close.skip(1000), []);
+  const [closed] = close.end();
+  assert.equal(closed.rawBodyLength, 1005);
+  assert.equal(closed.bodyTruncated, true);
+});
+
+Deno.test("Http1Parser.skip() refuses bytes that may hold framing", () => {
+  // past the body's end (the next message's head), in a head, at a chunk size line
+  const past = new Http1Parser({ expect: "response" });
+  past.push(bytes("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234"));
+  assert.equal(past.skip(6), undefined);
+  const head = new Http1Parser({ expect: "request" });
+  head.push(bytes("GET / HTTP/1.1\r\nHost: a"));
+  assert.equal(head.skip(10), undefined);
+  const size = new Http1Parser({ expect: "response" });
+  size.push(bytes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde"));
+  assert.equal(size.skip(3), undefined);
+  // nothing skipped is nothing to say
+  assert.deepEqual(new Http1Parser().skip(0), []);
+});

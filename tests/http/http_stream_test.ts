@@ -279,3 +279,21 @@ Deno.test("HttpConversation.push() never throws under seeded fuzzing", () => {
   }
   assert.ok(Date.now() - start < 10_000, "fuzzing took too long");
 });
+
+Deno.test("HttpConversation.skip() cuts an HTTP/1 body and stays in step; in a head it is a loss", () => {
+  const c = new HttpConversation();
+  c.push("out", bytes("GET /big HTTP/1.1\r\nHost: x\r\n\r\n"));
+  c.push("in", bytes("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nfirst"));
+  const [big] = c.skip("in", 995);
+  assert.equal(big.protocol, "http1");
+  assert.equal(big.direction, "in");
+  assert.equal(big.protocol === "http1" && big.message.bodyTruncated, true);
+  assert.equal(c.outOfStep("in"), false);
+  c.push("out", bytes("GET /small HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const [small] = c.push("in", bytes("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+  assert.equal(small.protocol === "http1" && new TextDecoder().decode(small.message.body), "ok");
+  // bytes missing from a head cannot be stepped over: the direction resyncs later
+  c.push("in", bytes("HTTP/1.1 200 OK\r\nContent-"));
+  c.skip("in", 40);
+  assert.equal(c.outOfStep("in"), true);
+});

@@ -23,6 +23,7 @@ const STATS: CaptureStats = {
   unfollowed: 0,
   lost: 2,
   truncated: 0,
+  shed: 0,
   malformed: 0,
   events: 7,
   bytes: 1234,
