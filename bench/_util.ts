@@ -270,7 +270,7 @@ export class Ecap extends Proc {
    * Stops ecap (SIGINT) and returns its summary; throws when it exits
    * non-zero or without one: a figure measured with a broken ecap is a MISS.
    */
-  async finish(): Promise<{ events: number; lost: number }> {
+  async finish(): Promise<{ events: number; lost: number; shed: number }> {
     const code = await this.stop();
     const s = this.summary();
     if (code !== 0 || !s) {
@@ -281,10 +281,15 @@ export class Ecap extends Proc {
     return s;
   }
 
-  /** The final summary's counts: "ecap: N events, M lost". */
-  summary(): { events: number; lost: number } | undefined {
-    const m = /ecap: (\d+) events, (\d+) lost/.exec(this.stderr);
-    return m ? { events: Number(m[1]), lost: Number(m[2]) } : undefined;
+  /**
+   * The final summary's counts: "ecap: N events, M lost", and records kept
+   * short while the ring was over half full (0 when it says none).
+   */
+  summary(): { events: number; lost: number; shed: number } | undefined {
+    const m = /ecap: (\d+) events, (\d+) lost.*/.exec(this.stderr);
+    if (!m) return undefined;
+    const shed = Number(/(\d+) kept short/.exec(m[0])?.[1] ?? 0);
+    return { events: Number(m[1]), lost: Number(m[2]), shed };
   }
 }
 

@@ -56,6 +56,8 @@ interface Run {
   exit?: number;
   broken?: string;
   lost?: number;
+  /** Records kept short while the ring was over half full. */
+  shed?: number;
   events?: number;
   rss?: number;
   /** bpftrace: data events printed / expected (its own in-kernel counts). */
@@ -216,6 +218,7 @@ end
             const s = ecap.summary();
             run.events = s?.events;
             run.lost = s?.lost ?? NaN;
+            run.shed = s?.shed ?? NaN;
             run.broken = run.exit !== 0 || !s
               ? `exit ${run.exit}${s ? "" : ", no summary"}: ${ecap.stderr.trim().slice(-200)}`
               : "";
@@ -243,7 +246,9 @@ end
         runs.push(run as Run);
         const extra = [
           run.broken ? `BROKEN ${run.broken}` : "",
-          run.lost !== undefined ? `events ${run.events} lost ${run.lost}` : "",
+          run.lost !== undefined
+            ? `events ${run.events} lost ${run.lost}${run.shed ? ` kept short ${run.shed}` : ""}`
+            : "",
           run.exchanges !== undefined ? `exchanges ${run.exchanges}/${run.requests}` : "",
           run.capturedBytes !== undefined ? `captured ${run.capturedBytes}/${run.wrkBytes} B` : "",
           run.rss !== undefined ? `rss ${fmt(run.rss / 2 ** 20)} MiB` : "",
@@ -321,12 +326,14 @@ end
     add(size, "ecap tls -m pcap vs none", "pcap", "none", 0.8);
     const text = of(size, "text");
     const textLost = sum(text, (r) => r.lost);
+    const shedIn = (mode: Mode) => sum(of(size, mode), (r) => r.shed ?? 0);
+    const kept = (mode: Mode) => shedIn(mode) ? `, ${shedIn(mode)} kept short` : "";
     const exchanges = sum(text, (r) => r.exchanges);
     const requests = sum(text, (r) => r.requests);
     rows.push({
       bench,
       figure: "text: lost; wrk's requests printed as exchanges",
-      value: `${textLost} lost; ${exchanges} exchanges`,
+      value: `${textLost} lost${kept("text")}; ${exchanges} exchanges`,
       baseline: `${requests} requests (wrk)`,
       ratio: ratioText(exchanges / requests),
       // wrk does not count the requests still open when it stops
@@ -340,7 +347,7 @@ end
     rows.push({
       bench,
       figure: "--calls: lost; wrk's read bytes captured",
-      value: `${lost} lost; ${cap} B`,
+      value: `${lost} lost${kept("calls")}; ${cap} B`,
       baseline: `${sent} B (wrk)`,
       ratio: ratioText(cap / sent),
       target: "0 lost, = 1.000",
@@ -351,7 +358,7 @@ end
     rows.push({
       bench,
       figure: "-m keylog, -m pcap: lost records",
-      value: `${keylogLost}, ${pcapLost}`,
+      value: `${keylogLost}, ${pcapLost}${kept("pcap")}`,
       baseline: "-",
       ratio: "-",
       target: "0, 0",
