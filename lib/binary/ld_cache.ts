@@ -200,7 +200,23 @@ export async function findInLdCache(
   prefix: string,
   path: string = DEFAULT_LD_CACHE,
 ): Promise<LdCacheEntry[]> {
-  return (await readLdCache(path)).filter((e) => e.name.startsWith(prefix));
+  return (await cachedLdCache(path)).filter((e) => e.name.startsWith(prefix));
+}
+
+/** The last cache read, by the file's identity: ldconfig writes a new file. */
+let lastRead: { key: string; entries: Promise<LdCacheEntry[]> } | undefined;
+
+/** readLdCache, read again only when the file changed (each TLS family asks at start). */
+async function cachedLdCache(path: string): Promise<LdCacheEntry[]> {
+  const st = await Deno.stat(path).catch(() => undefined);
+  const key = st && `${path}:${st.dev}:${st.ino}:${st.size}:${st.mtime?.getTime()}`;
+  if (key === undefined || lastRead?.key !== key) {
+    const entries = readLdCache(path);
+    if (key === undefined) return await entries; // its error says why
+    lastRead = { key, entries };
+    entries.catch(() => lastRead = undefined);
+  }
+  return await lastRead!.entries;
 }
 
 const LIB_TYPES: Record<number, string> = {

@@ -380,6 +380,31 @@ async function forEachLimited<T>(
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
+/** The read of every process's maps under way, if one is. */
+let mapsRead: Promise<[number, MapEntry[]][]> | undefined;
+
+/**
+ * Every running process's file mappings. Callers while one read is under
+ * way share it: the TLS library families of one start each look for their
+ * own files at once (a read of every maps file each cost 10-50 ms).
+ */
+function everyProcessMaps(): Promise<[number, MapEntry[]][]> {
+  mapsRead ??= (async () => {
+    const all: [number, MapEntry[]][] = [];
+    await forEachLimited(await listPids(), 16, async (pid) => {
+      try {
+        const files = parseMaps(await Deno.readTextFile(`/proc/${pid}/maps`))
+          .filter((e) => e.inode !== 0 && e.path.startsWith("/"));
+        all.push([pid, files]);
+      } catch {
+        // exited, unreadable, or not maps text: nothing to learn
+      }
+    });
+    return all;
+  })().finally(() => mapsRead = undefined);
+  return mapsRead;
+}
+
 /**
  * Every file that some running process maps and whose path (as that
  * process sees it) satisfies `predicate`, keyed by a host path that opens
@@ -400,15 +425,9 @@ export async function findProcessesMapping(
     seenBy: Map<number, { range: string; path: string }>;
   }
   const groups = new Map<string, Group>();
-  await forEachLimited(await listPids(), 16, async (pid) => {
-    let entries: MapEntry[];
-    try {
-      entries = parseMaps(await Deno.readTextFile(`/proc/${pid}/maps`));
-    } catch {
-      return; // exited, unreadable, or not maps text: nothing to learn
-    }
+  for (const [pid, entries] of await everyProcessMaps()) {
     for (const e of entries) {
-      if (e.inode === 0 || !e.path.startsWith("/") || !predicate(e.path)) continue;
+      if (!predicate(e.path)) continue;
       const key = `${e.dev}:${e.inode}`;
       let g = groups.get(key);
       if (g === undefined) {
@@ -419,7 +438,7 @@ export async function findProcessesMapping(
         g.seenBy.set(pid, { range: mapRange(e), path: e.path });
       }
     }
-  });
+  }
 
   const out = new Map<string, MappingProcesses>();
   for (const g of groups.values()) {

@@ -560,6 +560,27 @@ export async function discoverTlsLibraries(
   return out;
 }
 
+/** The stat of every running process's executable under way, if one is. */
+let exesRead: Promise<{ pid: number; exe: string; st: Deno.FileInfo }[]> | undefined;
+
+/**
+ * Every other process's executable (/proc/PID/exe) and its stat. Callers
+ * while one pass is under way share it, as the TLS families of one start do.
+ */
+function runningExecutables(): Promise<{ pid: number; exe: string; st: Deno.FileInfo }[]> {
+  exesRead ??= (async () => {
+    const all = [];
+    for (const e of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(e.name) || Number(e.name) === Deno.pid) continue;
+      const pid = Number(e.name), exe = `/proc/${pid}/exe`;
+      const st = await Deno.stat(exe).catch(() => undefined);
+      if (st?.isFile) all.push({ pid, exe, st });
+    }
+    return all;
+  })().finally(() => exesRead = undefined);
+  return exesRead;
+}
+
 /**
  * Programs running now with the library built in (node with OpenSSL;
  * Chromium with a stripped BoringSSL): each distinct executable once.
@@ -574,11 +595,7 @@ async function runningStaticBinaries(
   // deno task, or beside another ecap
   const self = await Deno.stat("/proc/self/exe").catch(() => undefined);
   const rejected = new Set<string>(self ? [`${formatDev(self.dev!)}:${self.ino}`] : []);
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name) || Number(e.name) === Deno.pid) continue;
-    const pid = Number(e.name), exe = `/proc/${pid}/exe`;
-    const st = await Deno.stat(exe).catch(() => undefined);
-    if (!st?.isFile) continue;
+  for (const { pid, exe, st } of await runningExecutables()) {
     const key = `${formatDev(st.dev!)}:${st.ino}`;
     const seen = found.get(key) ?? known.get(key);
     if (seen) {

@@ -202,3 +202,23 @@ Deno.test("fuzz: parseLdCache only ever throws LdCacheError", async () => {
   }
   assert.ok(performance.now() - started < 5000, "fuzzing took too long");
 });
+
+Deno.test("findInLdCache reads a cache again once ldconfig has replaced it", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/ld.so.cache`;
+  try {
+    const write = async (libs: typeof SAMPLE) => {
+      // as ldconfig does: a new file renamed over the old one
+      await Deno.writeFile(`${path}~`, buildCache(libs, "new"));
+      await Deno.rename(`${path}~`, path);
+    };
+    await write(SAMPLE);
+    const before = await findInLdCache("", path);
+    assert.equal(before.length, SAMPLE.length);
+    assert.deepEqual(await findInLdCache("", path), before); // asked again: the same
+    await write(SAMPLE.slice(0, 1));
+    assert.equal((await findInLdCache("", path)).length, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
