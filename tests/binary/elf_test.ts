@@ -449,3 +449,34 @@ Deno.test("readElf() keeps one parse per file, whatever path reaches it", async 
   // a file of other content is another parse
   assert.notEqual(await readElf("/usr/bin/env"), direct);
 });
+
+Deno.test("symbol() through .gnu.hash finds every dynamic symbol nm -D lists, at nm's address", async () => {
+  for (
+    const path of [
+      "/usr/lib/x86_64-linux-gnu/libc.so.6",
+      "/usr/lib/x86_64-linux-gnu/libgnutls.so.30",
+      "/usr/sbin/mariadbd",
+    ]
+  ) {
+    const out = await new Deno.Command("nm", {
+      args: ["-D", "--defined-only", path],
+      stdout: "piped",
+    }).output();
+    // a name may have several versions (memcpy@GLIBC_2.2.5, memcpy@@GLIBC_2.14): any of their addresses
+    const values = new Map<string, Set<number>>();
+    for (const m of new TextDecoder().decode(out.stdout).matchAll(/^([0-9a-f]+) \w (\S+)$/gm)) {
+      const name = m[2].replace(/@.*/, "");
+      values.set(name, (values.get(name) ?? new Set()).add(parseInt(m[1], 16)));
+    }
+    assert.ok(values.size > 1000, `${path}: nm listed ${values.size}`);
+    assert.ok((await readElf(path)).sectionHeader(".gnu.hash"), `${path} has .gnu.hash`);
+    const elf = await readElf(path);
+    for (const [name, addrs] of values) {
+      const sym = elf.symbol(name);
+      assert.ok(sym && addrs.has(sym.value), `${path}: ${name} at ${sym?.value.toString(16)}`);
+    }
+    for (const missing of ["no_such_symbol_anywhere", "", "memcpy_"]) {
+      assert.equal(elf.symbol(missing), undefined, `${path}: ${missing}`);
+    }
+  }
+});
