@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
-#include <time.h>
+#include "loop_timer.h"
 
 /* One direction's bytes in flight. */
 struct pipe {
@@ -76,6 +76,24 @@ static gnutls_session_t session(unsigned flags, gnutls_certificate_credentials_t
 	return s;
 }
 
+/* One gnutls_record_send of the loop; the ciphertext is thrown away. */
+struct writer {
+	gnutls_session_t session;
+	char *data;
+	size_t size;
+};
+
+static struct pipe to_server, to_client;
+
+static void write_once(void *arg)
+{
+	struct writer *w = arg;
+
+	if (gnutls_record_send(w->session, w->data, w->size) != (ssize_t)w->size)
+		die("gnutls_record_send", 0);
+	to_server.len = 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 4) {
@@ -83,7 +101,6 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	size_t size = strtoul(argv[3], NULL, 10);
-	static struct pipe to_server, to_client;
 	gnutls_certificate_credentials_t creds;
 	int rc;
 
@@ -107,28 +124,9 @@ int main(int argc, char **argv)
 	}
 	if (!(c_done && s_done))
 		die("handshake did not finish", 0);
-	char *data = malloc(size ? size : 1);
+	struct writer w = { c, malloc(size ? size : 1), size };
 
-	memset(data, 'x', size);
-	printf("ready\n");
-	fflush(stdout);
-	char line[64];
-
-	while (fgets(line, sizeof(line), stdin)) {
-		long n = atol(line);
-		struct timespec a, b;
-
-		clock_gettime(CLOCK_MONOTONIC, &a);
-		for (long i = 0; i < n; i++) {
-			if (gnutls_record_send(c, data, size) != (ssize_t)size)
-				die("gnutls_record_send", 0);
-			to_server.len = 0;
-		}
-		clock_gettime(CLOCK_MONOTONIC, &b);
-		double ns = (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec);
-
-		printf("ns_per_call=%.1f\n", n > 0 ? ns / n : 0.0);
-		fflush(stdout);
-	}
+	memset(w.data, 'x', size);
+	time_calls(write_once, &w);
 	return 0;
 }

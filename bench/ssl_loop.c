@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "loop_timer.h"
 
 static void die(const char *what)
 {
@@ -31,6 +31,23 @@ static void pump(BIO *from, BIO *to)
 	while ((n = BIO_read(from, buf, sizeof(buf))) > 0)
 		if (BIO_write(to, buf, n) != n)
 			die("BIO_write");
+}
+
+/* One SSL_write of the loop; the ciphertext is thrown away. */
+struct writer {
+	SSL *ssl;
+	BIO *out;
+	char *data;
+	size_t size;
+};
+
+static void write_once(void *arg)
+{
+	struct writer *w = arg;
+
+	if (SSL_write(w->ssl, w->data, (int)w->size) != (int)w->size)
+		die("SSL_write");
+	(void)BIO_reset(w->out);
 }
 
 int main(int argc, char **argv)
@@ -66,28 +83,9 @@ int main(int argc, char **argv)
 		if (i == 99)
 			die("handshake did not finish");
 	}
-	char *data = malloc(size ? size : 1);
+	struct writer w = { c, c_out, malloc(size ? size : 1), size };
 
-	memset(data, 'x', size);
-	printf("ready\n");
-	fflush(stdout);
-	char line[64];
-
-	while (fgets(line, sizeof(line), stdin)) {
-		long n = atol(line);
-		struct timespec a, b;
-
-		clock_gettime(CLOCK_MONOTONIC, &a);
-		for (long i = 0; i < n; i++) {
-			if (SSL_write(c, data, (int)size) != (int)size)
-				die("SSL_write");
-			(void)BIO_reset(c_out);
-		}
-		clock_gettime(CLOCK_MONOTONIC, &b);
-		double ns = (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec);
-
-		printf("ns_per_call=%.1f\n", n > 0 ? ns / n : 0.0);
-		fflush(stdout);
-	}
+	memset(w.data, 'x', size);
+	time_calls(write_once, &w);
 	return 0;
 }

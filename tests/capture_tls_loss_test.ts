@@ -12,6 +12,13 @@ import { Nginx } from "./_nginx.ts";
 
 type Json = Record<string, unknown>;
 
+/** n random bytes: a body no compression or text sniffing shortens. */
+function randomBytes(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, i + 65536));
+  return out;
+}
+
 /** The HTTP/1 messages of an event, as --json prints them. */
 function messages(e: Json): Json[] {
   const http = (e.http ?? []) as Json[];
@@ -21,8 +28,7 @@ function messages(e: Json): Json[] {
 bpfTest(
   "ecap tls marks records lost to a full ring and decodes HTTP again after them",
   async () => {
-    const big = new Uint8Array(256 << 10);
-    for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
+    const big = randomBytes(256 << 10);
     await using nginx = await Nginx.start({ "big.bin": big, "small.txt": "after the gap\n" });
     // one keep-alive connection: big responses while ecap cannot read, then a small one
     const py = new Deno.Command("/usr/bin/python3", {
@@ -123,8 +129,7 @@ print("done", flush=True)`,
 bpfTest(
   "ecap tls keeps calls short while its ring is over half full: no record lost, every exchange told",
   async () => {
-    const big = new Uint8Array(1 << 20);
-    for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
+    const big = randomBytes(1 << 20);
     await using nginx = await Nginx.start({ "big.bin": big, "small.txt": "small\n" });
     const { py, done } = pythonClient(nginx.port, [["/big.bin", big.length], [
       "/small.txt",
