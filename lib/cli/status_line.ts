@@ -26,8 +26,9 @@ export function formatBytes(n: number): string {
 
 /** The line's text, without control characters. */
 export function statusText(s: CaptureStats, elapsedS: number, eventsPerS: number): string {
+  const shed = s.shed > 0 ? `, ${s.shed} kept short` : "";
   return `ecap: ${elapsedS.toFixed(0)} s, ${s.events} events, ${formatBytes(s.bytes)}, ` +
-    `${s.lost} lost, ${eventsPerS.toFixed(0)} events/s`;
+    `${s.lost} lost${shed}, ${eventsPerS.toFixed(0)} events/s`;
 }
 
 export class StatusLine {

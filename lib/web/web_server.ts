@@ -222,6 +222,7 @@ export class WebView<E extends EventBase> implements AsyncDisposable {
       lost: s.lost,
       unfollowed: s.unfollowed,
       truncated: s.truncated,
+      shed: s.shed,
       malformed: s.malformed,
       dropped: this.history.dropped,
       kept: this.history.kept,

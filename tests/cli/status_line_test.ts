@@ -41,3 +41,11 @@ Deno.test("status line: rewritten in place, rate since the last update, cut to t
   line.clear();
   assert.equal(written.length, 4, "cleared once");
 });
+
+Deno.test("status line: records kept short are named only when there are some", () => {
+  assert.doesNotMatch(statusText(stats(5, 100), 1, 5), /kept short/);
+  assert.match(
+    statusText({ ...stats(5, 100), shed: 3 }, 1, 5),
+    /^ecap: 1 s, 5 events, 100 B, 0 lost, 3 kept short, 5 events\/s$/,
+  );
+});

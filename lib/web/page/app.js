@@ -107,8 +107,15 @@ function counters() {
     $(id).classList.toggle("bad", bad);
     $(`${id}-stat`).classList.toggle("bad", bad);
   }
-  const more = ["unfollowed", "truncated", "malformed"].filter((k) => stats[k] > 0);
-  $("more").textContent = more.map((k) => `${k} ${stats[k]}`).join("  ");
+  // shed: records kept short while the ring was over half full (the reader behind)
+  const names = {
+    unfollowed: "unfollowed",
+    truncated: "truncated",
+    shed: "kept short",
+    malformed: "malformed",
+  };
+  const more = Object.keys(names).filter((k) => stats[k] > 0);
+  $("more").textContent = more.map((k) => `${names[k]} ${stats[k]}`).join("  ");
 }
 
 function applyFilter() {
