@@ -127,10 +127,10 @@ const volatile __u32 wakeup_bytes = 0;
 
 /*
  * Bytes waiting in the ring above which big records are kept short (user
- * space sets half the ring): a TLS call keeps its first shed_keep_bytes, a
- * packet its headers. Every call is still reported with its length, so an
- * HTTP exchange stays whole and only its body loses bytes, where a full
- * ring would lose records outright.
+ * space sets half the ring): a TLS call keeps its first 1 KiB, a packet its
+ * headers (tls_data.bpf.h, tls_packets.bpf.h). Every call is still reported
+ * with its length, so an HTTP exchange stays whole and only its body loses
+ * bytes, where a full ring would lose records outright.
  */
 const volatile __u64 shed_above_bytes = ~0ULL;
 
