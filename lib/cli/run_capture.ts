@@ -5,7 +5,6 @@
  */
 import { Capture } from "../core/capture.ts";
 import { CaptureGroup, type RunningCapture } from "../core/capture_group.ts";
-import { startTls } from "../modules/tls_all.ts";
 import { TLS_LIBS } from "../tls/tls_libs.ts";
 import type { TlsOptions } from "../modules/tls.ts";
 import { EcapError, EXIT_CODES } from "../base/errors.ts";
@@ -28,8 +27,7 @@ import {
 } from "../core/pipe_writer.ts";
 import { setOwnNice } from "../core/priority.ts";
 import { StopSignals } from "../core/stop_signals.ts";
-import { WebView } from "../web/web_server.ts";
-import { genericView } from "../web/web_history.ts";
+import type { WebView } from "../web/web_server.ts";
 import { parseCommandLine, type Parsed } from "./parse_command_line.ts";
 import { VERSION } from "./version.ts";
 import { StatusLine, terminalStderr } from "./status_line.ts";
@@ -107,7 +105,7 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
   let cap: RunningCapture<EventBase>;
   // so is the view's address (a port in use)
   // (its counters read the capture once there is one)
-  const web = p.web && startWeb(p, () => cap as RunningCapture<EventBase> | undefined);
+  const web = p.web && await startWeb(p, () => cap as RunningCapture<EventBase> | undefined);
   signals.captureStarting(); // a signal while it loads stops it once loaded
   // tcpdump's SIGUSR1: the counters so far, and the capture goes on
   const capturing = { since: NaN };
@@ -128,9 +126,11 @@ async function run(p: Parsed, signals: StopSignals): Promise<number> {
       : undefined,
   };
   try {
-    // ecap tls: every TLS library family at once (lib/modules/tls_all.ts)
+    // ecap tls: every TLS library family at once (lib/modules/tls_all.ts);
+    // imported here, as the web view is: what a capture does not use is not
+    // loaded (HTTP parsers, node:buffer) before it starts
     cap = p.spec.name === "tls"
-      ? await startTls(p.opts as TlsOptions, hooks)
+      ? await (await import("../modules/tls_all.ts")).startTls(p.opts as TlsOptions, hooks)
       : await Capture.start(p.spec, p.opts, hooks);
   } catch (e) {
     countersSignal[Symbol.dispose]();
@@ -334,11 +334,15 @@ const NO_STATS = {
 };
 
 /** --web: listens before the capture starts, so that a port in use costs nothing. */
-function startWeb(
+async function startWeb(
   p: Parsed,
   capture: () => RunningCapture<EventBase> | undefined,
-): WebView<EventBase> {
+): Promise<WebView<EventBase>> {
   const { spec, opts } = p;
+  const [{ WebView }, { genericView }] = await Promise.all([
+    import("../web/web_server.ts"),
+    import("../web/web_history.ts"),
+  ]);
   return WebView.start({
     module: spec.name,
     version: VERSION,
