@@ -246,7 +246,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     tuneMalloc();
     prefetchKernelBtf(); // the cli has begun it already; a caller of mod.ts has not
     // slow imports run while the object loads (awaited before returning)
-    const preparing = spec.prepare?.();
+    const preparing = spec.prepare?.(opts);
     preparing?.catch(() => {}); // awaited below: not an unhandled rejection meanwhile
     const early = spec.globalsNeedTargets ? await spec.targets(opts) : undefined;
     const model = opts.model ?? "text";

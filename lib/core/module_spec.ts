@@ -238,7 +238,7 @@ export interface ModuleSpec<
    * Loads what the decoder and sinks need that is slow to import; a capture
    * runs it while its BPF object loads, and waits for it before events.
    */
-  prepare?(): Promise<void>;
+  prepare?(opts: O): Promise<void>;
   /** Module-specific `const volatile` globals, as their exact bytes. */
   globals(opts: O): Record<string, Uint8Array>;
   /**

@@ -317,8 +317,10 @@ export function tlsFamily<O extends TlsFamilyOptions, M extends string>(
       packet_scratch: Math.max(1, numCpus()),
       ...Object.fromEntries(unusedMaps.map((m) => [m, 1])),
     }),
-    prepare: async () => {
-      await Promise.all([loadZlib(), loadCrypto()]);
+    // what the model uses: gzip and the like for bodies in text, HKDF for key
+    // log lines (node:crypto alone took 35 ms of a start)
+    prepare: async (opts) => {
+      await ((opts.model ?? "text") === "text" ? loadZlib() : loadCrypto());
     },
     globals(opts) {
       const g: Record<string, Uint8Array> = {
