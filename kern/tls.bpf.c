@@ -1112,20 +1112,6 @@ static __always_inline void nss_label_name(char *out, __u32 label)
 	}
 }
 
-static __always_inline int nss_derived(long ret, bool master);
-
-SEC("uretprobe.multi")
-int BPF_KRETPROBE(uretprobe_freebl_tls_p_hash, long ret)
-{
-	return nss_derived(ret, true);
-}
-
-SEC("uretprobe.multi")
-int BPF_KRETPROBE(uretprobe_freebl_hmac_finish, long ret)
-{
-	return nss_derived(ret, false);
-}
-
 /*
  * A derivation returned: its secret is written (ret SECSuccess, 0). The
  * PRF's own HMAC_Finish calls return inside TLS_P_hash: they are not it.
@@ -1153,6 +1139,18 @@ static __always_inline int nss_derived(long ret, bool master)
 	}
 	bpf_map_delete_elem(&nss_derives, &id);
 	return 0;
+}
+
+SEC("uretprobe.multi")
+int BPF_KRETPROBE(uretprobe_freebl_tls_p_hash, long ret)
+{
+	return nss_derived(ret, true);
+}
+
+SEC("uretprobe.multi")
+int BPF_KRETPROBE(uretprobe_freebl_hmac_finish, long ret)
+{
+	return nss_derived(ret, false);
 }
 
 SEC("uretprobe.multi")

@@ -115,7 +115,7 @@ http {
 
 /** A self-signed certificate for localhost: DIR/cert.pem and DIR/key.pem. */
 export async function selfSignedCert(dir: string) {
-  const cert = await sh("openssl", [
+  await openssl([
     "req",
     "-x509",
     "-newkey",
@@ -130,7 +130,12 @@ export async function selfSignedCert(dir: string) {
     "-out",
     `${dir}/cert.pem`,
   ]);
-  if (cert.code !== 0) throw new Error(`openssl req failed: ${cert.stderr}`);
+}
+
+/** Runs openssl(1); throws with its stderr when it fails. */
+async function openssl(args: string[]) {
+  const r = await sh("openssl", args);
+  if (r.code !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
 }
 
 /**
@@ -139,11 +144,7 @@ export async function selfSignedCert(dir: string) {
  * server certificate whatever their trust settings (Firefox).
  */
 export async function caSignedCert(dir: string) {
-  const run = async (args: string[]) => {
-    const r = await sh("openssl", args);
-    if (r.code !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
-  };
-  await run([
+  await openssl([
     "req",
     "-x509",
     "-newkey",
@@ -162,7 +163,7 @@ export async function caSignedCert(dir: string) {
     "-out",
     `${dir}/ca.pem`,
   ]);
-  await run([
+  await openssl([
     "req",
     "-newkey",
     "rsa:2048",
@@ -178,7 +179,7 @@ export async function caSignedCert(dir: string) {
     `${dir}/leaf.ext`,
     "subjectAltName=IP:127.0.0.1,IP:::1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
   );
-  await run([
+  await openssl([
     "x509",
     "-req",
     "-in",

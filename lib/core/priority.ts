@@ -13,9 +13,11 @@ const PRIO_PROCESS = 0;
  * libc's setpriority(2), opened once. Not node:os's setPriority: the first
  * node: module a process imports costs its start 15-20 ms.
  */
-let libc: Deno.DynamicLibrary<{
-  setpriority: { parameters: ["i32", "u32", "i32"]; result: "i32" };
-}> | undefined;
+let libc:
+  | Deno.DynamicLibrary<{
+    setpriority: { parameters: ["i32", "u32", "i32"]; result: "i32" };
+  }>
+  | undefined;
 
 /** Sets the nice value of every thread of this process (Linux's is per thread). */
 export function setOwnNice(nice: number): void {
