@@ -14,8 +14,10 @@ import emptyObject from "../build/bench_empty.bpf.o" with { type: "bytes" };
 import { BpfHandle } from "../lib/core/ffi.ts";
 import { gnutlsSendForwards, opensslInternalCalls } from "../lib/tls/ssl_internal.ts";
 import { locateSymbol } from "../lib/core/targets.ts";
+import { gotls } from "../lib/modules/gotls.ts";
 import {
   type BenchOptions,
+  compileGoHelper,
   compileHelper,
   Ecap,
   fmt,
@@ -83,36 +85,57 @@ class Loop implements AsyncDisposable {
   }
 }
 
+/** Where probes sit for one write call: uprobe+uretprobe at `entries`, or Go's way. */
+interface Sites {
+  entries: number[];
+  /** Go: uprobes at the function's RET instructions instead of a uretprobe. */
+  returns?: number[];
+  /** What they are, for the rows. */
+  where: string;
+}
+
 /** A library whose write call the loop times, and where peers and ecap probe it. */
 interface LoopTarget {
   /** Its name in the rows, e.g. "OpenSSL". */
   name: string;
-  /** bench/NAME.c and the libraries it links. */
-  helper: string;
-  link: string[];
-  /** The library's soname as ldd prints it. */
-  soname: RegExp;
+  /** The loop program (bench/NAME.c or .go), built. */
+  build(): Promise<string>;
+  /** The file the probes go in: the library the loop links, or the loop itself. */
+  library(bin: string): Promise<string>;
   /** The public write function: where peers (bpftrace, eCapture) attach. */
   publicWrite: string;
-  /** Where ecap attaches for a write, as file offsets, and what they are. */
-  ecapSites(lib: string): Promise<{ offsets: number[]; where: string }>;
+  /** Where peers attach (the public function's entry unless said). */
+  peerSites?(lib: string): Promise<Sites>;
+  /** Where ecap attaches for a write. */
+  ecapSites(lib: string): Promise<Sites>;
   /** ecap's command line for this library and process. */
   ecapArgs(lib: string, pid: number): string[];
+}
+
+/** The library whose soname matches, as ldd resolves it for bin. */
+async function linked(bin: string, soname: RegExp): Promise<string> {
+  return await Deno.realPath(soname.exec((await sh("ldd", [bin])).stdout)?.[1] ?? "");
+}
+
+/** Where a gotls probe of ecap's attaches in a Go binary (its spec's own locate). */
+async function gotlsSites(path: string, program: string): Promise<number[]> {
+  const probe = gotls.probes.find((p) => p.program === program && "locate" in p && p.locate);
+  if (!probe || !("locate" in probe) || !probe.locate) throw new Error(`gotls has no ${program}`);
+  return (await probe.locate(path)).map((l) => l.offset);
 }
 
 const TARGETS: LoopTarget[] = [
   {
     name: "OpenSSL",
-    helper: "ssl_loop",
-    link: ["-lssl", "-lcrypto"],
-    soname: /libssl\.so\.3 => (\S+)/,
+    build: () => compileHelper("ssl_loop", ["-lssl", "-lcrypto"]),
+    library: (bin) => linked(bin, /libssl\.so\.3 => (\S+)/),
     publicWrite: "SSL_write",
     // the internal write function when it finds one (lib/tls/ssl_internal.ts)
     async ecapSites(lib) {
       const internal = await opensslInternalCalls(lib);
-      if (internal) return { offsets: [internal.write], where: "ssl_write_internal" };
+      if (internal) return { entries: [internal.write], where: "ssl_write_internal" };
       return {
-        offsets: [(await locateSymbol(lib, ["SSL_write"], "libssl"))!.offset],
+        entries: [(await locateSymbol(lib, ["SSL_write"], "libssl"))!.offset],
         where: "SSL_write",
       };
     },
@@ -120,22 +143,39 @@ const TARGETS: LoopTarget[] = [
   },
   {
     name: "GnuTLS",
-    helper: "gnutls_loop",
-    link: ["-lgnutls"],
-    soname: /libgnutls\.so\.30 => (\S+)/,
+    build: () => compileHelper("gnutls_loop", ["-lgnutls"]),
+    library: (bin) => linked(bin, /libgnutls\.so\.30 => (\S+)/),
     publicWrite: "gnutls_record_send",
     // send2 alone where send only jumps to it, else both (lib/modules/gnutls.ts)
     async ecapSites(lib) {
       const at = async (f: string) => (await locateSymbol(lib, [f], "libgnutls"))!.offset;
       if (await gnutlsSendForwards(lib)) {
-        return { offsets: [await at("gnutls_record_send2")], where: "gnutls_record_send2" };
+        return { entries: [await at("gnutls_record_send2")], where: "gnutls_record_send2" };
       }
       return {
-        offsets: [await at("gnutls_record_send"), await at("gnutls_record_send2")],
+        entries: [await at("gnutls_record_send"), await at("gnutls_record_send2")],
         where: "gnutls_record_send and send2",
       };
     },
     ecapArgs: (lib, pid) => ["gnutls", "--gnutls", lib, "-p", String(pid)],
+  },
+  {
+    name: "Go",
+    build: () => compileGoHelper("go_loop"),
+    library: (bin) => Promise.resolve(bin),
+    publicWrite: "crypto/tls.(*Conn).Write",
+    // uretprobes break Go's moving stacks: peers and ecap alike probe its RETs
+    async ecapSites(bin) {
+      return {
+        entries: await gotlsSites(bin, "uprobe_go_write"),
+        returns: await gotlsSites(bin, "uprobe_go_data_ret"),
+        where: "(*Conn).Write's entry and RETs",
+      };
+    },
+    peerSites(bin) {
+      return this.ecapSites(bin);
+    },
+    ecapArgs: (bin, pid) => ["gotls", "--elfpath", bin, "-p", String(pid)],
   },
 ];
 
@@ -146,13 +186,10 @@ export async function runPerCall(o: BenchOptions): Promise<Row[]> {
 }
 
 async function perCall(o: BenchOptions, t: LoopTarget): Promise<Row[]> {
-  const bin = await compileHelper(t.helper, t.link);
+  const bin = await t.build();
   const cert = `${o.tmp}/loop-cert.pem`, key = `${o.tmp}/loop-key.pem`;
   await selfSignedCert("localhost", key, cert);
-  const ldd = await sh("ldd", [bin]);
-  const lib = await Deno.realPath(t.soname.exec(ldd.stdout)?.[1] ?? "");
-  const loc = await locateSymbol(lib, [t.publicWrite], t.name);
-  if (!loc) throw new Error(`${lib} has no ${t.publicWrite}`);
+  const lib = await t.library(bin);
   const calls = o.quick ? 5_000 : 100_000;
   const reps = o.quick ? 1 : 3;
   await using loop = new Loop(bin, cert, key);
@@ -160,19 +197,26 @@ async function perCall(o: BenchOptions, t: LoopTarget): Promise<Row[]> {
   await loop.time(calls / 10); // warm up
   o.log(`percall: ${calls} ${t.publicWrite}(${SIZE} B) per round, ${reps} rounds; ${lib}`);
 
+  const publicSites = async (): Promise<Sites> => {
+    const loc = await locateSymbol(lib, [t.publicWrite], t.name);
+    if (!loc) throw new Error(`${lib} has no ${t.publicWrite}`);
+    return { entries: [loc.offset], where: t.publicWrite };
+  };
+  const peer = await (t.peerSites?.(lib) ?? publicSites());
   const site = await t.ecapSites(lib);
-  const atPublic = [loc.offset];
-  const sameSite = site.offsets.length === 1 && site.offsets[0] === loc.offset;
+  const sameSite = site.where === peer.where;
   const bare: number[] = [], empty: number[] = [], emptySite: number[] = [], ecap: number[] = [];
   const out = `/dev/shm/ecap-bench-${Deno.pid}-percall`;
   let lost = 0, events = 0;
-  /** Time per call minus bare with an empty uprobe+uretprobe at each offset. */
-  const emptyAt = async (offsets: number[], b: number) => {
+  /** Time per call minus bare with empty probes at the sites. */
+  const emptyAt = async (at: Sites, b: number) => {
     const h = BpfHandle.open(emptyObject, "bench_empty");
     try {
       h.load();
-      h.attachUprobeMulti("uprobe_ssl_write", lib, offsets, { pid: loop.pid });
-      h.attachUprobeMulti("uretprobe_ssl_call", lib, offsets, { retprobe: true, pid: loop.pid });
+      const pid = loop.pid;
+      h.attachUprobeMulti("uprobe_ssl_write", lib, at.entries, { pid });
+      if (at.returns) h.attachUprobeMulti("uprobe_ssl_read", lib, at.returns, { pid });
+      else h.attachUprobeMulti("uretprobe_ssl_call", lib, at.entries, { retprobe: true, pid });
       return await loop.time(calls) - b;
     } finally {
       h.close();
@@ -181,8 +225,8 @@ async function perCall(o: BenchOptions, t: LoopTarget): Promise<Row[]> {
   for (let rep = 0; rep < reps; rep++) {
     const b = await loop.time(calls);
     bare.push(b);
-    empty.push(await emptyAt(atPublic, b));
-    emptySite.push(sameSite ? empty.at(-1)! : await emptyAt(site.offsets, b));
+    empty.push(await emptyAt(peer, b));
+    emptySite.push(sameSite ? empty.at(-1)! : await emptyAt(site, b));
 
     await Deno.remove(out).catch(() => {});
     // --calls: an event per call, so that every call is seen to be captured
@@ -207,44 +251,43 @@ async function perCall(o: BenchOptions, t: LoopTarget): Promise<Row[]> {
   }
   const e = median(empty), es = median(emptySite), c = median(ecap), r = c / es;
   const bench = `2 per call, ${t.name}`;
+  // an empty uprobe at entry and a uretprobe, or (Go) uprobes at entry and at every RET
+  const probes = (at: Sites) =>
+    `empty ${at.returns ? "uprobes" : "uprobe+uretprobe"} at ${at.where}`;
+  const row = (figure: string, value: string, baseline = "-", ratio = "-"): Row => ({
+    bench,
+    figure,
+    value,
+    baseline,
+    ratio,
+    target: "-",
+  });
   return [
+    row(`bare ${t.publicWrite}(${SIZE} B), in memory`, `${fmt(median(bare))} ns`),
+    ...sameSite ? [] : [
+      row(
+        `${probes(site)} (ecap's site) vs at ${peer.where}`,
+        `${fmt(es)} ns`,
+        `${fmt(e)} ns (${peer.where})`,
+        ratioText(es / e),
+      ),
+    ],
     {
-      bench,
-      figure: `bare ${t.publicWrite}(${SIZE} B), in memory`,
-      value: `${fmt(median(bare))} ns`,
-      baseline: "-",
-      ratio: "-",
-      target: "-",
-    },
-    {
-      bench,
-      figure: `empty uprobe+uretprobe at ${site.where} (ecap's site) vs at ${t.publicWrite}`,
-      value: `${fmt(es)} ns`,
-      baseline: `${fmt(e)} ns (${t.publicWrite})`,
-      ratio: ratioText(es / e),
-      target: "-",
-    },
-    {
-      bench,
-      figure: `added by ecap vs empty uprobe+uretprobe at ${site.where}`,
-      value: `${fmt(c)} ns`,
-      baseline: `${fmt(es)} ns (empty)`,
+      ...row(`added by ecap vs ${probes(site)}`, `${fmt(c)} ns`, `${fmt(es)} ns (empty)`),
       ratio: ratioText(r),
       target: "<= 1.2",
       pass: r <= 1.2,
     },
+    ...sameSite ? [] : [
+      row(
+        `added by ecap vs ${probes(peer)}`,
+        `${fmt(c)} ns`,
+        `${fmt(e)} ns (empty)`,
+        ratioText(c / e),
+      ),
+    ],
     {
-      bench,
-      figure: `added by ecap vs empty uprobe+uretprobe at ${t.publicWrite}`,
-      value: `${fmt(c)} ns`,
-      baseline: `${fmt(e)} ns (empty)`,
-      ratio: ratioText(c / e),
-      target: "-",
-    },
-    {
-      bench,
-      figure: "ecap --calls: calls captured; records lost",
-      value: `${events}; ${lost} lost`,
+      ...row("ecap --calls: calls captured; records lost", `${events}; ${lost} lost`),
       baseline: `${calls * reps} calls`,
       ratio: ratioText(events / (calls * reps)),
       target: "= 1; 0",
