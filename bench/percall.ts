@@ -164,16 +164,22 @@ const TARGETS: LoopTarget[] = [
     build: () => compileGoHelper("go_loop"),
     library: (bin) => Promise.resolve(bin),
     publicWrite: "crypto/tls.(*Conn).Write",
-    // uretprobes break Go's moving stacks: peers and ecap alike probe its RETs
+    // uretprobes break Go's moving stacks: peers and ecap alike probe its RETs;
+    // ecap enters at the stack check's jump (lib/modules/gotls.ts), peers at the entry
     async ecapSites(bin) {
       return {
         entries: await gotlsSites(bin, "uprobe_go_write"),
         returns: await gotlsSites(bin, "uprobe_go_data_ret"),
-        where: "(*Conn).Write's entry and RETs",
+        where: "(*Conn).Write's stack-check jump and RETs",
       };
     },
-    peerSites(bin) {
-      return this.ecapSites(bin);
+    async peerSites(bin) {
+      const entry = await locateSymbol(bin, ["crypto/tls.(*Conn).Write"], "Go");
+      return {
+        entries: [entry!.offset],
+        returns: await gotlsSites(bin, "uprobe_go_data_ret"),
+        where: "(*Conn).Write's entry and RETs",
+      };
     },
     ecapArgs: (bin, pid) => ["gotls", "--elfpath", bin, "-p", String(pid)],
   },

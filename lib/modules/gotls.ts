@@ -161,14 +161,47 @@ async function analyzeNow(path: string): Promise<GoTarget> {
   return { binary, what: `Go ${version.replace(/^go/, "")}` };
 }
 
-/** The entry of `name` as a probe place; none if the binary lacks it. */
+/**
+ * Where `name` is entered, as a probe place; none if the binary lacks it.
+ * Go functions open with their stack check (`cmp [r14+0x10]`, after a `lea`
+ * for bigger frames), which the kernel single-steps (about 20 µs a hit
+ * here), then a `jbe` to grow the stack, which it emulates (5.5 µs): the
+ * probe sits on that jump. The arguments are still in their registers
+ * there, and a call whose stack grows passes it twice, as it does the entry.
+ */
 function entryOf(name: string) {
   return async (path: string) => {
     const { binary } = await analyze(path);
     const fn = binary.functions.get(name);
     const offset = fn && binary.fileOffset(fn.entry);
-    return offset === undefined ? [] : [{ symbol: name, offset }];
+    if (!fn || offset === undefined) return [];
+    const code = binary.code(fn);
+    const at = code ? stackCheckJump(code) : undefined;
+    return at === undefined
+      ? [{ symbol: name, offset }]
+      : [{ symbol: `${name}+0x${at.toString(16)}`, offset: offset + at }];
   };
+}
+
+/**
+ * The offset of the `jbe` that ends a Go function's stack check: `cmp
+ * rsp|r12, 0x10(%r14)` (an optional `lea -N(%rsp),%r12` before it), then
+ * jbe rel8 or rel32. Undefined for any other start (no check: NOSPLIT).
+ */
+export function stackCheckJump(code: Uint8Array): number | undefined {
+  let at = 0;
+  // lea -N(%rsp),%r12: 4c 8d 64 24 disp8 or 4c 8d a4 24 disp32
+  if (code[0] === 0x4c && code[1] === 0x8d && code[3] === 0x24) {
+    if (code[2] === 0x64) at = 5;
+    else if (code[2] === 0xa4) at = 8;
+    else return undefined;
+  }
+  // cmp 0x10(%r14),%rsp|%r12: 49|4d 3b 66 10
+  if (!(code[at] === 0x49 || code[at] === 0x4d) || code[at + 1] !== 0x3b) return undefined;
+  if (code[at + 2] !== 0x66 || code[at + 3] !== 0x10) return undefined;
+  at += 4;
+  const jbe = code[at] === 0x76 || (code[at] === 0x0f && code[at + 1] === 0x86);
+  return jbe ? at : undefined;
 }
 
 /** The RET instructions of `name` as probe places. */
