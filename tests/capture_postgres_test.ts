@@ -149,8 +149,9 @@ with psycopg.connect(os.environ["CONNINFO"], autocommit=True) as c:
   }
   await mark(run, pg, "ecap-marker-3");
   // the killed backend's exit may be seen after the marker: wait for it too
+  // (its own text: the pg_terminate_backend query names it as well)
   await waitFor(
-    () => eventsOf(run, pg).some((e) => String(e.query).includes("/* victim */")),
+    () => eventsOf(run, pg).some((e) => e.query === "SELECT pg_sleep(30) /* victim */"),
     "the victim's event",
   );
   await run.stop();
