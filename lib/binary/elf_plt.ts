@@ -40,13 +40,12 @@ function gotSlotOf(elf: ElfFile, va: number): number | undefined {
 /** The name of the function the PLT stub at virtual address `va` jumps to, if it is one. */
 export function pltTarget(elf: ElfFile, va: number): string | undefined {
   const slot = gotSlotOf(elf, va);
-  const rela = elf.sectionHeader(".rela.plt");
   const dynsym = elf.sectionHeader(".dynsym");
-  if (slot === undefined || rela === undefined || dynsym === undefined) return undefined;
-  const relocs = elf.section(".rela.plt")!;
-  const syms = elf.section(".dynsym")!;
+  if (slot === undefined || dynsym === undefined) return undefined;
+  const relocs = elf.section(".rela.plt");
+  const syms = elf.section(".dynsym");
   const names = elf.section(elf.sections[dynsym.link]?.name ?? ".dynstr");
-  if (names === undefined) return undefined;
+  if (relocs === undefined || syms === undefined || names === undefined) return undefined;
   const r = new DataView(relocs.buffer, relocs.byteOffset, relocs.byteLength);
   for (let i = 0; i + RELA_SIZE <= relocs.length; i += RELA_SIZE) {
     if (Number(r.getBigUint64(i, true)) !== slot) continue;

@@ -7,7 +7,7 @@
  * @module
  */
 import tlsObject from "../../build/tls.bpf.o" with { type: "bytes" };
-import { ElfError, type ElfFile, SHT_NOBITS } from "../binary/elf.ts";
+import { ElfError, type ElfFile } from "../binary/elf.ts";
 import { EcapError } from "../base/errors.ts";
 import {
   type FileTarget,
@@ -41,7 +41,7 @@ import {
   listLibraryTargets,
   type TlsLibraryModule,
 } from "../tls/tls_targets.ts";
-import { latin1, readLibraryElf } from "../tls/tls_library.ts";
+import { latin1, readLibraryElf, readOnlyBlocks } from "../tls/tls_library.ts";
 import { findInFile } from "../binary/elf_peek.ts";
 import { gnutlsSendForwards } from "../tls/ssl_internal.ts";
 
@@ -216,9 +216,7 @@ const LOGGING = new TextEncoder().encode("Enabled GnuTLS ");
 
 /** "3.7.9", from the text GnuTLS logs when debugging is on (in its read-only data). */
 async function gnutlsVersion(elf: ElfFile, path: string): Promise<string | undefined> {
-  const rodata = elf.sections.filter((s) => s.name.startsWith(".rodata") && s.type !== SHT_NOBITS);
-  const blocks = rodata.length > 0 ? rodata : [{ offset: 0, size: (await Deno.stat(path)).size }];
-  for (const block of blocks) {
+  for (const block of await readOnlyBlocks(elf, path)) {
     const found = await findInFile(path, block, LOGGING, 40);
     if (found) return /^Enabled GnuTLS (\d+\.\d+\.\d+) logging/.exec(latin1(found))?.[1];
   }

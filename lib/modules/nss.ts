@@ -10,7 +10,7 @@
  * @module
  */
 import tlsObject from "../../build/tls.bpf.o" with { type: "bytes" };
-import { ElfError, type ElfFile, SHT_NOBITS } from "../binary/elf.ts";
+import { ElfError, type ElfFile } from "../binary/elf.ts";
 import { findInFile, readAt } from "../binary/elf_peek.ts";
 import { EcapError } from "../base/errors.ts";
 import {
@@ -44,7 +44,7 @@ import {
   listLibraryTargets,
   type TlsLibraryModule,
 } from "../tls/tls_targets.ts";
-import { hasLibraryBuiltIn, latin1, readLibraryElf } from "../tls/tls_library.ts";
+import { hasLibraryBuiltIn, latin1, readLibraryElf, readOnlyBlocks } from "../tls/tls_library.ts";
 import { FreeblError, type FreeblFunction, locateFreeblFunctions } from "../tls/nss_keys.ts";
 
 /** Options of the nss module. */
@@ -62,8 +62,8 @@ const LIB = "nss";
 
 /** "4.35", NSPR's version string (PR_VERSION), alone in its read-only data. */
 async function nsprVersion(elf: ElfFile, path: string): Promise<string | undefined> {
-  for (const block of readOnlyData(elf)) {
-    using f = await Deno.open(path);
+  using f = await Deno.open(path);
+  for (const block of await readOnlyBlocks(elf, path)) {
     // NSPR is small (its .rodata: tens of KB), and the string has no fixed prefix
     const text = latin1(await readAt(f, block.offset, Math.min(block.size, 1 << 20)));
     const found = /\0(4\.\d{1,3}(?:\.\d{1,3})?)\0/.exec(text)?.[1];
@@ -76,31 +76,18 @@ const NSS_3 = new TextEncoder().encode("NSS 3.");
 
 /** "3.87", NSS's version string, as libnss3 and freebl carry it. */
 async function nssVersion(elf: ElfFile, path: string): Promise<string | undefined> {
-  for (const block of readOnlyData(elf)) {
+  for (const block of await readOnlyBlocks(elf, path)) {
     const found = await findInFile(path, block, NSS_3, 24);
     if (found) return /^NSS (3\.\d{1,3}(?:\.\d{1,3})?)\b/.exec(latin1(found))?.[1];
   }
   return undefined;
 }
 
-/** The read-only data sections of a library. */
-function readOnlyData(elf: ElfFile) {
-  return elf.sections.filter((s) => s.name.startsWith(".rodata") && s.type !== SHT_NOBITS);
-}
-
 /** A library's ELF file (read sparsely), or an EcapError saying why it is not usable. */
 async function elfOf(path: string, what: string): Promise<ElfFile> {
   const elf = await readLibraryElf(path, what);
-  try {
-    checkArchitecture(elf, path, "library");
-    return elf;
-  } catch (e) {
-    if (!(e instanceof ElfError)) throw e;
-    throw new EcapError(`"${path}" is not a usable ELF file: ${e.message}`, {
-      kind: "unsupported",
-      cause: e,
-    });
-  }
+  checkArchitecture(elf, path, "library");
+  return elf;
 }
 
 /** Whether `elf` defines every one of `names`; a broken symbol table is an EcapError. */

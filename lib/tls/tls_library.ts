@@ -184,15 +184,26 @@ async function scanFileVersion(
   return versionOf(all);
 }
 
+/**
+ * Where a library keeps its read-only data (version strings): its .rodata
+ * sections, or the whole file if it has no section headers.
+ */
+export async function readOnlyBlocks(
+  elf: ElfFile,
+  path: string,
+): Promise<{ name: string; offset: number; size: number }[]> {
+  const rodata = elf.sections.filter((s) => s.name.startsWith(".rodata") && s.type !== SHT_NOBITS);
+  return rodata.length === 0
+    ? [{ name: "whole file", offset: 0, size: (await Deno.stat(path)).size }]
+    : rodata.map((s) => ({ name: s.name, offset: s.offset, size: s.size }));
+}
+
 /** Scans the read-only data of `elf` (the whole file if it has no section headers). */
 async function scanElf(
   elf: ElfFile,
   path: string,
 ): Promise<(TlsVersionMatch & { source: string }) | undefined> {
-  const rodata = elf.sections.filter((s) => s.name.startsWith(".rodata") && s.type !== SHT_NOBITS);
-  const blocks = rodata.length === 0
-    ? [{ name: "whole file", offset: 0, size: (await Deno.stat(path)).size }]
-    : rodata.map((s) => ({ name: s.name, offset: s.offset, size: s.size }));
+  const blocks = await readOnlyBlocks(elf, path);
   let boring: string | undefined;
   for (const { name, offset, size } of blocks) {
     const found = await scanFileVersion(path, offset, size);
