@@ -522,6 +522,50 @@ ECAP_API int ecap_attach_tcx(struct ecap *h, const char *prog, int ifindex, cons
 	return keep_link(h, link, prog);
 }
 
+ECAP_API int ecap_shared_map_new(int type, const char *name, uint32_t key_size, uint32_t value_size,
+				 uint32_t entries)
+{
+	int fd = bpf_map_create((enum bpf_map_type)type, name, key_size, value_size, entries, NULL);
+
+	return fd < 0 ? -errno : fd;
+}
+
+ECAP_API int ecap_map_reuse(struct ecap *h, const char *name, int fd)
+{
+	struct bpf_map *map = h->obj ? bpf_object__find_map_by_name(h->obj, name) : NULL;
+	int err;
+
+	if (!map)
+		return fail(h, -ENOENT, "share map \"%s\": no such map", name);
+	err = bpf_map__reuse_fd(map, fd);
+	if (err)
+		return fail(h, err, "share map \"%s\"", name);
+	return 0;
+}
+
+ECAP_API int ecap_map_set_program(struct ecap *h, const char *name, uint32_t slot, const char *prog)
+{
+	struct bpf_map *map = h->obj ? bpf_object__find_map_by_name(h->obj, name) : NULL;
+	struct bpf_program *p = find_prog(h, prog);
+	int fd = p ? bpf_program__fd(p) : -1;
+	int err;
+
+	if (!map)
+		return fail(h, -ENOENT, "program array \"%s\": no such map", name);
+	if (fd < 0)
+		return fail(h, -ENOENT, "program array \"%s\": no loaded program %s", name, prog);
+	err = bpf_map__update_elem(map, &slot, sizeof(slot), &fd, sizeof(fd), 0);
+	if (err)
+		return fail(h, err, "put %s in slot %u of program array \"%s\"", prog, slot, name);
+	return 0;
+}
+
+ECAP_API void ecap_fd_close(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
 ECAP_API int ecap_map_update(struct ecap *h, const char *name, const void *key, uint32_t key_size,
 			     const void *value, uint32_t value_size)
 {

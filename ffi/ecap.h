@@ -54,6 +54,18 @@ ECAP_API int ecap_filter_check(const char *expr, int linktype, uint32_t snaplen,
  * reaches the ring buffer; the packet itself always goes on (TCX_NEXT). */
 ECAP_API int ecap_filter_test_run(struct ecap *h, const char *prog, const char *expr, int linktype,
 				  uint32_t snaplen, uint32_t link_offset, const void *packet, uint32_t len);
+/*
+ * Makes a map of no object (type: enum bpf_map_type) for several handles
+ * to share (ecap_map_reuse); returns its fd or -errno.
+ */
+ECAP_API int ecap_shared_map_new(int type, const char *name, uint32_t key_size, uint32_t value_size,
+				 uint32_t entries);
+/* Before load: the object's map name is the map behind fd (duplicated). */
+ECAP_API int ecap_map_reuse(struct ecap *h, const char *map, int fd);
+/* After load: puts program prog in slot of the program array map. */
+ECAP_API int ecap_map_set_program(struct ecap *h, const char *map, uint32_t slot, const char *prog);
+/* Closes an fd ecap_shared_map_new returned. */
+ECAP_API void ecap_fd_close(int fd);
 /* Writes one entry of a map after load. */
 ECAP_API int ecap_map_update(struct ecap *h, const char *map, const void *key, uint32_t key_size,
 			     const void *value, uint32_t value_size);

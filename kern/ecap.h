@@ -294,6 +294,7 @@ enum watch_state {
 
 #define WATCH_NAME_LEN 32
 #define WATCH_PREFIXES 3	/* file name prefixes a capture follows at most */
+#define SYS_ENTER_CHAIN_SLOTS 8	/* captures whose sys_enter programs run as one */
 
 struct watch_file_key {
 	__u64 ino;

@@ -48,6 +48,7 @@ struct go_call {
 	__u32 flags;	/* TLS_DATA_READ or 0 */
 	__u32 kind;	/* enum go_call_kind */
 	__u32 fd_seen;
+	__u32 counted;	/* in calls_in_flight (a handshake until its socket is named) */
 };
 
 /* Calls in flight, by goroutine. LRU: a handshake entry is never deleted
@@ -107,7 +108,7 @@ static __always_inline int data_enter(struct pt_regs *ctx, __u32 flags)
 	__u64 conn = ctx->ax, buf = ctx->bx, len = ctx->cx;
 	__u64 id = bpf_get_current_pid_tgid();
 	struct go_key k = goroutine(ctx->r14);
-	struct go_call call = {};
+	struct go_call call = {}, *old;
 
 	if (!process_allowed(id, (__u32)bpf_get_current_uid_gid()))
 		return 0;
@@ -117,6 +118,11 @@ static __always_inline int data_enter(struct pt_regs *ctx, __u32 flags)
 	call.fd = -1;
 	call.flags = flags;
 	call.kind = GO_CALL_DATA;
+	call.counted = 1;
+	/* counted once: a call entered twice replaces its own entry */
+	old = bpf_map_lookup_elem(&go_calls, &k);
+	if (!old || !old->counted)
+		calls_in_flight_add(1);
 	bpf_map_update_elem(&go_calls, &k, &call, BPF_ANY);
 	return 0;
 }
@@ -152,6 +158,9 @@ int uprobe_go_handshake(struct pt_regs *ctx)
 	call.conn = conn;
 	call.fd = -1;
 	call.kind = GO_CALL_HANDSHAKE;
+	call.counted = 1;
+	if (!c || !c->counted)
+		calls_in_flight_add(1);
 	bpf_map_update_elem(&go_calls, &k, &call, BPF_ANY);
 	return 0;
 }
@@ -175,7 +184,10 @@ int uprobe_go_data_ret(struct pt_regs *ctx)
 		n = c->len; /* never more than the buffer holds */
 	emit_tls_data(id, c->conn, fd, c->flags, c->buf, n);
 done:
-	bpf_map_delete_elem(&go_calls, &k);
+	if (c->counted && bpf_map_delete_elem(&go_calls, &k) == 0)
+		calls_in_flight_add(-1);
+	else
+		bpf_map_delete_elem(&go_calls, &k);
 	return 0;
 }
 
@@ -226,20 +238,19 @@ int uprobe_go_keylog(struct pt_regs *ctx)
 
 /* The runtime's own read/write inside a call names its socket; R14 in the
  * user registers names the goroutine making it. */
-SEC("raw_tp/sys_enter")
-int raw_tp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline void name_call_socket(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct pt_regs *regs;
 	struct go_key k;
 	struct go_call *c;
 
-	if (!is_io_syscall(ctx->args[1]))
-		return 0;
+	if (!any_call_in_flight() || !is_io_syscall(ctx->args[1]))
+		return;
 	regs = (struct pt_regs *)ctx->args[0];
 	k = goroutine(BPF_CORE_READ(regs, r14));
 	c = bpf_map_lookup_elem(&go_calls, &k);
 	if (!c || c->fd_seen)
-		return 0;
+		return;
 	c->fd = (__s32)PT_REGS_PARM1_CORE_SYSCALL(regs);
 	c->fd_seen = 1;
 	{
@@ -247,5 +258,17 @@ int raw_tp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 
 		bpf_map_update_elem(&conn_fds, &ck, &c->fd, BPF_ANY);
 	}
-	return 0;
+	/* a handshake's entry stays (its key log line names the connection by
+	 * it) but needs no more syscalls */
+	if (c->kind == GO_CALL_HANDSHAKE && c->counted) {
+		c->counted = 0;
+		calls_in_flight_add(-1);
+	}
+}
+
+SEC("raw_tp/sys_enter")
+int raw_tp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	name_call_socket(ctx);
+	return sys_enter_next(ctx);
 }

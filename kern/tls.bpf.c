@@ -96,13 +96,6 @@ struct tls_calls {
 	struct tls_call at[TLS_CALL_DEPTH];
 };
 
-/*
- * Entries of active_calls: while none, the sys_enter program, run for every
- * syscall of every process, returns before its hash lookup (-m keylog, or
- * a server between requests).
- */
-static volatile __s64 calls_in_flight;
-
 /* Calls in flight, by thread: threads with none have no entry. Entries are
  * allocated as calls come, not all at load (16,384 of 200 bytes: 3 MB and
  * 5 ms of the start, made again by each TLS object). */
@@ -175,7 +168,7 @@ static __always_inline void drop_returned(struct tls_calls *st, __u64 id, __u64 
 static __always_inline void release_calls(struct tls_calls *st, __u64 id)
 {
 	if (st->depth == 0 && bpf_map_delete_elem(&active_calls, &id) == 0)
-		__sync_fetch_and_add(&calls_in_flight, -1);
+		calls_in_flight_add(-1);
 }
 
 /*
@@ -235,8 +228,11 @@ static __always_inline int start_call(void *ctx, __u64 id, struct tls_calls *st,
 	if (st) {
 		drop_returned(st, id, sp); /* a sibling this call did not wrap */
 	} else {
+		/* an entry of active_calls counts in calls_in_flight: while there
+		 * is none, sys_enter returns before its hash lookup (-m keylog, a
+		 * server between requests) */
 		if (bpf_map_update_elem(&active_calls, &id, &no_calls, BPF_NOEXIST) == 0)
-			__sync_fetch_and_add(&calls_in_flight, 1);
+			calls_in_flight_add(1);
 		st = bpf_map_lookup_elem(&active_calls, &id);
 	}
 	if (!st || st->depth >= TLS_CALL_DEPTH) {
@@ -1166,25 +1162,30 @@ int BPF_KRETPROBE(uretprobe_ssl_call_ex, long ret)
 }
 
 /* The library's own read/write inside SSL_read/SSL_write names the socket. */
-SEC("raw_tp/sys_enter")
-int raw_tp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline void name_call_socket(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct tls_calls *st;
 	struct tls_call *c;
 	struct pt_regs *regs;
 	__u64 id;
 
-	if (watch_mmap_inline)
-		watch_mmap(ctx);
-	if (!calls_in_flight || !is_io_syscall(ctx->args[1]))
-		return 0;
+	if (!any_call_in_flight() || !is_io_syscall(ctx->args[1]))
+		return;
 	id = bpf_get_current_pid_tgid();
 	st = bpf_map_lookup_elem(&active_calls, &id);
 	c = st ? top_call(st) : NULL;
 	if (!c || c->fd_seen)
-		return 0;
+		return;
 	regs = (struct pt_regs *)ctx->args[0];
 	c->fd = (__s32)PT_REGS_PARM1_CORE_SYSCALL(regs);
 	c->fd_seen = 1;
-	return 0;
+}
+
+SEC("raw_tp/sys_enter")
+int raw_tp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	if (watch_mmap_inline)
+		watch_mmap(ctx);
+	name_call_socket(ctx);
+	return sys_enter_next(ctx);
 }

@@ -22,6 +22,7 @@ import { bool, u32 } from "./module_spec.ts";
 import { resolveCgroup } from "../binary/cgroup.ts";
 import { mappedPath } from "../binary/proc_maps.ts";
 import { RecordError } from "./record_header.ts";
+import type { ChainSlot } from "./sys_enter_chain.ts";
 import { groupMulti, type MultiProbe, type PlannedProbe, planProbes } from "./probe_plan.ts";
 import {
   fileKeyBytes,
@@ -123,6 +124,8 @@ export interface AttachedProbe {
 export interface CaptureHooks {
   /** One line per file probed or released on demand (--debug). */
   log?: (line: string) => void;
+  /** Runs the capture's sys_enter program from a chain (see sys_enter_chain.ts). */
+  sysEnter?: ChainSlot;
 }
 
 /** A file probed for the follow role, and who maps it. */
@@ -206,6 +209,10 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
   #final?: CaptureStats;
   #probes: AttachedProbe[];
   #log?: (line: string) => void;
+  /** The chain place its sys_enter program takes, until it has taken it. */
+  #sysEnter?: ChainSlot;
+  /** The chain slot its program is in: emptied before the object closes. */
+  #chainSlot?: ChainSlot;
   #attachPid?: number;
   #pidFilter = false;
   #follow?: FollowSpec;
@@ -304,6 +311,12 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
       for (const [name, value] of Object.entries(spec.globals(opts))) {
         handle.setGlobal(name, value);
       }
+      if (hooks.sysEnter) {
+        handle.reuseMap("sys_enter_chain", hooks.sysEnter.chain.programs);
+        handle.reuseMap("calls_in_flight", hooks.sysEnter.chain.callsInFlight);
+        handle.setGlobal("sys_enter_chained", bool(true));
+        handle.setGlobal("sys_enter_slot", u32(hooks.sysEnter.slot));
+      }
       handle.setMapSize("events", ringBytes(opts.mapSize));
       // a hash map's entries are all allocated as it is made (65,536: 6 ms):
       // as many as the pids given, unless their children join them
@@ -337,6 +350,7 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
       const cap = new Capture(spec.name, handle, decoder, [], targets.notes);
       liveCaptures.add(cap);
       cap.#log = hooks.log;
+      cap.#sysEnter = hooks.sysEnter;
       cap.#attachPid = attachPid;
       cap.#pidFilter = pids.length > 0;
       cap.#attachPlan(plan, targets.interfaces ?? [], targets, follow?.role);
@@ -356,13 +370,26 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
       if (opts.followChildren) cap.#attachRaw("ecap_follow_fork", "sched_process_fork");
       return cap;
     } catch (e) {
+      if (hooks.sysEnter) hooks.sysEnter.chain.left(hooks.sysEnter.slot);
       handle.close();
       throw e;
     }
   }
 
   #attachRaw(program: string, tracepoint: string) {
-    this.#handle.attachRawTracepoint(program, tracepoint);
+    const chained = tracepoint === "sys_enter" ? this.#sysEnter : undefined;
+    if (chained) {
+      // its program runs from the chain's first (one of a capture only)
+      this.#sysEnter = undefined;
+      this.#handle.setProgramSlot("sys_enter_chain", chained.slot, program);
+      this.#chainSlot = chained;
+      const handle = this.#handle;
+      chained.chain.joined(chained.slot, () => {
+        handle.attachRawTracepoint(program, tracepoint);
+      });
+    } else {
+      this.#handle.attachRawTracepoint(program, tracepoint);
+    }
     this.#probes.push({ program, kind: "raw_tp", where: tracepoint });
   }
 
@@ -746,6 +773,11 @@ export class Capture<E extends EventBase> implements AsyncIterable<E>, AsyncDisp
     for (const f of this.#files.values()) clearTimeout(f.releaseTimer);
     try {
       this.#final = this.stats();
+      // the chain's others would go on running a closed capture's program
+      if (this.#chainSlot) {
+        this.#chainSlot.chain.left(this.#chainSlot.slot);
+        this.#handle.deleteMapEntry("sys_enter_chain", u32(this.#chainSlot.slot));
+      }
     } finally {
       this.#closed = true;
       this.#handle.close();

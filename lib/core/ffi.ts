@@ -36,6 +36,10 @@ const SYMBOLS = {
     result: "i32",
   },
   ecap_map_delete: { parameters: ["pointer", "buffer", "buffer", "u32"], result: "i32" },
+  ecap_shared_map_new: { parameters: ["i32", "buffer", "u32", "u32", "u32"], result: "i32" },
+  ecap_map_reuse: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  ecap_map_set_program: { parameters: ["pointer", "buffer", "u32", "buffer"], result: "i32" },
+  ecap_fd_close: { parameters: ["i32"], result: "void" },
   ecap_guard: { parameters: ["pointer", "buffer"], result: "i32" },
   ecap_map_keys: { parameters: ["pointer", "buffer", "buffer", "u32", "u32"], result: "i32" },
   ecap_attach_raw_tp: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
@@ -285,6 +289,16 @@ export class BpfHandle {
     this.#check(this.#lib.ecap_map_set_size(this.#live(), cstr(map), entries));
   }
 
+  /** Before load: the object's map `map` is `shared` (one map for several objects). */
+  reuseMap(map: string, shared: SharedMap) {
+    this.#check(this.#lib.ecap_map_reuse(this.#live(), cstr(map), shared.fd));
+  }
+
+  /** After load: `program` goes in `slot` of the program array `map`. */
+  setProgramSlot(map: string, slot: number, program: string) {
+    this.#check(this.#lib.ecap_map_set_program(this.#live(), cstr(map), slot, cstr(program)));
+  }
+
   /** Loads only these of the object's uprobe programs (other kinds all load). */
   loadUprobesOnly(programs: Iterable<string>) {
     this.#check(
@@ -506,3 +520,44 @@ export class BpfHandle {
     this.#ptr = null;
   }
 }
+
+/** A BPF map of no object, for several objects to share (ecap_map_reuse). */
+export class SharedMap implements Disposable {
+  #fd: number;
+
+  private constructor(type: number, name: string, valueSize: number, entries: number) {
+    const fd = openLibrary().ecap_shared_map_new(type, cstr(name), 4, valueSize, entries);
+    if (fd < 0) {
+      throw new EcapError(`Cannot make BPF map ${name}: ${errnoName(-fd)}`, {
+        kind: kindOf(-fd),
+        code: errnoName(-fd),
+      });
+    }
+    this.#fd = fd;
+  }
+
+  /** An array of `entries` values of `valueSize` bytes (u32 keys). */
+  static array(name: string, valueSize: number, entries: number): SharedMap {
+    return new SharedMap(BPF_MAP_TYPE_ARRAY, name, valueSize, entries);
+  }
+
+  /** A program array of `slots` (tail calls' targets). */
+  static programArray(name: string, slots: number): SharedMap {
+    return new SharedMap(BPF_MAP_TYPE_PROG_ARRAY, name, 4, slots);
+  }
+
+  get fd(): number {
+    if (this.#fd < 0) throw new EcapError("shared BPF map is closed");
+    return this.#fd;
+  }
+
+  /** The objects that reuse it keep it; this closes only the first fd. */
+  [Symbol.dispose]() {
+    if (this.#fd >= 0) openLibrary().ecap_fd_close(this.#fd);
+    this.#fd = -1;
+  }
+}
+
+/** enum bpf_map_type (uapi/linux/bpf.h). */
+const BPF_MAP_TYPE_ARRAY = 2;
+const BPF_MAP_TYPE_PROG_ARRAY = 3;

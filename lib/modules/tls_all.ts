@@ -10,6 +10,7 @@
 import { EcapError } from "../base/errors.ts";
 import { Capture, type CaptureHooks } from "../core/capture.ts";
 import { CaptureGroup, type RunningCapture } from "../core/capture_group.ts";
+import { SysEnterChain } from "../core/sys_enter_chain.ts";
 import type { CommonOptions, EventBase, ModuleSpec } from "../core/module_spec.ts";
 import type { TlsFamilyEvent } from "../tls/tls_events.ts";
 import { TLS_LIBS, type TlsLib } from "../tls/tls_libs.ts";
@@ -55,10 +56,13 @@ export async function startTls(
   // one exchange for a connection between two families (curl to a GnuTLS server)
   opts = { ...opts, exchanges: opts.exchanges ?? newAssembler(opts.exchangeTimeout) };
   const notes: string[] = [];
+  // the families' sys_enter programs run as one (each attached costs every syscall)
+  using chain = new SysEnterChain();
   const started = await Promise.allSettled(libs.map((lib, i) => {
     const model = packets !== undefined && lib !== packets ? "keylog" : opts.model;
     const mapSize = opts.mapSize ?? (i === 0 ? undefined : OTHER_FAMILY_RING);
-    return Capture.start(specs[i] as AnySpec, { ...opts, model, mapSize }, hooks);
+    const sysEnter = chain.slot();
+    return Capture.start(specs[i] as AnySpec, { ...opts, model, mapSize }, { ...hooks, sysEnter });
   }));
   const captures: Capture<TlsFamilyEvent>[] = [];
   let failure: unknown;
@@ -74,9 +78,14 @@ export async function startTls(
       failure ??= s.reason;
     }
   });
-  if (failure !== undefined || captures.length === 0) {
-    await Promise.allSettled(captures.map((c) => c[Symbol.asyncDispose]()));
-    throw failure ?? missing;
+  try {
+    if (failure === undefined && captures.length > 0) {
+      chain.attach();
+      return new CaptureGroup(captures, notes);
+    }
+  } catch (e) {
+    failure = e;
   }
-  return new CaptureGroup(captures, notes);
+  await Promise.allSettled(captures.map((c) => c[Symbol.asyncDispose]()));
+  throw failure ?? missing;
 }
