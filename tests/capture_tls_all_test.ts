@@ -39,6 +39,16 @@ async function run(argv: string[], stdinFile?: string) {
   return d.decode(out.stdout);
 }
 
+/** Links of process pid attached to the sys_enter raw tracepoint (its fdinfo). */
+async function sysEnterLinks(pid: number): Promise<number> {
+  let n = 0;
+  for await (const fd of Deno.readDir(`/proc/${pid}/fdinfo`)) {
+    const info = await Deno.readTextFile(`/proc/${pid}/fdinfo/${fd.name}`).catch(() => "");
+    if (/^link_type:\s*raw_tracepoint$/m.test(info) && /^tp_name:\s*sys_enter$/m.test(info)) n++;
+  }
+  return n;
+}
+
 async function requestFile(nginx: Nginx, path: string): Promise<string> {
   const file = `${nginx.dir}/req-${crypto.randomUUID()}.txt`;
   await Deno.writeTextFile(
@@ -58,6 +68,9 @@ bpfTest(
     for (const family of ["OpenSSL/BoringSSL", "GnuTLS", "NSS", "Go crypto/tls"]) {
       assert.match(ecap.stderr, new RegExp(`capturing tls \\(.*${family}: \\d+ probes`));
     }
+    // one program on sys_enter, not one per family: each runs on every syscall
+    // of every process (lib/core/sys_enter_chain.ts); the others are chained
+    assert.equal(await sysEnterLinks(ecap.pid), 1, "raw_tracepoint links on sys_enter");
     const t = crypto.randomUUID();
     const path = (who: string) => `/all.txt?${who}=${t}`;
     assert.equal(await run(["curl", "-sk", "--http1.1", nginx.url(path("curl"))]), body);
