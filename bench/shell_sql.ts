@@ -198,7 +198,9 @@ async function pgbench(o: BenchOptions): Promise<Row[]> {
       value: `${fmt(median(withEcap))} tps`,
       baseline: `${fmt(median(withEmpty))} tps`,
       ratio: ratioText(median(emptyRatios)),
-      target: "-",
+      // what ecap adds over the traps it cannot avoid (issue 17's target)
+      target: ">= 0.9",
+      pass: median(emptyRatios) >= 0.9,
     },
     {
       bench: "5 postgres",
@@ -206,8 +208,7 @@ async function pgbench(o: BenchOptions): Promise<Row[]> {
       value: `${fmt(median(withEcap))} tps`,
       baseline: `${fmt(median(base))} tps`,
       ratio: ratioText(r),
-      target: ">= 0.95",
-      pass: r >= 0.95,
+      target: "-",
     },
     {
       bench: "5 postgres",
