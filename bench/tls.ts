@@ -4,7 +4,8 @@
  * repetition runs every mode once, interleaved: no capture; empty probes on
  * exactly ecap's text-mode hooks; `ecap tls` text (the default exchange
  * view), --calls, pcap and keylog; and the bpftrace peer copying
- * SSL_read/SSL_write data. Ratios are taken against the baseline of the same
+ * SSL_read/SSL_write data, and tcpdump writing the same packets pcap mode
+ * writes (its yardstick: what writing every packet costs anyone). Ratios are taken against the baseline of the same
  * repetition (the host is noisy), then the median. A figure fails when an
  * ecap run behind it exited non-zero or without its summary, lost records,
  * or printed other than what wrk did; a peer that is missing is a MISS.
@@ -36,7 +37,7 @@ import { Nginx } from "./_nginx.ts";
  * target is taken against (keylog after none, text after empty), since the
  * host's speed drifts by ±20 % over tens of seconds (measured).
  */
-const MODES = ["none", "keylog", "empty", "text", "calls", "pcap", "bpftrace"] as const;
+const MODES = ["none", "keylog", "empty", "text", "calls", "pcap", "tcpdump", "bpftrace"] as const;
 type Mode = typeof MODES[number];
 
 interface Run {
@@ -63,6 +64,8 @@ interface Run {
   /** bpftrace: data events printed / expected (its own in-kernel counts). */
   btDelivered?: number;
   btExpected?: number;
+  /** tcpdump: packets its kernel buffer dropped (its own count). */
+  tdDropped?: number;
 }
 
 /** The empty-handler object under the tls module's probe list: ecap's hooks, no work. */
@@ -135,6 +138,8 @@ export async function runTls(o: BenchOptions): Promise<{ rows: Row[]; rss: numbe
   const wrk = await which("wrk");
   if (!wrk) throw new Error("wrk is not installed (apt-get install wrk)");
   const bpftrace = await which("bpftrace");
+  // what writing every packet costs a peer: pcap mode's yardstick
+  const tcpdump = await which("tcpdump");
   const lua = `${o.tmp}/bytes.lua`;
   await Deno.writeTextFile(
     lua,
@@ -180,6 +185,7 @@ end
     for (const [size, path] of sizes) {
       for (const mode of MODES) {
         if (mode === "bpftrace" && !bpftrace) continue;
+        if (mode === "tcpdump" && !tcpdump) continue;
         const url = nginx.url(path);
         const run: Partial<Run> = { mode, size, rep };
         const out = `/dev/shm/ecap-bench-${Deno.pid}-${mode}`;
@@ -187,6 +193,7 @@ end
         let ecap: Ecap | undefined;
         let empty: Capture<EventBase> | undefined;
         let bt: Proc | undefined;
+        let td: Proc | undefined;
         const btLines = lineCounter();
         try {
           if (mode === "empty") empty = await startEmptyProbes();
@@ -196,6 +203,16 @@ end
             ecap = await Ecap.start(["tls", "-m", "pcap", "-w", out, "-i", "lo"]);
           }
           if (mode === "keylog") ecap = await Ecap.start(["tls", "-m", "keylog", "-k", out]);
+          if (mode === "tcpdump") {
+            // as ecap's pcap mode: whole packets (its default snap length), to the same tmpfs
+            const filter = ["tcp", "port", String(nginx.port)];
+            td = new Proc(tcpdump!, ["-i", "lo", "-s", "262144", "-w", out, ...filter], {
+              keepStdout: false,
+            });
+            if (!await td.waitFor(() => td!.stderr.includes("listening on"), 60_000)) {
+              throw new Error(`tcpdump did not start: ${td.stderr.slice(0, 500)}`);
+            }
+          }
           if (mode === "bpftrace") {
             bt = new Proc(bpftrace!, ["-e", bpftraceScript(libssl)], {
               env: { BPFTRACE_STRLEN: "200" },
@@ -225,6 +242,12 @@ end
             if (mode === "calls") run.capturedBytes = await wrkReadBytes(out, w.pid);
             if (mode === "text") run.exchanges = await wrkExchanges(out, w.pid);
           }
+          if (td) {
+            const code = await td.stop("SIGINT");
+            const dropped = /(\d+) packets? dropped by kernel/.exec(td.stderr);
+            run.tdDropped = dropped ? Number(dropped[1]) : NaN;
+            run.broken = code === 0 && dropped ? "" : `tcpdump exited ${code}: ${td.stderr}`;
+          }
           if (bt) {
             // let bpftrace's reader drain what is buffered: until the count stops growing
             let prev = -1;
@@ -241,6 +264,7 @@ end
           await ecap?.stop("SIGKILL");
           await empty?.[Symbol.asyncDispose]();
           await bt?.stop("SIGKILL");
+          await td?.stop("SIGKILL");
           await Deno.remove(out).catch(() => {});
         }
         runs.push(run as Run);
@@ -255,6 +279,7 @@ end
           run.btDelivered !== undefined
             ? `bpftrace events ${run.btDelivered}/${run.btExpected}`
             : "",
+          run.tdDropped !== undefined ? `tcpdump dropped ${run.tdDropped}` : "",
         ].filter(Boolean).join(", ");
         o.log(
           `  rep ${rep} ${size.padEnd(5)} ${mode.padEnd(8)} ${fmt(run.rps!).padStart(7)} req/s ${
@@ -271,7 +296,9 @@ end
   const brokenIn = (size: string, mode: Mode) => {
     const all = of(size, mode);
     const bad = all.filter((r) => r.broken);
-    return bad.length ? `ecap failed in ${bad.length} of ${all.length} runs` : "";
+    return bad.length
+      ? `${mode === "tcpdump" ? "tcpdump" : "ecap"} failed in ${bad.length} of ${all.length} runs`
+      : "";
   };
   const sum = (rs: Run[], f: (r: Run) => number | undefined) =>
     rs.reduce((a, r) => a + (f(r) ?? NaN), 0);
@@ -324,6 +351,28 @@ end
     }
     add(size, "ecap tls -m keylog vs none", "keylog", "none", 0.95);
     add(size, "ecap tls -m pcap vs none", "pcap", "none", 0.8);
+    if (tcpdump) {
+      add(size, "tcpdump -w (a peer: every packet written) vs none", "tcpdump", "none");
+      const dropped = sum(of(size, "tcpdump"), (r) => r.tdDropped);
+      rows.push({
+        bench,
+        figure: "tcpdump peer: packets dropped by its kernel buffer",
+        value: `${dropped}`,
+        baseline: "-",
+        ratio: "-",
+        target: "-",
+      });
+    } else {
+      rows.push({
+        bench,
+        figure: "tcpdump -w (a peer: every packet written) vs none",
+        value: "not run: tcpdump is not installed",
+        baseline: "-",
+        ratio: "-",
+        target: "-",
+        pass: false,
+      });
+    }
     const text = of(size, "text");
     const textLost = sum(text, (r) => r.lost);
     const shedIn = (mode: Mode) => sum(of(size, mode), (r) => r.shed ?? 0);
