@@ -193,9 +193,14 @@ ECAP_API int ecap_object_set_rodata(struct ecap *h, const char *var, const void 
 	return fail(h, -ENOENT, "set \"%s\": no such global in the object", var);
 }
 
+static struct bpf_map *find_map(struct ecap *h, const char *name)
+{
+	return h->obj ? bpf_object__find_map_by_name(h->obj, name) : NULL;
+}
+
 ECAP_API int ecap_map_set_size(struct ecap *h, const char *name, uint32_t max_entries)
 {
-	struct bpf_map *map = h->obj ? bpf_object__find_map_by_name(h->obj, name) : NULL;
+	struct bpf_map *map = find_map(h, name);
 	int err;
 
 	if (!map)
@@ -532,7 +537,7 @@ ECAP_API int ecap_shared_map_new(int type, const char *name, uint32_t key_size, 
 
 ECAP_API int ecap_map_reuse(struct ecap *h, const char *name, int fd)
 {
-	struct bpf_map *map = h->obj ? bpf_object__find_map_by_name(h->obj, name) : NULL;
+	struct bpf_map *map = find_map(h, name);
 	int err;
 
 	if (!map)
@@ -545,7 +550,7 @@ ECAP_API int ecap_map_reuse(struct ecap *h, const char *name, int fd)
 
 ECAP_API int ecap_map_set_program(struct ecap *h, const char *name, uint32_t slot, const char *prog)
 {
-	struct bpf_map *map = h->obj ? bpf_object__find_map_by_name(h->obj, name) : NULL;
+	struct bpf_map *map = find_map(h, name);
 	struct bpf_program *p = find_prog(h, prog);
 	int fd = p ? bpf_program__fd(p) : -1;
 	int err;
@@ -569,7 +574,7 @@ ECAP_API void ecap_fd_close(int fd)
 ECAP_API int ecap_map_update(struct ecap *h, const char *name, const void *key, uint32_t key_size,
 			     const void *value, uint32_t value_size)
 {
-	struct bpf_map *map = h->obj ? bpf_object__find_map_by_name(h->obj, name) : NULL;
+	struct bpf_map *map = find_map(h, name);
 	int err;
 
 	if (!map)
@@ -582,7 +587,7 @@ ECAP_API int ecap_map_update(struct ecap *h, const char *name, const void *key, 
 
 ECAP_API int ecap_map_delete(struct ecap *h, const char *name, const void *key, uint32_t key_size)
 {
-	struct bpf_map *map = h->obj ? bpf_object__find_map_by_name(h->obj, name) : NULL;
+	struct bpf_map *map = find_map(h, name);
 	int err;
 
 	if (!map)
@@ -596,7 +601,7 @@ ECAP_API int ecap_map_delete(struct ecap *h, const char *name, const void *key, 
 ECAP_API int ecap_map_keys(struct ecap *h, const char *name, void *out, uint32_t key_size,
 			   uint32_t max)
 {
-	struct bpf_map *map = h->obj ? bpf_object__find_map_by_name(h->obj, name) : NULL;
+	struct bpf_map *map = find_map(h, name);
 	uint8_t *keys = out;
 	uint32_t n = 0;
 	int err;
@@ -785,7 +790,7 @@ ECAP_API uint64_t ecap_monotonic_ns(void)
 
 ECAP_API int ecap_map_read_percpu(struct ecap *h, const char *name, uint32_t key, uint64_t *out, uint32_t n)
 {
-	struct bpf_map *map = h->obj ? bpf_object__find_map_by_name(h->obj, name) : NULL;
+	struct bpf_map *map = find_map(h, name);
 	int ncpu = libbpf_num_possible_cpus();
 
 	if (!map)
