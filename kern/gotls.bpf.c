@@ -174,6 +174,7 @@ int uprobe_go_data_ret(struct pt_regs *ctx)
 	struct go_call *c = bpf_map_lookup_elem(&go_calls, &k);
 	__s64 n = (__s64)ctx->ax;
 	__s32 fd;
+	__u32 counted;
 
 	if (!c || c->kind != GO_CALL_DATA)
 		return 0;
@@ -184,10 +185,9 @@ int uprobe_go_data_ret(struct pt_regs *ctx)
 		n = c->len; /* never more than the buffer holds */
 	emit_tls_data(id, c->conn, fd, c->flags, c->buf, n);
 done:
-	if (c->counted && bpf_map_delete_elem(&go_calls, &k) == 0)
+	counted = c->counted; /* read before the entry goes */
+	if (bpf_map_delete_elem(&go_calls, &k) == 0 && counted)
 		calls_in_flight_add(-1);
-	else
-		bpf_map_delete_elem(&go_calls, &k);
 	return 0;
 }
 
