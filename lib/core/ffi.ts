@@ -168,8 +168,14 @@ export function prefetchKernelBtf(): void {
   openLibrary().ecap_prefetch_kernel_btf();
 }
 
-/** Gives the heap's free memory back (see ffi/ecap.h): when a capture is idle. */
+/**
+ * Gives the heap's free memory back (see ffi/ecap.h): when a capture is idle.
+ * A buffer nothing references keeps its malloc memory until V8 collects it,
+ * and an idle process allocates nothing that would make V8 collect: so a
+ * collection first, where ecap runs with --expose-gc (lib/core/v8_flags.ts).
+ */
 export function releaseMemory(): void {
+  (globalThis as { gc?: () => void }).gc?.();
   openLibrary().ecap_release_memory();
 }
 
