@@ -13,6 +13,9 @@ import type { PacketFilter } from "../core/ffi.ts";
 import { ioError, openReplacedFile } from "../core/output_file.ts";
 import { type ClosableWriter, stdioWriter, writerOf } from "../core/pipe_writer.ts";
 import { PcapngWriter } from "./pcapng_writer.ts";
+import { recyclePacket } from "./packet_pool.ts";
+
+const encoder = new TextEncoder();
 
 /** How long a packet is held for the secrets of its handshake. */
 const HOLD_MS = 500;
@@ -135,7 +138,8 @@ export class PcapSink {
   #ids = new Map<number, { id: number; linkType: number }>();
   #held: { at: number; packet: PacketRecord }[] = [];
   #heldBytes = 0;
-  #owners = new Map<string, ConnectionOwner>();
+  /** The packet comment naming each connection's process, encoded once. */
+  #owners = new Map<string, Uint8Array>();
   #lastFlush = Date.now();
   packets = 0;
   secretLines = 0;
@@ -184,7 +188,8 @@ export class PcapSink {
 
   /** Records which process owns a connection, for packet comments. */
   owner(o: ConnectionOwner) {
-    this.#owners.set(`${endpointKey(o.local)}>${endpointKey(o.remote)}`, o);
+    const comment = encoder.encode(`pid=${o.pid} comm=${o.comm}`);
+    this.#owners.set(`${endpointKey(o.local)}>${endpointKey(o.remote)}`, comment);
   }
 
   /** Writes key log lines now: they must precede the packets they decrypt. */
@@ -203,11 +208,10 @@ export class PcapSink {
     this.#heldBytes += p.data.length;
   }
 
-  #comment(p: PacketRecord, linkType: number): string | undefined {
+  #comment(p: PacketRecord, linkType: number): Uint8Array | undefined {
     const info = parsePacket(p.data, linkType);
     const src = addrKey(info.src, info.sport), dst = addrKey(info.dst, info.dport);
-    const o = this.#owners.get(`${src}>${dst}`) ?? this.#owners.get(`${dst}>${src}`);
-    return o ? `pid=${o.pid} comm=${o.comm}` : undefined;
+    return this.#owners.get(`${src}>${dst}`) ?? this.#owners.get(`${dst}>${src}`);
   }
 
   /** Writes packets held long enough (all with `all`), and flushes once a second. */
@@ -233,6 +237,7 @@ export class PcapSink {
           direction: p.direction === "ingress" ? "inbound" : "outbound",
           comment: this.#comment(p, iface.linkType),
         });
+        recyclePacket(p.data); // copied into the file's buffer: its bytes may serve again
         this.packets++;
       }
       if (all || (this.#live && due.length > 0) || now - this.#lastFlush >= FLUSH_MS) {

@@ -46,8 +46,11 @@ export interface PcapngPacket {
   originalLength?: number;
   /** Stored in `epb_flags` bits 0-1. */
   direction?: "inbound" | "outbound";
-  /** `opt_comment`, shown by Wireshark as the frame comment. */
-  comment?: string;
+  /**
+   * `opt_comment`, shown by Wireshark as the frame comment: text, or its
+   * UTF-8 bytes (for a comment repeated on many packets, encoded once).
+   */
+  comment?: string | Uint8Array;
 }
 
 /** Block types written here (and read by the reader). */
@@ -85,11 +88,9 @@ function pad4(n: number): number {
   return n + ((4 - (n % 4)) % 4);
 }
 
-function u32(n: number): Uint8Array {
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint32(0, n, true);
-  return b;
-}
+/** epb_flags values: fixed, so no packet allocates its own. */
+const INBOUND = Uint8Array.of(0b01, 0, 0, 0);
+const OUTBOUND = Uint8Array.of(0b10, 0, 0, 0);
 
 function optionsLength(options: Option[]): number {
   if (options.length === 0) return 0;
@@ -179,9 +180,12 @@ export class PcapngWriter {
     if (originalLength > 0xffffffff) throw new RangeError(`packet too long: ${originalLength}`);
     const options: Option[] = [];
     if (p.direction !== undefined) {
-      options.push([EPB_FLAGS, u32(p.direction === "inbound" ? 0b01 : 0b10)]);
+      options.push([EPB_FLAGS, p.direction === "inbound" ? INBOUND : OUTBOUND]);
     }
-    if (p.comment !== undefined) options.push([OPT_COMMENT, encoder.encode(p.comment)]);
+    if (p.comment !== undefined) {
+      const c = p.comment;
+      options.push([OPT_COMMENT, typeof c === "string" ? encoder.encode(c) : c]);
+    }
     const ts = p.timestampNs;
     this.#block(BLOCK_EPB, 20 + pad4(data.length), options, (v, body) => {
       v.setUint32(0, p.interfaceId, true);
@@ -190,6 +194,7 @@ export class PcapngWriter {
       v.setUint32(12, data.length, true);
       v.setUint32(16, originalLength, true);
       body.set(data, 20);
+      body.fill(0, 20 + data.length); // padding
     });
   }
 
@@ -203,6 +208,7 @@ export class PcapngWriter {
       v.setUint32(0, SECRETS_TLS_KEYLOG, true);
       v.setUint32(4, secrets.length, true);
       body.set(secrets, 8);
+      body.fill(0, 8 + secrets.length); // padding
     });
   }
 
@@ -232,8 +238,9 @@ export class PcapngWriter {
   }
 
   /**
-   * Appends one block: `fixed` bytes of body filled by `fill`, then the
-   * options, framed by the type and the total length (repeated at the end).
+   * Appends one block: `fixed` bytes of body filled by `fill` (every byte,
+   * padding included: the buffer may hold old bytes), then the options,
+   * framed by the type and the total length (repeated at the end).
    */
   #block(
     type: number,
@@ -247,7 +254,6 @@ export class PcapngWriter {
     const total = 12 + fixed + optionsLength(options);
     if (total > 0xffffffff) throw new RangeError(`block too long: ${total} bytes`);
     const block = this.#reserve(total);
-    block.fill(0); // padding must be zero, and the buffer may hold old bytes
     const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
     v.setUint32(0, type, true);
     v.setUint32(4, total, true);
@@ -259,6 +265,7 @@ export class PcapngWriter {
         v.setUint16(off, code, true);
         v.setUint16(off + 2, value.length, true);
         block.set(value, off + 4);
+        block.fill(0, off + 4 + value.length, off + 4 + pad4(value.length)); // padding
         off += 4 + pad4(value.length);
       }
       v.setUint16(off, OPT_ENDOFOPT, true);

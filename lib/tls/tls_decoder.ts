@@ -9,7 +9,8 @@ import { keylogLines, type TlsSecrets } from "./keylog.ts";
 import type { DecodeContext, RecordDecoder } from "../core/module_spec.ts";
 import { headerReader, RecordError, type RecordHeader } from "../core/record_header.ts";
 import type { BtfStruct } from "../binary/btf.ts";
-import { allocBytes, copyBytes } from "../base/bytes.ts";
+import { allocBytes } from "../base/bytes.ts";
+import { packetCopy } from "../pcap/packet_pool.ts";
 import {
   type Endpoint,
   formatAddr,
@@ -430,7 +431,7 @@ function packetDecoder<M extends string>(name: M, ctx: DecodeContext) {
       comm: "",
       ifindex: view.getUint32(offset + at("ifindex"), true),
       length: view.getUint32(offset + at("len"), true),
-      data: copyBytes(new Uint8Array(view.buffer, start, caplen)),
+      data: packetCopy(new Uint8Array(view.buffer, start, caplen)),
       direction: view.getUint32(offset + at("dir"), true) === INGRESS ? "ingress" : "egress",
     };
     return [event];

@@ -366,3 +366,26 @@ Deno.test("pcapng: writes to a real file whose comments tshark reads", async () 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("pcapng: padding is zero where the buffer held other bytes", () => {
+  const sink = new MemorySink();
+  const w = new PcapngWriter(sink, {});
+  w.addInterface({ name: "x", linkType: 1 });
+  // flushed at once (past 256 KiB), leaving 0xff bytes in the buffer under the next blocks
+  w.addPacket({ interfaceId: 0, timestampNs: 0n, data: new Uint8Array(300_000).fill(0xff) });
+  const before = sink.bytes.length;
+  for (const n of [1, 2, 3, 5]) {
+    w.addPacket({
+      interfaceId: 0,
+      timestampNs: 0n,
+      data: new Uint8Array(n).fill(1),
+      direction: "outbound",
+      comment: "abc".slice(0, n % 4),
+    });
+  }
+  w.addTlsKeyLog("x\n");
+  w.close();
+  const tail = sink.bytes.subarray(before);
+  assert.ok(tail.length > 0 && !tail.includes(0xff), "a pad byte kept an old buffer byte");
+  assert.equal(readPcapng(sink.bytes).packets.length, 5);
+});
