@@ -201,7 +201,8 @@ export interface RecordDecoder<E> {
   flush(): E[];
   /**
    * Events due by time alone (a timeout, a quiet connection), asked after
-   * every poll of the ring, records or not; `nowNs` is wall-clock ns.
+   * a poll of the ring, records or not, at most every 20 ms; `nowNs` is
+   * wall-clock ns.
    */
   tick?(nowNs: bigint): E[];
 }

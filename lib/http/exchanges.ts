@@ -275,7 +275,7 @@ export class ExchangeAssembler {
         queue: [],
         streams: new Map(),
         count: 0,
-        started: {},
+        started: { read: undefined, write: undefined },
         blockParts: [],
         lastSeen: 0n,
         addrs,
@@ -375,7 +375,7 @@ export class ExchangeAssembler {
           answer(p.exchange, msg, start, call.timeNs);
           this.#complete(p.exchange, pairKey, p.seq, role, call.timeNs, out);
         }
-        delete c.started[call.direction];
+        c.started[call.direction] = undefined; // not delete: the object keeps its shape
       } else if (view.event.type === "headers" || view.event.type === "data") {
         // a stream's first frame this way: its first byte
         const e = view.event;

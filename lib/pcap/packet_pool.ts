@@ -12,7 +12,7 @@ import { copyBytes } from "../base/bytes.ts";
 /** Packets up to this share copyBytes' blocks (cheap, not reusable one by one). */
 const SMALL = 4096;
 /** Free buffers kept at most, in bytes: the rest are left to the GC. */
-const MAX_FREE_BYTES = 16 << 20;
+const MAX_FREE_BYTES = 4 << 20;
 
 /** Free buffers by size (a power of two). */
 const free = new Map<number, ArrayBuffer[]>();
