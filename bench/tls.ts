@@ -206,7 +206,7 @@ end
           }
           if (mode === "keylog") ecap = await Ecap.start(["tls", "-m", "keylog", "-k", out]);
           if (mode === "tcpdump") {
-            // as ecap's pcap mode: whole packets (its default snap length), to the same tmpfs
+            // as ecap's pcap mode: whole packets (its default snap length), to the same scratch directory
             const filter = ["tcp", "port", String(nginx.port)];
             const snap = String(DEFAULT_SNAPLEN);
             td = new Proc(tcpdump!, ["-i", "lo", "-s", snap, "-w", out, ...filter], {
