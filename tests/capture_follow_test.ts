@@ -204,13 +204,16 @@ bpfTest(
       const heldMs = performance.now() - t0;
       assert.ok(first.success);
       assert.ok(heldMs >= 1400 && heldMs < 5000, `held ${heldMs.toFixed(0)} ms, not ~1500`);
-      // killed while a process is held: the guardian continues it at once
+      // killed while a process is held: the guardian continues it at once,
+      // not only once ecap's exit has released every probe (which takes a
+      // grace period per link: 0.3-0.7 s for `ecap tls` here)
       t0 = performance.now();
       const second = curlWithCopy(copies[1].dir).spawn();
       await waitFor(() => procStat(second.pid)?.state === "T", "the process to be held", 2000);
-      await run.stop("SIGKILL");
+      const exited = run.stop("SIGKILL");
       assert.ok((await second.status).success);
       const secondMs = performance.now() - t0;
+      await exited;
       assert.ok(secondMs < 450, `held ${secondMs.toFixed(0)} ms: not let go when ecap died`);
       await waitFor(() => guardianOf(run.pid) === undefined, "the guardian to exit", 2000);
     } finally {
