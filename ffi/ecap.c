@@ -885,7 +885,7 @@ static int raise_fd(int fd)
 
 ECAP_API int ecap_guard(struct ecap *h, const char *name)
 {
-	struct bpf_map *map = bpf_object__find_map_by_name(h->obj, name);
+	struct bpf_map *map = find_map(h, name);
 	size_t len = guardian_elf_end - guardian_elf;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
