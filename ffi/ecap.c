@@ -26,11 +26,11 @@
 #include "ecap.h"
 #include "kernel_btf.h"
 #include "packet_filter.h"
+#include "ring_reader.h"
 
 #define MAX_LINKS 1024
 /* enum bpf_attach_type value from kernel 6.6; Debian 12's uapi header predates it */
 #define ECAP_TRACE_UPROBE_MULTI 48
-#define RECORD_ALIGN 8
 
 struct ecap {
 	struct bpf_object *obj;
@@ -43,15 +43,8 @@ struct ecap {
 	struct loaded_filter *filters;
 	int n_filters;
 	atomic_int detaching; /* links ecap_detach is destroying on threads of their own */
-	struct ring_buffer *ring;
+	struct ring_reader ring; /* ring.fd < 0: none */
 	int epoll_fd, wake_fd;
-	/* the batch being filled by ring_record */
-	uint8_t *batch;
-	size_t batch_cap, batch_len;
-	/* a record consumed from the ring that did not fit the last batch */
-	uint8_t *aside;
-	size_t aside_len, aside_cap;
-	bool has_aside;
 	/* ecap_guard: the guardian's pid and our end of its pipe */
 	pid_t guard_pid;
 	int guard_fd;
@@ -130,7 +123,7 @@ ECAP_API struct ecap *ecap_new(void)
 
 	if (!h)
 		return NULL;
-	h->epoll_fd = h->wake_fd = h->guard_fd = -1;
+	h->epoll_fd = h->wake_fd = h->guard_fd = h->ring.fd = -1;
 	libbpf_set_print(libbpf_log);
 	return h;
 }
@@ -237,34 +230,6 @@ ECAP_API int ecap_object_load_uprobes(struct ecap *h, const char *names)
 	return 0;
 }
 
-static int ring_record(void *ctx, void *data, size_t size)
-{
-	struct ecap *h = ctx;
-	size_t need = RECORD_ALIGN + ((size + RECORD_ALIGN - 1) & ~(size_t)(RECORD_ALIGN - 1));
-	uint32_t head[2] = { (uint32_t)size, 0 };
-
-	if (h->batch_len + need > h->batch_cap) {
-		/* libbpf consumes the record even when we refuse it: keep it. */
-		if (size > h->aside_cap) {
-			uint8_t *grown = realloc(h->aside, size);
-
-			if (!grown)
-				return -ENOMEM;
-			h->aside = grown;
-			h->aside_cap = size;
-		}
-		memcpy(h->aside, data, size);
-		h->aside_len = size;
-		h->has_aside = true;
-		return -ENOSPC;
-	}
-	memcpy(h->batch + h->batch_len, head, sizeof(head));
-	memcpy(h->batch + h->batch_len + RECORD_ALIGN, data, size);
-	memset(h->batch + h->batch_len + RECORD_ALIGN + size, 0, need - RECORD_ALIGN - size);
-	h->batch_len += need;
-	return 0;
-}
-
 /* The trim threshold ecap_tune_malloc() set, or 0: glibc's own. */
 static size_t tuned_trim;
 /* Loads running now (they run on several threads at once). */
@@ -322,9 +287,9 @@ ECAP_API int ecap_object_load(struct ecap *h)
 	events = bpf_object__find_map_by_name(h->obj, "events");
 	if (!events)
 		return 0; /* an object without a ring (e.g. empty probes) */
-	h->ring = ring_buffer__new(bpf_map__fd(events), ring_record, h, NULL);
-	if (!h->ring)
-		return fail(h, -errno, "open ring buffer of \"%s\"", bpf_object__name(h->obj));
+	err = ring_reader_open(&h->ring, bpf_map__fd(events));
+	if (err)
+		return fail(h, err, "open ring buffer of \"%s\"", bpf_object__name(h->obj));
 	h->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (h->epoll_fd < 0 || h->wake_fd < 0)
@@ -693,24 +658,17 @@ ECAP_API int ecap_link_count(struct ecap *h)
 ECAP_API int ecap_ring_poll(struct ecap *h, uint8_t *buf, size_t cap, int timeout_ms)
 {
 	struct epoll_event evs[2];
+	size_t len = 0;
 	int n, err;
 
-	if (!h->ring)
+	if (h->ring.fd < 0)
 		return fail(h, -EINVAL, "poll: no ring buffer loaded");
-	h->batch = buf;
-	h->batch_cap = cap;
-	h->batch_len = 0;
-	if (h->has_aside) {
-		h->has_aside = false;
-		if (ring_record(h, h->aside, h->aside_len) < 0)
-			return fail(h, -ENOSPC, "poll: a %zu-byte record does not fit a %zu-byte buffer",
-				    h->aside_len, cap);
-	}
 	for (int round = 0; round < 2; round++) {
-		err = ring_buffer__consume(h->ring);
-		if (err < 0 && err != -ENOSPC)
-			return fail(h, err, "consume ring buffer");
-		if (h->batch_len > 0 || round == 1 || timeout_ms == 0)
+		err = ring_reader_consume(&h->ring, buf, cap, &len);
+		if (err == -ENOSPC)
+			return fail(h, err, "poll: a %zu-byte record does not fit a %zu-byte buffer",
+				    h->ring.refused, cap);
+		if (len > 0 || round == 1 || timeout_ms == 0)
 			break;
 		n = epoll_wait(h->epoll_fd, evs, 2, timeout_ms);
 		if (n < 0 && errno != EINTR)
@@ -724,7 +682,7 @@ ECAP_API int ecap_ring_poll(struct ecap *h, uint8_t *buf, size_t cap, int timeou
 			}
 		}
 	}
-	return (int)h->batch_len;
+	return (int)len;
 }
 
 ECAP_API int ecap_wake(struct ecap *h)
@@ -970,14 +928,13 @@ ECAP_API void ecap_close(struct ecap *h)
 		free(h->filters[i].expr);
 	}
 	free(h->filters);
-	ring_buffer__free(h->ring);
+	ring_reader_close(&h->ring);
 	bpf_object__close(h->obj);
 	if (h->epoll_fd >= 0)
 		close(h->epoll_fd);
 	if (h->wake_fd >= 0)
 		close(h->wake_fd);
 	free(h->obj_copy);
-	free(h->aside);
 	free(h->log);
 	free(h);
 }

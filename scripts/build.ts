@@ -148,9 +148,8 @@ async function buildGuardian(): Promise<string> {
 async function buildShim() {
   const out = `${BUILD}/libecap.so`;
   const guardian = await buildGuardian();
-  const sources = ["ecap.c", "kernel_btf.c", "packet_filter.c", "pcap_compile.c"].map((f) =>
-    `${ROOT}/ffi/${f}`
-  );
+  const sources = ["ecap.c", "kernel_btf.c", "packet_filter.c", "pcap_compile.c", "ring_reader.c"]
+    .map((f) => `${ROOT}/ffi/${f}`);
   const headers = ["ecap.h", "kernel_btf.h", "packet_filter.h"].map((f) => `${ROOT}/ffi/${f}`);
   const src = [...sources, ...headers, guardian];
   const libs = ["libbpf.a", "libelf.a", "libz.a", "libpcap.a"].map((l) => `${DEPS}/lib/${l}`);
