@@ -22,9 +22,9 @@ type AnySpec = ModuleSpec<CommonOptions, EventBase>;
 
 /**
  * The ring of each family after the first (OpenSSL's) when --mapsize does
- * not say: a ring costs twice its size in resident memory from the start
- * (the kernel maps its pages twice), four of 8 MiB were 64 MiB. A loss is
- * counted and names --mapsize.
+ * not say: a ring is resident from the start (the kernel inserts its pages
+ * at mmap), so four of 8 MiB would be 32 MiB of an idle `ecap tls`. A loss
+ * is counted and names --mapsize.
  */
 const OTHER_FAMILY_RING = 2 << 20;
 
