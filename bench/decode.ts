@@ -107,7 +107,7 @@ function usPerCall(
   const callsOnly = tlsFamilyDecoder("tls", ctx);
   const decoder = shape === "calls"
     ? callsOnly
-    : exchangeDecoder("tls", tlsFamilyDecoder("tls", ctx));
+    : exchangeDecoder("tls", tlsFamilyDecoder("tls", ctx, { borrowData: true })); // as tls_family.ts
   let calls = 0;
   using devnull = Deno.openSync("/dev/null", { write: true });
   const sink = new OutputSink(devnull, "/dev/null");

@@ -262,7 +262,11 @@ export class ExchangeAssembler {
     this.#blockIdle = options.blockIdleNs ?? 200n * NS_PER_MS;
   }
 
-  /** Takes one call; returns what it completed. */
+  /**
+   * Takes one call; returns what it completed. What it keeps of the call's
+   * bytes it copies: they may be lent for the length of this call
+   * (tls_decoder.ts, borrowData).
+   */
   push(call: CallRecord): ExchangeItem[] {
     const out: ExchangeItem[] = [];
     const addrs = call.local && call.remote ? `${addrKey(call.local)}|${addrKey(call.remote)}` : "";
@@ -490,7 +494,7 @@ export class ExchangeAssembler {
     }
     c.block.calls++;
     c.block.endNs = call.timeNs;
-    c.blockParts.push(call.data);
+    c.blockParts.push(call.data.slice()); // kept past push(): the caller may reuse its bytes
   }
 
   #flushBlock(c: ConnState, out: ExchangeItem[]) {

@@ -103,10 +103,24 @@ interface PartialCall {
   gap: boolean;
 }
 
+/** Options of {@link tlsFamilyDecoder}. */
+export interface TlsDecoderOptions {
+  /**
+   * A call that came in one record gets, as its `data`, a view of that
+   * record in the batch being decoded, valid only until decode() returns,
+   * instead of a copy. For a caller that takes each event within decode()
+   * and copies what it keeps: the exchange view (tls_exchanges.ts), where
+   * the HTTP parsers copy what they keep and the calls themselves are not
+   * handed out. Saves one copy and one allocation of every byte moved.
+   */
+  borrowData?: boolean;
+}
+
 /** Decodes the TLS records (data, secrets, key log lines, packets) of module `name`. */
 export function tlsFamilyDecoder<M extends string>(
   name: M,
   ctx: DecodeContext,
+  { borrowData = false }: TlsDecoderOptions = {},
 ): RecordDecoder<TlsFamilyEvent<M>> {
   const hdr = headerReader(ctx.btf, ctx.wallClock);
   const kinds = ctx.btf.enumValues("ecap_kind");
@@ -228,7 +242,12 @@ export function tlsFamilyDecoder<M extends string>(
       const key = h.tid * 2 + ((flags & READ) ? 1 : 0); // thread ids are unique system-wide
       const total = view.getUint32(offset + o.total, true);
       let call = calls.get(key);
-      if (chunkOffset === 0 || !call) {
+      const payload = new Uint8Array(view.buffer, view.byteOffset + offset + s.size, len);
+      if (borrowData && chunkOffset === 0 && (flags & LAST) !== 0) {
+        // the whole call in this record: lent, not copied (see borrowData)
+        if (call !== undefined) calls.delete(key); // an earlier call's chunks, its last lost
+        call = { header: h, data: payload, next: len, incomplete: false, gap: false };
+      } else if (chunkOffset === 0 || !call) {
         // one buffer for all of the call's chunks (they follow each other in
         // the ring): one copy, none to join them
         const size = Math.min(total, MAX_CALL_BUFFER);
@@ -241,17 +260,19 @@ export function tlsFamilyDecoder<M extends string>(
         };
         calls.set(key, call);
       }
-      if (chunkOffset !== call.next) call.incomplete = true;
       if (flags & GAP) call.gap = true;
-      if (call.next + len > call.data.length) {
-        const grown = allocBytes(Math.max(call.next + len, 2 * call.data.length));
-        grown.set(call.data.subarray(0, call.next));
-        call.data = grown;
+      if (call.data !== payload) {
+        if (chunkOffset !== call.next) call.incomplete = true;
+        if (call.next + len > call.data.length) {
+          const grown = allocBytes(Math.max(call.next + len, 2 * call.data.length));
+          grown.set(call.data.subarray(0, call.next));
+          call.data = grown;
+        }
+        call.data.set(payload, call.next);
+        call.next += len;
+        if ((flags & LAST) === 0) return [];
+        calls.delete(key);
       }
-      call.data.set(new Uint8Array(view.buffer, view.byteOffset + offset + s.size, len), call.next);
-      call.next += len;
-      if ((flags & LAST) === 0) return [];
-      calls.delete(key);
 
       const data = call.data.subarray(0, call.next);
       const conn = `${h.pid}:${view.getBigUint64(offset + o.conn, true).toString(16)}`;

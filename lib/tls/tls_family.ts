@@ -331,9 +331,10 @@ export function tlsFamily<O extends TlsFamilyOptions, M extends string>(
       return g;
     },
     decoder(ctx, opts) {
-      const calls = tlsFamilyDecoder(name, ctx);
       // keylog and pcap carry no plaintext; --calls asks for the calls themselves
-      if (opts.calls || (opts.model ?? "text") !== "text") return calls;
+      if (opts.calls || (opts.model ?? "text") !== "text") return tlsFamilyDecoder(name, ctx);
+      // the exchange view takes each call within decode(): it may lend their bytes
+      const calls = tlsFamilyDecoder(name, ctx, { borrowData: true });
       return exchangeDecoder(name, calls, opts.exchangeTimeout, opts.exchanges);
     },
     createSink(opts) {
