@@ -172,6 +172,18 @@ interface ConnState {
   lastSeen: bigint;
   /** "local|remote" once the socket is known, else "". */
   addrs: string;
+  /**
+   * The endpoint objects of the last call and the keys made from them: a
+   * decoder hands the same objects for every call of a connection, so most
+   * calls build no key strings (they were a tenth of push()'s garbage).
+   */
+  last?: {
+    local: Endpoint | null;
+    remote: Endpoint | null;
+    addrs: string;
+    role: ConversationRole;
+    pairKey: string;
+  };
 }
 
 function partyOf(p: Party): Party {
@@ -269,8 +281,17 @@ export class ExchangeAssembler {
    */
   push(call: CallRecord): ExchangeItem[] {
     const out: ExchangeItem[] = [];
-    const addrs = call.local && call.remote ? `${addrKey(call.local)}|${addrKey(call.remote)}` : "";
     let c = this.#conns.get(call.conn);
+    const role = call.role ?? "client";
+    let last = c?.last;
+    if (last === undefined || last.local !== call.local || last.remote !== call.remote) {
+      last = undefined;
+    }
+    const addrs = last !== undefined
+      ? last.addrs
+      : call.local && call.remote
+      ? `${addrKey(call.local)}|${addrKey(call.remote)}`
+      : "";
     // a library reuses a freed connection object for a new socket: another
     // connection (a socket learnt late is the same one)
     if (c === undefined || (c.addrs !== "" && addrs !== "" && c.addrs !== addrs)) {
@@ -283,6 +304,7 @@ export class ExchangeAssembler {
         blockParts: [],
         lastSeen: 0n,
         addrs,
+        last: undefined,
       };
       this.#conns.set(call.conn, c);
     }
@@ -294,14 +316,18 @@ export class ExchangeAssembler {
     }
     this.#flushBlock(c, out);
     const party = partyOf(call);
-    const role = call.role ?? "client";
     const clientAddr = role === "client" ? call.local : call.remote;
     const serverAddr = role === "client" ? call.remote : call.local;
-    const pairKey = `${addrKey(clientAddr)}|${addrKey(serverAddr)}`;
+    if (last === undefined || last.role !== role) {
+      const pairKey = `${addrKey(clientAddr)}|${addrKey(serverAddr)}`;
+      last = { local: call.local, remote: call.remote, addrs, role, pairKey };
+      c.last = last;
+    }
+    const pairKey = last.pairKey;
     if (clientAddr !== null && serverAddr !== null) {
-      const sides = this.#sides.get(pairKey) ?? new Set();
+      let sides = this.#sides.get(pairKey);
+      if (sides === undefined) this.#sides.set(pairKey, sides = new Set());
       sides.add(role);
-      this.#sides.set(pairKey, sides);
       c.pairKey = pairKey;
     }
     // the direction requests go in this process's calls
