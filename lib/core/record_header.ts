@@ -98,7 +98,9 @@ export function headerReader(btf: Btf, wallClock: (mono: bigint) => bigint) {
         comm: thread,
         // a thread named like its process adds nothing
         process: process === thread || process === "" ? undefined : process,
-        cgroupId: cgroup === undefined ? 0 : Number(view.getBigUint64(offset + cgroup, true)),
+        // two u32 halves, no BigInt made per record (exact below 2^53, as Number() is)
+        cgroupId: cgroup === undefined ? 0 : view.getUint32(offset + cgroup, true) +
+          view.getUint32(offset + cgroup + 4, true) * 0x1_0000_0000,
       };
     },
   };
