@@ -153,6 +153,21 @@ export function tlsFamilyDecoder<M extends string>(
   };
   /** Calls being put back together, by thread and direction. */
   const calls = new Map<number, PartialCall>();
+  /**
+   * "pid:conn" keys made, by the low half of the library's object address:
+   * a call's key is made once per connection, not per call (a BigInt and
+   * two strings each time).
+   */
+  const keys = new Map<number, { pid: number; high: number; key: string }>();
+  function connKey(pid: number, view: DataView, at: number): string {
+    const low = view.getUint32(at, true), high = view.getUint32(at + 4, true);
+    const known = keys.get(low);
+    if (known !== undefined && known.pid === pid && known.high === high) return known.key;
+    if (keys.size >= MAX_CONNECTIONS) keys.clear();
+    const key = `${pid}:${view.getBigUint64(at, true).toString(16)}`;
+    keys.set(low, { pid, high, key });
+    return key;
+  }
   /** What is known of each connection, by "pid:conn". */
   const connections = new Map<string, Connection>();
   let lastSweep = 0n;
@@ -275,7 +290,7 @@ export function tlsFamilyDecoder<M extends string>(
       }
 
       const data = call.data.subarray(0, call.next);
-      const conn = `${h.pid}:${view.getBigUint64(offset + o.conn, true).toString(16)}`;
+      const conn = connKey(h.pid, view, offset + o.conn);
       if (h.timeNs - lastSweep > SWEEP_NS) sweep(h.timeNs);
       const c = connectionOf(view, offset, conn, h.timeNs);
       const direction = (flags & READ) ? "read" as const : "write" as const;
@@ -326,6 +341,7 @@ export function tlsFamilyDecoder<M extends string>(
     flush() {
       calls.clear();
       connections.clear();
+      keys.clear();
       return [];
     },
   };
