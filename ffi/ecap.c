@@ -284,7 +284,7 @@ ECAP_API int ecap_object_load(struct ecap *h)
 			    bpf_object__name(h->obj));
 	free(h->obj_copy);
 	h->obj_copy = NULL;
-	events = bpf_object__find_map_by_name(h->obj, "events");
+	events = find_map(h, "events");
 	if (!events)
 		return 0; /* an object without a ring (e.g. empty probes) */
 	err = ring_reader_open(&h->ring, bpf_map__fd(events));

@@ -256,27 +256,28 @@ export function tlsFamilyDecoder<M extends string>(
       const chunkOffset = view.getUint32(offset + o.offset, true);
       const key = h.tid * 2 + ((flags & READ) ? 1 : 0); // thread ids are unique system-wide
       const total = view.getUint32(offset + o.total, true);
-      let call = calls.get(key);
       const payload = new Uint8Array(view.buffer, view.byteOffset + offset + s.size, len);
+      let call: PartialCall;
       if (borrowData && chunkOffset === 0 && (flags & LAST) !== 0) {
         // the whole call in this record: lent, not copied (see borrowData)
-        if (call !== undefined) calls.delete(key); // an earlier call's chunks, its last lost
+        calls.delete(key); // an earlier call's chunks, if any: its last was lost
         call = { header: h, data: payload, next: len, incomplete: false, gap: false };
-      } else if (chunkOffset === 0 || !call) {
-        // one buffer for all of the call's chunks (they follow each other in
-        // the ring): one copy, none to join them
-        const size = Math.min(total, MAX_CALL_BUFFER);
-        call = {
-          header: h,
-          data: allocBytes(size),
-          next: 0,
-          incomplete: chunkOffset !== 0,
-          gap: false,
-        };
-        calls.set(key, call);
-      }
-      if (flags & GAP) call.gap = true;
-      if (call.data !== payload) {
+      } else {
+        let partial = calls.get(key);
+        if (chunkOffset === 0 || !partial) {
+          // one buffer for all of the call's chunks (they follow each other in
+          // the ring): one copy, none to join them
+          const size = Math.min(total, MAX_CALL_BUFFER);
+          partial = {
+            header: h,
+            data: allocBytes(size),
+            next: 0,
+            incomplete: chunkOffset !== 0,
+            gap: false,
+          };
+          calls.set(key, partial);
+        }
+        call = partial;
         if (chunkOffset !== call.next) call.incomplete = true;
         if (call.next + len > call.data.length) {
           const grown = allocBytes(Math.max(call.next + len, 2 * call.data.length));
@@ -285,9 +286,10 @@ export function tlsFamilyDecoder<M extends string>(
         }
         call.data.set(payload, call.next);
         call.next += len;
-        if ((flags & LAST) === 0) return [];
-        calls.delete(key);
       }
+      if (flags & GAP) call.gap = true;
+      if ((flags & LAST) === 0) return [];
+      calls.delete(key);
 
       const data = call.data.subarray(0, call.next);
       const conn = connKey(h.pid, view, offset + o.conn);
