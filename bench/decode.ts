@@ -14,8 +14,7 @@ import { ElfFile } from "../lib/binary/elf.ts";
 import { loadZlib } from "../lib/http/http1.ts";
 import { loadCrypto } from "../lib/tls/keylog.ts";
 import { OutputSink } from "../lib/core/output_sink.ts";
-import { tlsFamilyDecoder } from "../lib/tls/tls_decoder.ts";
-import { exchangeDecoder } from "../lib/tls/tls_exchanges.ts";
+import { tls, type TlsOptions } from "../lib/modules/tls.ts";
 import { formatTlsEvent } from "../lib/tls/tls_format.ts";
 import { TLS_VIEW } from "../lib/tls/tls_view.ts";
 import { WebHistory } from "../lib/web/web_history.ts";
@@ -104,10 +103,10 @@ function usPerCall(
   const { batch } = conversationBatch(btf, bodyBytes);
   const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
   const ctx = { btf, wallClock: (m: bigint) => m + 1_764_000_000n * 10n ** 9n };
-  const callsOnly = tlsFamilyDecoder("tls", ctx);
-  const decoder = shape === "calls"
-    ? callsOnly
-    : exchangeDecoder("tls", tlsFamilyDecoder("tls", ctx, { borrowData: true })); // as tls_family.ts
+  // the tls module's own decoders: what `ecap tls --calls` and `ecap tls` run
+  const decoderOf = (opts: TlsOptions) => tls.decoder(ctx, opts);
+  const callsOnly = decoderOf({ calls: true });
+  const decoder = shape === "calls" ? callsOnly : decoderOf({});
   let calls = 0;
   using devnull = Deno.openSync("/dev/null", { write: true });
   const sink = new OutputSink(devnull, "/dev/null");
