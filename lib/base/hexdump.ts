@@ -39,7 +39,6 @@ export function printableText(bytes: Uint8Array): string | undefined {
 }
 
 const HEX_DIGITS = new TextEncoder().encode("0123456789abcdef");
-const ascii = new TextDecoder("latin1"); // the dump is ASCII: decoded as is
 /** Where a row's hex columns end and its "  |" starts. */
 const HEX_END = 58;
 
@@ -68,7 +67,7 @@ export function hexdump(bytes: Uint8Array): string {
     p += HEX_END + 3 + n + 1;
     if (off + 16 < bytes.length) out[p++] = 0x0a;
   }
-  return ascii.decode(out.subarray(0, p));
+  return utf8.decode(out.subarray(0, p)); // ASCII: UTF-8's is the fastest decoder
 }
 
 /** Standard base64 of any number of bytes (btoa alone takes a string). */
