@@ -22,6 +22,9 @@ export const JSON_SCHEMA = 1;
 const SHOWN_BODY = 64 * 1024;
 /** Bytes of a binary body hex-dumped on screen. */
 const SHOWN_BINARY = 256;
+// The text here stays Latin-1 ("...", not an ellipsis character): one
+// character above U+00FF makes V8 store a whole batch's joined text two
+// bytes a character, and encoding it 40x slower (8 MB: 0.4 -> 17 ms).
 
 export function formatEndpoint(e: Endpoint | null): string {
   if (!e) return "?";
@@ -74,44 +77,54 @@ export function exchangeSummary(x: HttpExchange): string {
     `${sizes}, ${took}${x.protocol === "HTTP/2" ? " (h2)" : ""}${notes}`;
 }
 
-function bodyText(m: HttpMessage, indent: string): string[] {
-  const lines: string[] = [];
-  if (m.decodeError !== undefined) lines.push(`[body not decoded: ${m.decodeError}]`);
+/** Each line of text (LF-separated) with indent before it. */
+function indented(text: string, indent: string): string {
+  return indent + text.replaceAll("\n", "\n" + indent);
+}
+
+/** The body's lines, indented, each ending in LF; "" when there is nothing to show. */
+function bodyText(m: HttpMessage, indent: string): string {
+  let s = "";
+  if (m.decodeError !== undefined) s += `${indent}[body not decoded: ${m.decodeError}]\n`;
   const b = m.body;
   if (b.length > 0) {
     const text = m.contentEncoding === undefined ? bodyAsText(b, SHOWN_BODY) : undefined;
     if (text !== undefined) {
-      lines.push(...text.replace(/\n$/, "").split("\n"));
-      if (b.length > SHOWN_BODY) lines.push(`[… ${b.length - SHOWN_BODY} more bytes]`);
+      s += indented(text.replace(/\n$/, ""), indent) + "\n";
+      if (b.length > SHOWN_BODY) s += `${indent}[... ${b.length - SHOWN_BODY} more bytes]\n`;
     } else {
       const what = m.contentEncoding ? `${m.contentEncoding}-encoded` : "binary";
-      lines.push(`[${b.length} bytes ${what} body]`);
-      lines.push(...hexdump(b.subarray(0, SHOWN_BINARY)).replace(/\n$/, "").split("\n"));
-      if (b.length > SHOWN_BINARY) lines.push(`[… ${b.length - SHOWN_BINARY} more bytes]`);
+      s += `${indent}[${b.length} bytes ${what} body]\n`;
+      s += indented(hexdump(b.subarray(0, SHOWN_BINARY)).replace(/\n$/, ""), indent) + "\n";
+      if (b.length > SHOWN_BINARY) s += `${indent}[... ${b.length - SHOWN_BINARY} more bytes]\n`;
     }
   }
-  if (m.bodyTruncated) lines.push(`[body cut: ${m.bodySize} bytes on the wire]`);
-  if (m.incomplete) lines.push("[message incomplete]");
-  return lines.map((l) => indent + l);
+  if (m.bodyTruncated) s += `${indent}[body cut: ${m.bodySize} bytes on the wire]\n`;
+  if (m.incomplete) s += `${indent}[message incomplete]\n`;
+  return s;
 }
 
-function messageText(m: HttpMessage, mark: string): string[] {
+/** A message's lines, each after "  > " (request) or "  < " (response) and a LF. */
+function messageText(m: HttpMessage, mark: string): string {
   const start = m.method !== undefined
     ? `${m.method} ${m.path ?? "?"} ${m.version}`
     : `${m.version} ${m.status ?? "?"}${m.reason ? ` ${m.reason}` : ""}`;
-  const lines = [start, ...m.headers.map(([n, v]) => `${n}: ${v}`)].map((l) => `  ${mark} ${l}`);
+  const prefix = `  ${mark} `;
+  let s = `\n${prefix}${start}`;
+  for (const [n, v] of m.headers) s += `\n${prefix}${n}: ${v}`;
   const body = bodyText(m, "  ");
-  if (body.length > 0) lines.push(`  ${mark}`, ...body);
-  if (m.trailers?.length) lines.push(...m.trailers.map(([n, v]) => `  ${mark} ${n}: ${v}`));
-  return lines;
+  // the body's lines end in LF; every other line here starts with one
+  if (body !== "") s += `\n  ${mark}\n${body.slice(0, -1)}`;
+  if (m.trailers?.length) { for (const [n, v] of m.trailers) s += `\n${prefix}${n}: ${v}`; }
+  return s;
 }
 
 /** The text block of an exchange: its summary, then request and response. */
 export function formatExchange(x: HttpExchange): string {
-  const lines = [exchangeSummary(x)];
-  if (x.request) lines.push(...messageText(x.request, ">"));
-  if (x.response) lines.push(...messageText(x.response, "<"));
-  return lines.join("\n");
+  let s = exchangeSummary(x);
+  if (x.request) s += messageText(x.request, ">");
+  if (x.response) s += messageText(x.response, "<");
+  return s;
 }
 
 /** A body in JSON: its text when it is text, else base64. */

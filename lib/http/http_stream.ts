@@ -365,7 +365,7 @@ function bodyLines(
       lines.push(`[${body.length} bytes binary body]`);
     } else {
       lines.push(t);
-      if (body.length > maxBytes) lines.push(`[… ${body.length - maxBytes} more bytes]`);
+      if (body.length > maxBytes) lines.push(`[... ${body.length - maxBytes} more bytes]`);
     }
   }
   if (info.bodyTruncated) {

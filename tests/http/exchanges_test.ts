@@ -6,6 +6,7 @@ import {
   type HttpExchange,
   type StreamBlock,
 } from "../../lib/http/exchanges.ts";
+import { formatExchange } from "../../lib/http/exchange_format.ts";
 import { HttpConversation } from "../../lib/http/http_stream.ts";
 import { HpackEncoder } from "../../lib/http/hpack.ts";
 import { HTTP2_PREFACE } from "../../lib/http/http2.ts";
@@ -252,4 +253,33 @@ Deno.test("ExchangeAssembler pairs a response whose request's record came after 
   assert.ok(x.timings.requestStart! <= x.timings.responseStart!, "no negative duration");
   assert.deepEqual(http(a.tick(ms(5000))), [], "nothing else comes of it");
   assert.deepEqual(http(a.end()), []);
+});
+
+Deno.test("formatExchange shows a binary body's first 256 bytes, says how many more, in Latin-1 text", () => {
+  const a = new ExchangeAssembler();
+  const curl = new End(10, "curl", CLIENT, SERVER);
+  const body = Uint8Array.from({ length: 1024 }, (_, i) => (i * 7) & 0xff);
+  const head = enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 1024\r\n\r\n");
+  const response = new Uint8Array(head.length + body.length);
+  response.set(head);
+  response.set(body, head.length);
+  const [x] = http([
+    ...a.push(curl.call(100, "write", REQUEST)),
+    ...a.push(curl.call(150, "read", response)),
+  ]);
+  const lines = formatExchange(x).split("\n");
+  assert.match(lines[0], /curl\[10\] -> 192\.0\.2\.20:8443 GET example \/a\?x=1 -> 200 OK, 0 B \/ 1\.0 KiB/);
+  assert.deepEqual(lines.slice(1, 3), ["  > GET /a?x=1 HTTP/1.1", "  > Host: example"]);
+  assert.deepEqual(lines.slice(3, 7), [
+    "  < HTTP/1.1 200 OK",
+    "  < Content-Length: 1024",
+    "  <",
+    "  [1024 bytes binary body]",
+  ]);
+  const dump = lines.slice(7, -1);
+  assert.equal(dump.length, 16);
+  assert.ok(dump.every((l) => l.startsWith("  00000")));
+  assert.equal(lines.at(-1), "  [... 768 more bytes]");
+  // all Latin-1: one character above U+00FF would make the batch's text two bytes a character
+  assert.ok([...formatExchange(x)].every((c) => c.charCodeAt(0) <= 0xff));
 });

@@ -237,7 +237,7 @@ Deno.test("formatHttpView() notes encoded, truncated and long bodies", () => {
     },
     { maxBodyBytes: 8 },
   );
-  assert.equal(long, "[h2 stream 3] DATA 50 bytes END_STREAM\nzzzzzzzz\n[… 42 more bytes]");
+  assert.equal(long, "[h2 stream 3] DATA 50 bytes END_STREAM\nzzzzzzzz\n[... 42 more bytes]");
 });
 
 Deno.test("bodyAsText() accepts printable UTF-8 and rejects binary", () => {
