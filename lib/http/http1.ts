@@ -125,14 +125,44 @@ const NO_BODY = new Uint8Array(0);
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
-/** Joined, lower-cased values of a header, split on commas. */
-function headerList(headers: [string, string][], name: string): string[] {
-  const out: string[] = [];
+/** The headers that frame a message (RFC 9112 §6), by lower-case name. */
+type FramingName =
+  | "content-encoding"
+  | "connection"
+  | "upgrade"
+  | "transfer-encoding"
+  | "content-length";
+const FRAMING_NAMES = new Set<string>([
+  "content-encoding",
+  "connection",
+  "upgrade",
+  "transfer-encoding",
+  "content-length",
+]);
+/** Their lengths: a name of another length is not lower-cased to be compared. */
+const FRAMING_LENGTHS = new Set([...FRAMING_NAMES].map((n) => n.length));
+
+/**
+ * The joined, lower-cased values of each framing header, split on commas:
+ * one pass over the headers, each name lower-cased only when its length
+ * could make it one of them.
+ */
+function framingHeaders(headers: [string, string][]): Record<FramingName, string[]> {
+  const out: Record<FramingName, string[]> = {
+    "content-encoding": [],
+    "connection": [],
+    "upgrade": [],
+    "transfer-encoding": [],
+    "content-length": [],
+  };
   for (const [n, v] of headers) {
-    if (n.toLowerCase() !== name) continue;
+    if (!FRAMING_LENGTHS.has(n.length)) continue;
+    const name = n.toLowerCase();
+    if (!FRAMING_NAMES.has(name)) continue;
+    const list = out[name as FramingName];
     for (const part of v.split(",")) {
       const p = part.trim().toLowerCase();
-      if (p !== "") out.push(p);
+      if (p !== "") list.push(p);
     }
   }
   return out;
@@ -509,7 +539,8 @@ export class Http1Parser {
     this.#buffered = 0;
     this.#rawLength = 0;
     this.#truncated = false;
-    this.#codings = headerList(head.headers, "content-encoding");
+    const framing = framingHeaders(head.headers);
+    this.#codings = framing["content-encoding"];
     this.#upgradeAfter = false;
     this.#onHead?.(head);
 
@@ -532,12 +563,11 @@ export class Http1Parser {
         return;
       }
     } else {
-      const connection = headerList(head.headers, "connection");
       this.#upgradeAfter = head.method === "CONNECT" ||
-        (connection.includes("upgrade") && headerList(head.headers, "upgrade").length > 0);
+        (framing.connection.includes("upgrade") && framing.upgrade.length > 0);
     }
 
-    const te = headerList(head.headers, "transfer-encoding");
+    const te = framing["transfer-encoding"];
     if (te.length > 0) {
       const chunked = te[te.length - 1] === "chunked";
       // Transfer codings apply beneath content codings; undo them first.
@@ -551,7 +581,7 @@ export class Http1Parser {
       }
       return;
     }
-    const cl = headerList(head.headers, "content-length");
+    const cl = framing["content-length"];
     if (cl.length > 0) {
       if (!cl.every((v) => v === cl[0]) || !/^\d{1,15}$/.test(cl[0])) {
         throw new HttpParseError(`bad Content-Length ${JSON.stringify(cl.join(", "))}`);
