@@ -114,19 +114,22 @@ function usPerCall(
   const history = shape === "web" ? new WebHistory(TLS_VIEW) : undefined;
   let sent = 0;
   const run = () => {
-    let events = 0, text = "";
+    // a batch's text is its events' joined, as lib/cli/run_capture.ts makes it
+    let events = 0, parts: string[] = [], length = 0;
     for (let p = 0; p < batch.length;) {
       const len = view.getUint32(p, true);
       const decoded = decoder.decode(view, p + 8, len);
       for (const ev of decoded) {
-        text += formatTlsEvent(ev, { model: "text" }) + "\n";
+        const text = formatTlsEvent(ev, { model: "text" }) + "\n";
+        parts.push(text);
+        length += text.length;
         events++;
       }
       if (history && decoded.length) sent += JSON.stringify(history.add(decoded)).length;
       p += 8 + ((len + 7) & ~7);
-      if (text.length > 1 << 18) sink.write(text), text = "";
+      if (length > 1 << 18) sink.write(parts.join("")), parts = [], length = 0;
     }
-    sink.write(text);
+    sink.write(parts.join(""));
     return events;
   };
   // the calls the batch holds: what the per-call view makes events of
