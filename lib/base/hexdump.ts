@@ -43,14 +43,16 @@ const HEX_DIGITS = new TextEncoder().encode("0123456789abcdef");
 const HEX_END = 58;
 
 /**
- * 16 bytes a line: offset, hex, and the printable ASCII. Written as bytes
- * and decoded once: the dump of a binary read shows up under load.
+ * 16 bytes a line: offset, hex, and the printable ASCII; each line after
+ * indent (ASCII). Written as bytes and decoded once: the dump of a binary
+ * read shows up under load.
  */
-export function hexdump(bytes: Uint8Array): string {
+export function hexdump(bytes: Uint8Array, indent = ""): string {
   const rows = Math.ceil(bytes.length / 16);
-  const out = new Uint8Array(rows * (HEX_END + 3 + 16 + 2)).fill(0x20);
+  const out = new Uint8Array(rows * (indent.length + HEX_END + 3 + 16 + 2)).fill(0x20);
   let p = 0;
   for (let off = 0; off < bytes.length; off += 16) {
+    for (let i = 0; i < indent.length; i++) out[p++] = indent.charCodeAt(i);
     for (let shift = 28; shift >= 0; shift -= 4) {
       out[p + 7 - shift / 4] = HEX_DIGITS[(off >>> shift) & 15];
     }

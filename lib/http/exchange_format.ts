@@ -95,7 +95,7 @@ function bodyText(m: HttpMessage, indent: string): string {
     } else {
       const what = m.contentEncoding ? `${m.contentEncoding}-encoded` : "binary";
       s += `${indent}[${b.length} bytes ${what} body]\n`;
-      s += indented(hexdump(b.subarray(0, SHOWN_BINARY)).replace(/\n$/, ""), indent) + "\n";
+      s += hexdump(b.subarray(0, SHOWN_BINARY), indent) + "\n";
       if (b.length > SHOWN_BINARY) s += `${indent}[... ${b.length - SHOWN_BINARY} more bytes]\n`;
     }
   }

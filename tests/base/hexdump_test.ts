@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { controlBytes, hexdump, printableText } from "../../lib/base/hexdump.ts";
+import { mulberry32 } from "../_random.ts";
 
 Deno.test("hexdump() lays out offset, two hex groups and the printable ASCII", () => {
   const bytes = new TextEncoder().encode("GET / HTTP/1.1\r\nHost");
@@ -37,4 +38,22 @@ Deno.test("controlBytes() counts controls, not tab, LF or CR, and stops past its
   const b = new Uint8Array([0, 9, 10, 13, 0x1f, 0x7f, 0x20, 0x80]);
   assert.equal(controlBytes(b), 3);
   assert.equal(controlBytes(new Uint8Array(1000), 5), 6);
+});
+
+Deno.test("hexdump() prints what util-linux's `hexdump -C` prints, with or without an indent", async () => {
+  const rand = mulberry32(5);
+  for (const n of [1, 15, 16, 17, 100, 256, 1000]) {
+    // random bytes: no two rows alike, which `hexdump -C` would fold into "*"
+    const bytes = Uint8Array.from({ length: n }, () => Math.floor(rand() * 256));
+    const cmd = new Deno.Command("hexdump", { args: ["-C"], stdin: "piped", stdout: "piped" });
+    const child = cmd.spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(bytes);
+    await writer.close();
+    const out = new TextDecoder().decode((await child.output()).stdout);
+    // its last line is the length alone
+    const want = out.split("\n").slice(0, -2);
+    assert.deepEqual(hexdump(bytes).split("\n"), want, `${n} bytes`);
+    assert.deepEqual(hexdump(bytes, "  ").split("\n"), want.map((l) => "  " + l), `${n} bytes`);
+  }
 });
