@@ -142,28 +142,32 @@ const FRAMING_NAMES = new Set<string>([
 /** Their lengths: a name of another length is not lower-cased to be compared. */
 const FRAMING_LENGTHS = new Set([...FRAMING_NAMES].map((n) => n.length));
 
+/** What a framing header absent from a message has: one array, never written to. */
+const NONE: readonly string[] = Object.freeze([]);
+
 /**
  * The joined, lower-cased values of each framing header, split on commas:
  * one pass over the headers, each name lower-cased only when its length
- * could make it one of them.
+ * could make it one of them, an array made only for a header present.
  */
-function framingHeaders(headers: [string, string][]): Record<FramingName, string[]> {
-  const out: Record<FramingName, string[]> = {
-    "content-encoding": [],
-    "connection": [],
-    "upgrade": [],
-    "transfer-encoding": [],
-    "content-length": [],
+function framingHeaders(headers: [string, string][]): Record<FramingName, readonly string[]> {
+  const out: Record<FramingName, readonly string[]> = {
+    "content-encoding": NONE,
+    "connection": NONE,
+    "upgrade": NONE,
+    "transfer-encoding": NONE,
+    "content-length": NONE,
   };
   for (const [n, v] of headers) {
     if (!FRAMING_LENGTHS.has(n.length)) continue;
     const name = n.toLowerCase();
     if (!FRAMING_NAMES.has(name)) continue;
-    const list = out[name as FramingName];
+    const list = out[name as FramingName] === NONE ? [] : out[name as FramingName] as string[];
     for (const part of v.split(",")) {
       const p = part.trim().toLowerCase();
       if (p !== "") list.push(p);
     }
+    out[name as FramingName] = list;
   }
   return out;
 }
@@ -270,7 +274,7 @@ export class Http1Parser {
 
   #head: Http1MessageHead | undefined;
   #trailers: [string, string][] | undefined;
-  #codings: string[] = [];
+  #codings: readonly string[] = NONE;
   #upgradeAfter = false;
   #remaining = 0;
   /** Where the body is gathered: its first #buffered bytes (see #appendBody). */
