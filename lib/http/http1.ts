@@ -313,8 +313,12 @@ export class Http1Parser {
     if (this.#state !== "failed" && this.#state !== "ended") this.#state = "upgraded";
   }
 
-  /** Feeds the next bytes; returns the messages they complete. */
-  push(chunk: Uint8Array): Http1Message[] {
+  /**
+   * Feeds the next bytes; returns the messages they complete. owned: the
+   * caller never writes to chunk's bytes again, so a body they hold whole
+   * is kept as a view of them, not copied.
+   */
+  push(chunk: Uint8Array, owned = false): Http1Message[] {
     const out: Http1Message[] = [];
     let i = 0;
     try {
@@ -330,7 +334,15 @@ export class Http1Parser {
             break;
           case "body-length": {
             const n = Math.min(this.#remaining, chunk.length - i);
-            this.#appendBody(chunk.subarray(i, i + n));
+            if (owned && this.#buffered === 0 && n === this.#remaining && n <= this.#maxBody) {
+              // the whole body in bytes nobody writes again (a 64 KiB response: one
+              // buffer and copy fewer)
+              this.#body = chunk.subarray(i, i + n);
+              this.#buffered = n;
+              this.#rawLength += n;
+            } else {
+              this.#appendBody(chunk.subarray(i, i + n));
+            }
             i += n;
             this.#remaining -= n;
             if (this.#remaining === 0) this.#finish(out);
@@ -749,9 +761,9 @@ export class Http1Exchange {
   }
 
   /** Feeds bytes of one direction; returns the messages they complete. */
-  push(direction: "request" | "response", chunk: Uint8Array): Http1Message[] {
+  push(direction: "request" | "response", chunk: Uint8Array, owned = false): Http1Message[] {
     const parser = direction === "request" ? this.#requests : this.#responses;
-    const out = parser.push(chunk);
+    const out = parser.push(chunk, owned);
     // After a 101 or a CONNECT tunnel both directions carry another protocol.
     if (this.#responses.upgraded) this.#requests.upgrade();
     return out;

@@ -147,11 +147,16 @@ export class HttpConversation {
     return this.lost(direction);
   }
 
-  /** Feeds the next chunk of one direction; returns what it completes. */
+  /**
+   * Feeds the next chunk of one direction; returns what it completes.
+   * owned: the caller never writes to chunk's bytes again (an HTTP/1 body
+   * may then be kept as a view of them).
+   */
   push(
     direction: ConversationDirection,
     chunk: Uint8Array,
     role?: ConversationRole,
+    owned = false,
   ): HttpView[] {
     // An explicit role wins over inference, but cannot remap a running parser.
     if (role !== undefined && (this.#role === undefined || this.#protocol === "unknown")) {
@@ -161,7 +166,7 @@ export class HttpConversation {
       case "raw":
         return [];
       case "http1":
-        return this.#pushHttp1(direction, chunk);
+        return this.#pushHttp1(direction, chunk, owned);
       case "http2":
         return this.#pushHttp2(direction, chunk);
       case "unknown":
@@ -257,7 +262,7 @@ export class HttpConversation {
     return out;
   }
 
-  #pushHttp1(direction: ConversationDirection, chunk: Uint8Array): HttpView[] {
+  #pushHttp1(direction: ConversationDirection, chunk: Uint8Array, owned = false): HttpView[] {
     const h1 = this.#h1!;
     const isRequest = direction === this.#requestDirection();
     const parser = isRequest ? h1.requests : h1.responses;
@@ -270,7 +275,7 @@ export class HttpConversation {
       this.#lost[direction] = false;
       chunk = chunk.subarray(at);
     }
-    return h1.push(isRequest ? "request" : "response", chunk).map((message) => ({
+    return h1.push(isRequest ? "request" : "response", chunk, owned).map((message) => ({
       protocol: "http1" as const,
       direction,
       message,

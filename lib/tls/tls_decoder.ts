@@ -101,6 +101,8 @@ interface PartialCall {
   incomplete: boolean;
   /** A record before this call was lost (TLS_DATA_GAP). */
   gap: boolean;
+  /** data is the ring's bytes, lent for this decode (borrowData); else a buffer of its own. */
+  lent: boolean;
 }
 
 /** Options of {@link tlsFamilyDecoder}. */
@@ -261,7 +263,7 @@ export function tlsFamilyDecoder<M extends string>(
       if (borrowData && chunkOffset === 0 && (flags & LAST) !== 0) {
         // the whole call in this record: lent, not copied (see borrowData)
         calls.delete(key); // an earlier call's chunks, if any: its last was lost
-        call = { header: h, data: payload, next: len, incomplete: false, gap: false };
+        call = { header: h, data: payload, next: len, incomplete: false, gap: false, lent: true };
       } else {
         let partial = calls.get(key);
         if (chunkOffset === 0 || !partial) {
@@ -274,6 +276,7 @@ export function tlsFamilyDecoder<M extends string>(
             next: 0,
             incomplete: chunkOffset !== 0,
             gap: false,
+            lent: false,
           };
           calls.set(key, partial);
         }
@@ -300,7 +303,8 @@ export function tlsFamilyDecoder<M extends string>(
       const gap = call.gap || call.incomplete;
       // bytes missing before or inside this call: the message they broke ends
       const cut = gap ? c.conversation.lost(side) : [];
-      let http = c.conversation.push(side, data);
+      // a call put together from chunks is a buffer of its own: its body need not be copied
+      let http = c.conversation.push(side, data, undefined, !call.lent);
       if (cut.length > 0) http = [...cut, ...http];
       // a call cut short (--max-call-bytes, or while the ring was filling): what it did not keep
       if ((flags & CUT) !== 0 && total > data.length) {

@@ -445,3 +445,29 @@ Deno.test("Http1Parser.skip() refuses bytes that may hold framing", () => {
   // nothing skipped is nothing to say
   assert.deepEqual(new Http1Parser().skip(0), []);
 });
+
+Deno.test("Http1Parser.push() keeps a body its owned chunk holds whole as a view, and copies the rest", () => {
+  const body = Uint8Array.from({ length: 70000 }, (_, i) => (i * 31) & 0xff);
+  const head = "HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n";
+  const whole = cat(head, body);
+  // owned and whole: a view of the caller's bytes
+  const [kept] = new Http1Parser({ expect: "response" }).push(whole, true);
+  assert.equal(kept.body.buffer, whole.buffer);
+  assert.deepEqual(kept.body, body);
+  // not owned: the caller may write over its bytes, so a copy
+  const lent = whole.slice();
+  const [copied] = new Http1Parser({ expect: "response" }).push(lent, false);
+  assert.notEqual(copied.body.buffer, lent.buffer);
+  lent.fill(0);
+  assert.deepEqual(copied.body, body);
+  // owned but in two chunks: put together, whatever the split
+  const p = new Http1Parser({ expect: "response" });
+  assert.deepEqual(p.push(whole.slice(0, head.length + 1000), true), []);
+  const [joined] = p.push(whole.slice(head.length + 1000), true);
+  assert.deepEqual(joined.body, body);
+  // owned, whole, but over the body cap: cut as before
+  const [cut] = new Http1Parser({ expect: "response", maxBodyBytes: 1000 }).push(whole, true);
+  assert.equal(cut.body.length, 1000);
+  assert.equal(cut.bodyTruncated, true);
+  assert.equal(cut.rawBodyLength, 70000);
+});
