@@ -136,7 +136,9 @@ export class PcapSink {
   #limit: number;
   #queued = 0;
   #ids = new Map<number, { id: number; linkType: number }>();
+  /** Packets waiting, oldest first from #heldFrom (the written are dropped in bulk, not one by one). */
   #held: { at: number; packet: PacketRecord }[] = [];
+  #heldFrom = 0;
   #heldBytes = 0;
   /** The packet comment naming each connection's process, encoded once. */
   #owners = new Map<string, Uint8Array>();
@@ -217,17 +219,27 @@ export class PcapSink {
   /** Writes packets held long enough (all with `all`), and flushes once a second. */
   tick(all = false) {
     const now = Date.now();
-    let n = 0, bytes = this.#heldBytes;
+    const held = this.#held, from = this.#heldFrom;
+    let end = from, bytes = this.#heldBytes;
     while (
-      n < this.#held.length &&
-      (all || now - this.#held[n].at >= HOLD_MS || bytes > HOLD_BYTES)
+      end < held.length && (all || now - held[end].at >= HOLD_MS || bytes > HOLD_BYTES)
     ) {
-      bytes -= this.#held[n++].packet.data.length;
+      bytes -= held[end++].packet.data.length;
     }
     this.#heldBytes = bytes;
-    const due = this.#held.splice(0, n);
+    // not splice(0, n) each batch: that moved every packet still held (tens
+    // of thousands under load), a batch at a time
+    this.#heldFrom = end;
+    if (end === held.length) {
+      this.#held = [];
+      this.#heldFrom = 0;
+    } else if (end > 4096 && end * 2 > held.length) {
+      this.#held = held.slice(end);
+      this.#heldFrom = 0;
+    }
     this.#guard(() => {
-      for (const { packet: p } of due) {
+      for (let k = from; k < end; k++) {
+        const p = held[k].packet;
         const iface = this.#ids.get(p.ifindex)!;
         this.#writer.addPacket({
           interfaceId: iface.id,
@@ -240,7 +252,7 @@ export class PcapSink {
         recyclePacket(p.data); // copied into the file's buffer: its bytes may serve again
         this.packets++;
       }
-      if (all || (this.#live && due.length > 0) || now - this.#lastFlush >= FLUSH_MS) {
+      if (all || (this.#live && end > from) || now - this.#lastFlush >= FLUSH_MS) {
         this.#writer.flush();
         this.#lastFlush = now;
       }

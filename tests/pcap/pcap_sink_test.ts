@@ -95,3 +95,24 @@ Deno.test("PcapSink writes pcapng to stdout for -w -", async () => {
   assert.equal(file.packets.length, 1);
   assert.equal(file.packets[0].originalLength, 42);
 });
+
+Deno.test("PcapSink writes every packet once, in order, when held bytes force out some at a time", async () => {
+  await inTempDir(async (dir) => {
+    const sink = new PcapSink(`${dir}/h.pcapng`, [LO], { application: "test" });
+    // 40 MB: past the 16 MiB held, each tick writes the oldest, the rest wait
+    const count = 10_000;
+    for (let k = 0; k < count; k++) {
+      const p = packet(4000);
+      new DataView(p.data.buffer).setUint32(0, k);
+      sink.packet(p);
+      if (k % 100 === 99) sink.tick();
+    }
+    assert.ok(sink.packets > 4096 && sink.packets < count, `${sink.packets} written before close`);
+    sink.close();
+    const file = readPcapng(await Deno.readFile(`${dir}/h.pcapng`));
+    assert.equal(file.packets.length, count);
+    file.packets.forEach((p, k) => {
+      assert.equal(new DataView(p.data.buffer, p.data.byteOffset).getUint32(0), k);
+    });
+  });
+});
