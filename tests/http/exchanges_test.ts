@@ -268,7 +268,10 @@ Deno.test("formatExchange shows a binary body's first 256 bytes, says how many m
     ...a.push(curl.call(150, "read", response)),
   ]);
   const lines = formatExchange(x).split("\n");
-  assert.match(lines[0], /curl\[10\] -> 192\.0\.2\.20:8443 GET example \/a\?x=1 -> 200 OK, 0 B \/ 1\.0 KiB/);
+  assert.match(
+    lines[0],
+    /curl\[10\] -> 192\.0\.2\.20:8443 GET example \/a\?x=1 -> 200 OK, 0 B \/ 1\.0 KiB/,
+  );
   assert.deepEqual(lines.slice(1, 3), ["  > GET /a?x=1 HTTP/1.1", "  > Host: example"]);
   assert.deepEqual(lines.slice(3, 7), [
     "  < HTTP/1.1 200 OK",
