@@ -127,6 +127,16 @@ export interface PcapSinkOptions {
   limit?: number;
 }
 
+interface HeldPacket {
+  at: number;
+  packet: PacketRecord;
+}
+/** What stands in the held queue for a packet written, until the queue is compacted. */
+const WRITTEN: HeldPacket = {
+  at: 0,
+  packet: { timeNs: 0n, ifindex: 0, length: 0, data: new Uint8Array(0), direction: "egress" },
+};
+
 /** Writes packets and secrets to a pcapng file, or to stdout. */
 export class PcapSink {
   /** The file, stdout, or a PipeWriter over either. */
@@ -137,7 +147,7 @@ export class PcapSink {
   #queued = 0;
   #ids = new Map<number, { id: number; linkType: number }>();
   /** Packets waiting, oldest first from #heldFrom (the written are dropped in bulk, not one by one). */
-  #held: { at: number; packet: PacketRecord }[] = [];
+  #held: HeldPacket[] = [];
   #heldFrom = 0;
   #heldBytes = 0;
   /** The packet comment naming each connection's process, encoded once. */
@@ -240,6 +250,7 @@ export class PcapSink {
     this.#guard(() => {
       for (let k = from; k < end; k++) {
         const p = held[k].packet;
+        held[k] = WRITTEN; // its packet's objects need not wait for the queue's compaction
         const iface = this.#ids.get(p.ifindex)!;
         this.#writer.addPacket({
           interfaceId: iface.id,
