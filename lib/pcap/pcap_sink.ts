@@ -13,6 +13,7 @@ import type { PacketFilter } from "../core/ffi.ts";
 import { ioError, openReplacedFile } from "../core/output_file.ts";
 import { type ClosableWriter, stdioWriter, writerOf } from "../core/pipe_writer.ts";
 import { PcapngWriter } from "./pcapng_writer.ts";
+import { HeldPackets } from "./held_packets.ts";
 import { recyclePacket } from "./packet_pool.ts";
 
 const encoder = new TextEncoder();
@@ -127,16 +128,6 @@ export interface PcapSinkOptions {
   limit?: number;
 }
 
-interface HeldPacket {
-  at: number;
-  packet: PacketRecord;
-}
-/** What stands in the held queue for a packet written, until the queue is compacted. */
-const WRITTEN: HeldPacket = {
-  at: 0,
-  packet: { timeNs: 0n, ifindex: 0, length: 0, data: new Uint8Array(0), direction: "egress" },
-};
-
 /** Writes packets and secrets to a pcapng file, or to stdout. */
 export class PcapSink {
   /** The file, stdout, or a PipeWriter over either. */
@@ -146,10 +137,16 @@ export class PcapSink {
   #limit: number;
   #queued = 0;
   #ids = new Map<number, { id: number; linkType: number }>();
-  /** Packets waiting, oldest first from #heldFrom (the written are dropped in bulk, not one by one). */
-  #held: HeldPacket[] = [];
-  #heldFrom = 0;
-  #heldBytes = 0;
+  /** Packets waiting for their secrets, oldest first. */
+  #held = new HeldPackets();
+  /** What #held hands out, one object for all. */
+  #out1: PacketRecord = {
+    timeNs: 0n,
+    ifindex: 0,
+    length: 0,
+    data: new Uint8Array(0),
+    direction: "egress",
+  };
   /** The packet comment naming each connection's process, encoded once. */
   #owners = new Map<string, Uint8Array>();
   #lastFlush = Date.now();
@@ -216,8 +213,8 @@ export class PcapSink {
     const iface = this.#ids.get(p.ifindex);
     if (!iface || this.full) return;
     this.#queued++;
-    this.#held.push({ at: Date.now(), packet: p });
-    this.#heldBytes += p.data.length;
+    this.#held.push(Date.now(), p);
+    recyclePacket(p.data); // copied into the held blocks: its buffer may serve again
   }
 
   #comment(p: PacketRecord, linkType: number): Uint8Array | undefined {
@@ -229,28 +226,13 @@ export class PcapSink {
   /** Writes packets held long enough (all with `all`), and flushes once a second. */
   tick(all = false) {
     const now = Date.now();
-    const held = this.#held, from = this.#heldFrom;
-    let end = from, bytes = this.#heldBytes;
-    while (
-      end < held.length && (all || now - held[end].at >= HOLD_MS || bytes > HOLD_BYTES)
-    ) {
-      bytes -= held[end++].packet.data.length;
-    }
-    this.#heldBytes = bytes;
-    // not splice(0, n) each batch: that moved every packet still held (tens
-    // of thousands under load), a batch at a time
-    this.#heldFrom = end;
-    if (end === held.length) {
-      this.#held = [];
-      this.#heldFrom = 0;
-    } else if (end > 4096 && end * 2 > held.length) {
-      this.#held = held.slice(end);
-      this.#heldFrom = 0;
-    }
+    const held = this.#held;
+    let written = 0;
     this.#guard(() => {
-      for (let k = from; k < end; k++) {
-        const p = held[k].packet;
-        held[k] = WRITTEN; // its packet's objects need not wait for the queue's compaction
+      while (
+        held.length > 0 && (all || now - held.oldestAt >= HOLD_MS || held.bytes > HOLD_BYTES)
+      ) {
+        const p = held.shift(this.#out1);
         const iface = this.#ids.get(p.ifindex)!;
         this.#writer.addPacket({
           interfaceId: iface.id,
@@ -260,10 +242,10 @@ export class PcapSink {
           direction: p.direction === "ingress" ? "inbound" : "outbound",
           comment: this.#comment(p, iface.linkType),
         });
-        recyclePacket(p.data); // copied into the file's buffer: its bytes may serve again
         this.packets++;
+        written++;
       }
-      if (all || (this.#live && end > from) || now - this.#lastFlush >= FLUSH_MS) {
+      if (all || (this.#live && written > 0) || now - this.#lastFlush >= FLUSH_MS) {
         this.#writer.flush();
         this.#lastFlush = now;
       }
