@@ -150,7 +150,9 @@ async function buildShim() {
   const guardian = await buildGuardian();
   const sources = ["ecap.c", "kernel_btf.c", "packet_filter.c", "pcap_compile.c", "ring_reader.c"]
     .map((f) => `${ROOT}/ffi/${f}`);
-  const headers = ["ecap.h", "kernel_btf.h", "packet_filter.h"].map((f) => `${ROOT}/ffi/${f}`);
+  const headers = ["ecap.h", "kernel_btf.h", "packet_filter.h", "ring_reader.h"].map((f) =>
+    `${ROOT}/ffi/${f}`
+  );
   const src = [...sources, ...headers, guardian];
   const libs = ["libbpf.a", "libelf.a", "libz.a", "libpcap.a"].map((l) => `${DEPS}/lib/${l}`);
   const missing = [];
