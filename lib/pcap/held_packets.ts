@@ -8,16 +8,7 @@
  * @module
  */
 
-/** A held packet as shift() hands it out. */
-export interface HeldPacket {
-  timeNs: bigint;
-  ifindex: number;
-  /** Its length on the wire. */
-  length: number;
-  /** Its captured bytes: valid until the next push() or shift(). */
-  data: Uint8Array;
-  direction: "ingress" | "egress";
-}
+import type { PacketRecord } from "./pcap_sink.ts";
 
 const BLOCK_BYTES = 1 << 20;
 /** Empty blocks kept for reuse at most; the rest are left to the collector. */
@@ -60,7 +51,7 @@ export class HeldPackets {
   }
 
   /** Copies a packet in; `at` is the caller's clock (ms). */
-  push(at: number, p: HeldPacket): void {
+  push(at: number, p: PacketRecord): void {
     if (this.#count > this.#mask) this.#grow();
     const n = p.data.length;
     let last = this.#blocks[this.#blocks.length - 1];
@@ -84,8 +75,11 @@ export class HeldPackets {
     this.bytes += n;
   }
 
-  /** Takes the oldest out (there must be one), into `into`, which it returns. */
-  shift(into: HeldPacket): HeldPacket {
+  /**
+   * Takes the oldest out (there must be one), into `into`, which it returns;
+   * its `data` is valid until the next push() or shift().
+   */
+  shift(into: PacketRecord): PacketRecord {
     const i = this.#head;
     // the blocks before this packet's hold nothing more (the packet handed
     // out before, their last view, has been written): they serve again

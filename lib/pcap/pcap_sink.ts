@@ -139,8 +139,8 @@ export class PcapSink {
   #ids = new Map<number, { id: number; linkType: number }>();
   /** Packets waiting for their secrets, oldest first. */
   #held = new HeldPackets();
-  /** What #held hands out, one object for all. */
-  #out1: PacketRecord = {
+  /** The one record #held's packets are handed out in, in turn. */
+  #shifted: PacketRecord = {
     timeNs: 0n,
     ifindex: 0,
     length: 0,
@@ -232,7 +232,7 @@ export class PcapSink {
       while (
         held.length > 0 && (all || now - held.oldestAt >= HOLD_MS || held.bytes > HOLD_BYTES)
       ) {
-        const p = held.shift(this.#out1);
+        const p = held.shift(this.#shifted);
         const iface = this.#ids.get(p.ifindex)!;
         this.#writer.addPacket({
           interfaceId: iface.id,

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { type HeldPacket, HeldPackets } from "../../lib/pcap/held_packets.ts";
+import { HeldPackets } from "../../lib/pcap/held_packets.ts";
+import type { PacketRecord } from "../../lib/pcap/pcap_sink.ts";
 import { mulberry32 } from "../_random.ts";
 
-function packet(k: number, size: number): HeldPacket {
+function packet(k: number, size: number): PacketRecord {
   const data = new Uint8Array(size);
   for (let i = 0; i < size; i++) data[i] = (k * 7 + i) & 0xff;
   return {
@@ -17,8 +18,8 @@ function packet(k: number, size: number): HeldPacket {
 Deno.test("HeldPackets gives back what a plain queue would, in order, through growth and block reuse", () => {
   const rand = mulberry32(3);
   const held = new HeldPackets();
-  const plain: HeldPacket[] = [];
-  const out: HeldPacket = {
+  const plain: PacketRecord[] = [];
+  const out: PacketRecord = {
     timeNs: 0n,
     ifindex: 0,
     length: 0,
