@@ -126,19 +126,15 @@ const NO_BODY = new Uint8Array(0);
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** The headers that frame a message (RFC 9112 §6), by lower-case name. */
-type FramingName =
-  | "content-encoding"
-  | "connection"
-  | "upgrade"
-  | "transfer-encoding"
-  | "content-length";
-const FRAMING_NAMES = new Set<string>([
+const FRAMING = [
   "content-encoding",
   "connection",
   "upgrade",
   "transfer-encoding",
   "content-length",
-]);
+] as const;
+type FramingName = typeof FRAMING[number];
+const FRAMING_NAMES = new Set<string>(FRAMING);
 /** Their lengths: a name of another length is not lower-cased to be compared. */
 const FRAMING_LENGTHS = new Set([...FRAMING_NAMES].map((n) => n.length));
 
